@@ -1,0 +1,169 @@
+//! The one wasmtime [`Engine`] of a bazaar process and how components are
+//! compiled for it.
+//!
+//! Why it looks like this:
+//! - **Pooling allocator.** A fresh instance per request is the sandbox between
+//!   requests, so instantiation is on the hot path. The pooling allocator
+//!   reserves instance slots up front and recycles them, instead of asking
+//!   the kernel for new mappings on every request.
+//! - **Epoch interruption.** A component stuck in a loop must not take a core
+//!   forever. A ticker thread bumps the engine's epoch every [`EPOCH_TICK`];
+//!   each store gets a deadline in ticks and traps when it passes. This costs
+//!   far less than fuel metering.
+//! - **Compile cache.** Cranelift takes seconds for a large component. The
+//!   compiled artefact is stored on disk keyed by the wasm's SHA-256 and the
+//!   engine's compatibility hash, so a restart only deserialises it.
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// How often the epoch advances; request deadlines are counted in these ticks.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Limits and locations that shape the engine.
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    /// Largest linear memory one instance may grow to, in bytes.
+    pub max_instance_memory: usize,
+    /// How many instances may be alive at once (pool size).
+    pub max_instances: u32,
+    /// Where compiled components are cached; `None` disables the cache.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            max_instance_memory: 256 << 20,
+            max_instances: 1000,
+            cache_dir: default_cache_dir(),
+        }
+    }
+}
+
+/// The user-level cache directory (`$XDG_CACHE_HOME/bazaar` or
+/// `~/.cache/bazaar`), shared by every app on the machine like Spin's.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    dirs::cache_dir().map(|d| d.join("bazaar"))
+}
+
+/// The engine plus what compiling for it needs.
+#[derive(Clone)]
+pub struct BazaarEngine {
+    engine: Engine,
+    cache_dir: Option<PathBuf>,
+}
+
+impl BazaarEngine {
+    /// Builds the engine and starts its epoch ticker thread. The thread ends
+    /// by itself once the last clone of the engine is dropped.
+    pub fn new(options: &EngineOptions) -> Result<Self> {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(options.max_instances)
+            // A Rust component is one core module plus a few small shims.
+            .total_core_instances(options.max_instances * 8)
+            .total_memories(options.max_instances * 2)
+            .total_tables(options.max_instances * 8)
+            .total_stacks(options.max_instances)
+            .max_memory_size(options.max_instance_memory)
+            .max_memories_per_component(4)
+            .max_core_instances_per_component(32)
+            .max_tables_per_component(32)
+            .table_elements(64 * 1024)
+            .max_component_instance_size(1 << 20)
+            .max_core_instance_size(1 << 20)
+            // Keep the first pages of each slot mapped: resetting them with
+            // memset is cheaper than unmapping and faulting them back in.
+            .linear_memory_keep_resident(1 << 20)
+            .table_keep_resident(1 << 16);
+
+        let mut config = Config::new();
+        config
+            .async_support(true)
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+            // Small static reservations keep a thousand slots inside the
+            // address space while still letting memories grow in place.
+            .memory_reservation(options.max_instance_memory as u64 + (64 << 20))
+            .memory_guard_size(64 << 20)
+            .max_wasm_stack(1 << 20);
+        let engine = Engine::new(&config).context("configuring the wasmtime engine")?;
+
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("bazaar-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = weak.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })
+            .context("starting the epoch ticker")?;
+
+        Ok(Self { engine, cache_dir: options.cache_dir.clone() })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Number of epoch ticks that make up `timeout` (at least one).
+    pub fn ticks(timeout: Duration) -> u64 {
+        (timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
+    }
+
+    /// Compiles the component at `path`, or loads it from the compile cache.
+    pub fn load_component(&self, path: &Path) -> Result<Component> {
+        let wasm = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        self.load_component_bytes(&wasm)
+            .with_context(|| format!("compiling {}", path.display()))
+    }
+
+    /// Like [`Self::load_component`], from bytes already in memory.
+    pub fn load_component_bytes(&self, wasm: &[u8]) -> Result<Component> {
+        let Some(cached) = self.cache_path(wasm) else {
+            return Component::new(&self.engine, wasm);
+        };
+        if cached.exists() {
+            // SAFETY: the file was written by `Component::serialize` of an
+            // engine with the same compatibility hash (it is in the file
+            // name), into a directory only bazaar writes; wasmtime still
+            // checks the header and refuses a mismatching artefact.
+            match unsafe { Component::deserialize_file(&self.engine, &cached) } {
+                Ok(component) => return Ok(component),
+                Err(e) => tracing::warn!(path = %cached.display(), "ignoring unusable compile cache entry: {e:#}"),
+            }
+        }
+        let component = Component::new(&self.engine, wasm)?;
+        if let Err(e) = self.store_in_cache(&component, &cached) {
+            tracing::warn!(path = %cached.display(), "could not write compile cache: {e:#}");
+        }
+        Ok(component)
+    }
+
+    fn cache_path(&self, wasm: &[u8]) -> Option<PathBuf> {
+        let dir = self.cache_dir.as_ref()?;
+        let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
+        self.engine.precompile_compatibility_hash().hash(&mut engine_hash);
+        let digest = hex::encode(Sha256::digest(wasm));
+        Some(dir.join("components").join(format!("{digest}-{:016x}.cwasm", engine_hash.finish())))
+    }
+
+    fn store_in_cache(&self, component: &Component, cached: &Path) -> Result<()> {
+        let bytes = component.serialize()?;
+        let dir = cached.parent().expect("cache path has a parent");
+        std::fs::create_dir_all(dir)?;
+        // Write then rename, so a concurrent reader never sees half a file.
+        let tmp = dir.join(format!(".{}.tmp", std::process::id()));
+        std::fs::write(&tmp, bytes)?;
+        std::fs::rename(&tmp, cached)?;
+        Ok(())
+    }
+}

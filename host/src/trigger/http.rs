@@ -1,0 +1,325 @@
+//! The HTTP trigger: a hyper server that routes each request to a fresh
+//! instance of the component whose route matches, as `spin up` does.
+//!
+//! Per request: match the route (404 if none), add the `spin-*` headers,
+//! create a store with its deadline, instantiate from the component's
+//! `InstancePre`, call `wasi:http/incoming-handler.handle`, and stream the
+//! response back. Bodies are streamed both ways; nothing is buffered whole.
+//! A component that traps, times out or never answers costs only its own
+//! request: the client gets a 500 and the host keeps serving.
+//!
+//! The same path serves chained requests (`<id>.spin.internal`) in process,
+//! through [`InProcessHandler`].
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::{Error as HttpError, WasiBody, WasiHttpView};
+
+use super::spin_headers;
+use crate::app::{App, LoadedComponent};
+use crate::capabilities::outbound_http::{ChainFuture, ChainTarget, InProcessHandler};
+use crate::manifest::HttpRoute;
+use crate::routing::{RouteMatch, Router};
+
+/// Spin's reserved endpoints, answered by the host itself.
+pub const HEALTH_PATH: &str = "/.well-known/spin/health";
+pub const INFO_PATH: &str = "/.well-known/spin/info";
+
+/// How long in-flight requests may take to finish after SIGINT/SIGTERM.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub struct HttpTrigger {
+    app: Arc<App>,
+    router: Router,
+    base: String,
+    this: Weak<HttpTrigger>,
+}
+
+/// Why a request produced no response from its component.
+#[derive(Debug)]
+enum Failure {
+    Busy(String),
+    Trap(String),
+    Timeout,
+}
+
+impl HttpTrigger {
+    pub fn new(app: Arc<App>) -> Result<Arc<Self>> {
+        let manifest = &app.manifest;
+        let routes: Vec<(String, String)> = manifest
+            .http_triggers
+            .iter()
+            .filter_map(|t| match &t.route {
+                HttpRoute::Route(route) => Some((route.clone(), t.component.clone())),
+                HttpRoute::Private => None,
+            })
+            .collect();
+        let base = manifest.application.http_base.clone();
+        let router = Router::build(&base, &routes).map_err(|e| anyhow::anyhow!("{}: {e}", manifest.file.display()))?;
+        for trigger in &manifest.http_triggers {
+            let served = app.component(&trigger.component).is_some_and(|c| c.http.is_some());
+            if !served {
+                anyhow::bail!(
+                    "{}: component {:?} is used by [[trigger.http]] but does not export wasi:http/incoming-handler; build it with spin-sdk's #[http_component]",
+                    manifest.file.display(),
+                    trigger.component
+                );
+            }
+        }
+        let trigger = Arc::new_cyclic(|this| HttpTrigger { app, router, base, this: this.clone() });
+        let handler: Weak<dyn InProcessHandler> = trigger.this.clone();
+        trigger.app.capabilities.outbound_http.set_in_process_handler(handler);
+        Ok(trigger)
+    }
+
+    /// The routes users can reach, for the start-up banner: (component, route).
+    pub fn public_routes(&self) -> Vec<(String, String)> {
+        self.app
+            .manifest
+            .http_triggers
+            .iter()
+            .filter_map(|t| match &t.route {
+                HttpRoute::Route(r) => Some((t.component.clone(), r.clone())),
+                HttpRoute::Private => None,
+            })
+            .collect()
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting and waits up to
+    /// [`DRAIN_TIMEOUT`] for in-flight requests to finish.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<()> {
+        let graceful = GracefulShutdown::new();
+        let builder = auto::Builder::new(TokioExecutor::new());
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, client) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off, keep serving.
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                _ = &mut shutdown => break,
+            };
+            let trigger = self.clone();
+            let service = hyper::service::service_fn(move |req| {
+                let trigger = trigger.clone();
+                async move { Ok::<_, Infallible>(trigger.handle(req, client).await) }
+            });
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+            let connection = graceful.watch(connection);
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(%client, "connection closed: {e}");
+                }
+            });
+        }
+        drop(listener);
+        tracing::info!("shutting down: waiting for in-flight requests");
+        if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
+            tracing::warn!("in-flight requests still running after {DRAIN_TIMEOUT:?}; exiting anyway");
+        }
+        Ok(())
+    }
+
+    /// Handles one request from the network.
+    async fn handle(&self, req: Request<Incoming>, client: SocketAddr) -> Response<HyperOutgoingBody> {
+        let path = req.uri().path().to_string();
+        match path.as_str() {
+            HEALTH_PATH => return text(StatusCode::OK, "OK"),
+            INFO_PATH => return self.info(),
+            _ => {}
+        }
+        let Some(route) = self.router.route(&path) else {
+            return text(StatusCode::NOT_FOUND, &format!("no route matches {path}\n"));
+        };
+        let host = req
+            .headers()
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost")
+            .to_string();
+        let full_url = format!("http://{host}{}", req.uri().path_and_query().map_or("/", |p| p.as_str()));
+        let component_id = route.component_id.to_string();
+        let response = self.dispatch(&component_id, req, &full_url, &route, &client.to_string()).await;
+        tracing::debug!(component = %component_id, %path, status = response.status().as_u16(), "request");
+        response
+    }
+
+    /// Runs `component_id` on `req`, turning every failure into a response.
+    async fn dispatch<B>(
+        &self,
+        component_id: &str,
+        mut req: Request<B>,
+        full_url: &str,
+        route: &RouteMatch<'_>,
+        client_addr: &str,
+    ) -> Response<HyperOutgoingBody>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<HttpError>,
+    {
+        let Some(component) = self.app.component(component_id) else {
+            return text(StatusCode::INTERNAL_SERVER_ERROR, &format!("component {component_id} is not loaded\n"));
+        };
+        spin_headers::apply(req.headers_mut(), full_url, &self.base, route, client_addr);
+        match self.execute(component, req).await {
+            Ok(response) => response,
+            Err(Failure::Busy(why)) => {
+                tracing::warn!(component = component_id, "cannot start an instance: {why}");
+                text(StatusCode::SERVICE_UNAVAILABLE, "server busy: no instance slot free, retry shortly\n")
+            }
+            Err(Failure::Trap(why)) => {
+                tracing::error!(component = component_id, "component failed: {why}");
+                text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &format!("component {component_id} failed; the host log has the reason\n"),
+                )
+            }
+            Err(Failure::Timeout) => {
+                let limit = self.app.request_timeout;
+                tracing::error!(component = component_id, "component exceeded its {limit:?} deadline");
+                text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &format!("component {component_id} exceeded its {limit:?} deadline\n"),
+                )
+            }
+        }
+    }
+
+    /// A fresh instance handles one request: the sandbox boundary.
+    async fn execute<B>(&self, component: &LoadedComponent, req: Request<B>) -> Result<Response<HyperOutgoingBody>, Failure>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<HttpError>,
+    {
+        let pre = component.http.clone().ok_or_else(|| Failure::Trap("component does not export wasi:http".into()))?;
+        let mut store = self.app.new_store(component).map_err(|e| Failure::Trap(format!("{e:#}")))?;
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let incoming = store
+            .data_mut()
+            .http()
+            .new_incoming_request(Scheme::Http, req)
+            .map_err(|e| Failure::Trap(format!("{e:#}")))?;
+        let outparam = store.data_mut().http().new_response_outparam(sender).map_err(|e| Failure::Trap(format!("{e:#}")))?;
+
+        let id = component.id.clone();
+        // The instance runs in its own task: it may keep streaming the body
+        // after the response head has been returned.
+        let task = tokio::spawn(async move {
+            let proxy = match pre.instantiate_async(&mut store).await {
+                Ok(proxy) => proxy,
+                Err(e) => return Err(Failure::Busy(format!("{e:#}"))),
+            };
+            let result = proxy.wasi_http_incoming_handler().call_handle(&mut store, incoming, outparam).await;
+            result.map_err(|e| {
+                let text = format!("{e:?}");
+                if matches!(e.downcast_ref::<wasmtime::Trap>(), Some(wasmtime::Trap::Interrupt)) {
+                    Failure::Timeout
+                } else {
+                    Failure::Trap(text)
+                }
+            })
+        });
+
+        let deadline = self.app.request_timeout + Duration::from_millis(100);
+        match tokio::time::timeout(deadline, receiver).await {
+            Ok(Ok(Ok(response))) => {
+                // Log failures that happen after the head was sent (the body
+                // is then cut short, which is all the client can be told).
+                tokio::spawn(async move {
+                    if let Ok(Err(failure)) = task.await {
+                        tracing::error!(component = %id, "component failed while streaming its response: {failure:?}");
+                    }
+                });
+                Ok(response)
+            }
+            Ok(Ok(Err(code))) => Err(Failure::Trap(format!("component answered with error code {code:?}"))),
+            Ok(Err(_)) => match task.await {
+                Ok(Ok(())) => Err(Failure::Trap("component returned without setting a response".into())),
+                Ok(Err(failure)) => Err(failure),
+                Err(join) => Err(Failure::Trap(format!("instance task failed: {join}"))),
+            },
+            Err(_) => {
+                task.abort();
+                Err(Failure::Timeout)
+            }
+        }
+    }
+
+    fn info(&self) -> Response<HyperOutgoingBody> {
+        let body = serde_json::json!({
+            "host": "bazaar",
+            "version": env!("CARGO_PKG_VERSION"),
+            "application": self.app.manifest.application.name,
+        });
+        let mut response = text(StatusCode::OK, &body.to_string());
+        response
+            .headers_mut()
+            .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+        response
+    }
+}
+
+impl InProcessHandler for HttpTrigger {
+    fn handle_in_process(&self, caller: &str, target: ChainTarget, request: Request<WasiBody>) -> ChainFuture {
+        let Some(this) = self.this.upgrade() else {
+            return Box::pin(async { Err(HttpError::DestinationUnavailable) });
+        };
+        let caller = caller.to_string();
+        Box::pin(async move {
+            let path = request.uri().path().to_string();
+            let full_url = request.uri().to_string();
+            let route = match &target {
+                ChainTarget::App => this.router.route(&path),
+                // Spin serves `<id>.spin.internal` as if the component's
+                // route were `/...`, private components included.
+                ChainTarget::Component(id) => Some(RouteMatch::synthetic(id, &path)),
+            };
+            let Some(route) = route else {
+                return Ok(text(StatusCode::NOT_FOUND, &format!("no route matches {path}\n")));
+            };
+            let component_id = route.component_id.to_string();
+            if this.app.component(&component_id).is_none() {
+                tracing::warn!(caller, "chained request to unknown component {component_id}");
+                return Err(HttpError::DestinationNotFound);
+            }
+            tracing::debug!(caller, target = %component_id, %path, "chained request");
+            Ok(this.dispatch(&component_id, request, &full_url, &route, "127.0.0.1:0").await)
+        })
+    }
+}
+
+/// A small complete response from the host itself.
+pub fn text(status: StatusCode, body: &str) -> Response<HyperOutgoingBody> {
+    let body = Full::new(Bytes::from(body.to_string())).map_err(|never: Infallible| match never {}).boxed_unsync();
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));
+    response
+}
+
+/// Binds the listener, with a message that says what to do when it fails.
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}; is another server using it? pass --listen ADDR to choose another"))
+}

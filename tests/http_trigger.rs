@@ -1,0 +1,175 @@
+//! End to end: the HTTP trigger as a client sees it — Spin's route matching,
+//! the spin-* headers, streamed bodies, and failures that stay contained.
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::{Bazaar, Up, app, client, require_components};
+
+fn start_routes() -> Bazaar {
+    require_components(&["probe"]);
+    Bazaar::start(&app("routes"), Up::default())
+}
+
+async fn headers(bazaar: &Bazaar, path: &str) -> (u16, Value) {
+    let resp = client().get(bazaar.url(path)).send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// Which component answered: the matched route names it.
+fn matched(h: &Value) -> &str {
+    h["spin-matched-route"].as_str().unwrap_or("<none>")
+}
+
+#[tokio::test]
+async fn exact_beats_wildcard_and_the_most_specific_wildcard_wins() {
+    let bazaar = start_routes();
+    let cases = [
+        ("/exact", "/exact"),
+        ("/static/special", "/static/special"),
+        ("/static/other/headers", "/static/..."),
+        ("/static/deep/x/headers", "/static/deep/..."),
+        ("/users/42", "/users/:id"),
+        ("/users/42/orders/7", "/users/:id/orders/:order"),
+        ("/anything/else/headers", "/..."),
+        ("/exact/more/headers", "/..."),
+    ];
+    for (path, route) in cases {
+        let (status, h) = headers(&bazaar, path).await;
+        assert_eq!(status, 200, "{path}: {h}");
+        assert_eq!(matched(&h), route, "{path} should match {route}: {h}");
+    }
+}
+
+#[tokio::test]
+async fn spin_headers_describe_the_match() {
+    let bazaar = start_routes();
+    let (_, h) = headers(&bazaar, "/static/deep/a/b/headers?x=1").await;
+    assert_eq!(h["spin-full-url"], format!("http://127.0.0.1:{}/static/deep/a/b/headers?x=1", bazaar.port));
+    assert_eq!(h["spin-path-info"], "/a/b/headers");
+    assert_eq!(h["spin-matched-route"], "/static/deep/...");
+    assert_eq!(h["spin-raw-component-route"], "/static/deep/...");
+    assert_eq!(h["spin-component-route"], "/static/deep");
+    assert_eq!(h["spin-base-path"], "/");
+    let client_addr = h["spin-client-addr"].as_str().unwrap();
+    assert!(client_addr.starts_with("127.0.0.1:"), "{client_addr}");
+
+    let (_, h) = headers(&bazaar, "/users/ada/orders/1234").await;
+    assert_eq!(h["spin-path-match-id"], "ada");
+    assert_eq!(h["spin-path-match-order"], "1234");
+    assert_eq!(h["spin-path-info"], "");
+}
+
+#[tokio::test]
+async fn clients_cannot_forge_spin_headers() {
+    let bazaar = start_routes();
+    let resp = client()
+        .get(bazaar.url("/exact"))
+        .header("spin-client-addr", "6.6.6.6:1")
+        .header("spin-path-match-admin", "true")
+        .send()
+        .await
+        .unwrap();
+    let h: Value = resp.json().await.unwrap();
+    assert_ne!(h["spin-client-addr"], "6.6.6.6:1");
+    assert!(h.get("spin-path-match-admin").is_none(), "{h}");
+}
+
+#[tokio::test]
+async fn private_routes_are_not_reachable_and_unknown_paths_get_404() {
+    require_components(&["probe"]);
+    let bazaar = Bazaar::start(&app("capabilities"), Up::default().env("SPIN_VARIABLE_UPSTREAM_PORT", "1"));
+    // capabilities has no catch-all route: an unknown path is a 404 from the host.
+    let resp = client().get(bazaar.url("/nowhere")).send().await.unwrap();
+    assert_eq!(resp.status(), 404);
+    assert!(resp.text().await.unwrap().contains("no route matches /nowhere"));
+    // `backend` is private: no URL reaches it, whatever the path.
+    for path in ["/backend", "/backend/hello", "/hello"] {
+        assert_eq!(client().get(bazaar.url(path)).send().await.unwrap().status(), 404, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn reserved_well_known_endpoints() {
+    let bazaar = start_routes();
+    // Even with a catch-all route, the host answers these itself.
+    let resp = client().get(bazaar.url("/.well-known/spin/health")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let info: Value = client().get(bazaar.url("/.well-known/spin/info")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(info["host"], "bazaar");
+    assert_eq!(info["application"], "routes");
+}
+
+#[tokio::test]
+async fn a_ten_mebibyte_body_round_trips() {
+    let bazaar = start_routes();
+    let body: Vec<u8> = (0..10 * 1024 * 1024u32).map(|i| (i.wrapping_mul(2654435761) >> 24) as u8).collect();
+    let resp = client().post(bazaar.url("/static/echo")).body(body.clone()).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let echoed = resp.bytes().await.unwrap();
+    assert_eq!(echoed.len(), body.len());
+    assert!(echoed == body, "echoed body differs");
+}
+
+#[tokio::test]
+async fn a_runaway_component_is_stopped_at_its_deadline_while_others_are_served() {
+    require_components(&["probe"]);
+    let bazaar = Bazaar::start(&app("routes"), Up::default().arg("--request-timeout").arg("1s"));
+    let looping = tokio::spawn({
+        let url = bazaar.url("/static/loop");
+        async move {
+            let started = Instant::now();
+            let resp = client().get(url).send().await.unwrap();
+            (resp.status().as_u16(), resp.text().await.unwrap(), started.elapsed())
+        }
+    });
+    // While one instance spins, others are served.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for _ in 0..5 {
+        let resp = client().get(bazaar.url("/static/hello")).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    let (status, body, elapsed) = looping.await.unwrap();
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("deadline"), "{body}");
+    assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
+    assert!(bazaar.wait_for_log("deadline"), "{}", bazaar.logs());
+    // And the host is still healthy.
+    assert_eq!(client().get(bazaar.url("/static/hello")).send().await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn a_trapping_component_gets_a_500_and_a_logged_reason() {
+    let bazaar = start_routes();
+    let resp = client().get(bazaar.url("/static/panic")).send().await.unwrap();
+    assert_eq!(resp.status(), 500);
+    let body = resp.text().await.unwrap();
+    assert!(body.contains("wild") && body.contains("failed"), "{body}");
+    assert!(bazaar.wait_for_log("probe panicked on purpose"), "{}", bazaar.logs());
+    assert_eq!(client().get(bazaar.url("/static/hello")).send().await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn instance_memory_is_capped() {
+    require_components(&["probe"]);
+    let bazaar = Bazaar::start(&app("routes"), Up::default().arg("--max-instance-memory-mb").arg("64"));
+    let ok = client().get(bazaar.url("/static/alloc?mb=16")).send().await.unwrap();
+    assert_eq!(ok.status(), 200);
+    let too_much = client().get(bazaar.url("/static/alloc?mb=200")).send().await.unwrap();
+    assert_eq!(too_much.status(), 500);
+    assert_eq!(client().get(bazaar.url("/static/alloc?mb=16")).send().await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn component_output_goes_to_the_host_log_tagged_with_the_component() {
+    let bazaar = start_routes();
+    let resp = client().get(bazaar.url("/static/log?msg=marker-123")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(bazaar.wait_for_log("probe-stdout: marker-123"), "{}", bazaar.logs());
+    let logs = bazaar.logs();
+    let line = logs.lines().find(|l| l.contains("probe-stdout: marker-123")).unwrap();
+    assert!(line.contains("component=wild") && line.contains("stdout"), "{line}");
+    assert!(logs.lines().any(|l| l.contains("probe-stderr: marker-123") && l.contains("stderr")), "{logs}");
+}

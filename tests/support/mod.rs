@@ -1,0 +1,191 @@
+//! Test harness: starts the real `bazaar` binary on a free port and talks to
+//! it over HTTP, the way a user would.
+#![allow(dead_code)] // each test file uses a different part of the harness
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// A test app manifest under tests/apps.
+pub fn app(name: &str) -> PathBuf {
+    root().join("tests/apps").join(name).join("spin.toml")
+}
+
+/// Fails with instructions when the test components are not built.
+pub fn require_components(names: &[&str]) {
+    for name in names {
+        let wasm = root().join("target/wasm32-wasip2/release").join(format!("{name}.wasm"));
+        assert!(
+            wasm.is_file(),
+            "{} is missing: run `make test` (or `make test-components`) so the test components are built",
+            wasm.display()
+        );
+    }
+}
+
+/// A free port on loopback (bound then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A running `bazaar up`; killed when dropped.
+pub struct Bazaar {
+    child: Child,
+    pub port: u16,
+    pub base: String,
+    logs: Arc<Mutex<String>>,
+}
+
+/// How to start bazaar.
+#[derive(Default, Clone)]
+pub struct Up {
+    pub args: Vec<String>,
+    pub envs: Vec<(String, String)>,
+    pub state_dir: Option<PathBuf>,
+    pub port: Option<u16>,
+}
+
+impl Up {
+    pub fn arg(mut self, a: impl Into<String>) -> Self {
+        self.args.push(a.into());
+        self
+    }
+    pub fn env(mut self, k: &str, v: impl Into<String>) -> Self {
+        self.envs.push((k.into(), v.into()));
+        self
+    }
+    pub fn state_dir(mut self, dir: &Path) -> Self {
+        self.state_dir = Some(dir.to_path_buf());
+        self
+    }
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = Some(port);
+        self
+    }
+}
+
+pub fn bazaar_command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bazaar"));
+    cmd.env("BAZAAR_LOG", "info").env_remove("RUST_LOG");
+    cmd
+}
+
+impl Bazaar {
+    /// Starts `bazaar up --from manifest` and waits until it serves.
+    pub fn start(manifest: &Path, up: Up) -> Bazaar {
+        Self::try_start(manifest, up).unwrap_or_else(|logs| panic!("bazaar did not start:\n{logs}"))
+    }
+
+    /// Like [`Bazaar::start`], but returns the output if bazaar exits.
+    pub fn try_start(manifest: &Path, up: Up) -> Result<Bazaar, String> {
+        let port = up.port.unwrap_or_else(free_port);
+        let mut cmd = bazaar_command();
+        cmd.arg("up").arg("--from").arg(manifest).arg("--listen").arg(format!("127.0.0.1:{port}"));
+        if let Some(dir) = &up.state_dir {
+            cmd.arg("--state-dir").arg(dir);
+        }
+        cmd.args(&up.args);
+        for (k, v) in &up.envs {
+            cmd.env(k, v);
+        }
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawning bazaar");
+        let logs = Arc::new(Mutex::new(String::new()));
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let logs = logs.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let mut logs = logs.lock().unwrap();
+                    logs.push_str(&line);
+                    logs.push('\n');
+                }
+            });
+        }
+        let base = format!("http://127.0.0.1:{port}");
+        let health = format!("{base}/.well-known/spin/health");
+        let started = Instant::now();
+        // A cold compile of a component can take a while on a 2-core machine.
+        while started.elapsed() < Duration::from_secs(120) {
+            if let Ok(Some(_)) = child.try_wait() {
+                std::thread::sleep(Duration::from_millis(100));
+                return Err(logs.lock().unwrap().clone());
+            }
+            if let Ok(resp) = ureq_get(&health) {
+                if resp == 200 {
+                    return Ok(Bazaar { child, port, base, logs });
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        Err(format!("not serving after 120s:\n{}", logs.lock().unwrap()))
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Everything bazaar printed so far.
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// Waits until the log contains `needle` (logs arrive asynchronously).
+    pub fn wait_for_log(&self, needle: &str) -> bool {
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(5) {
+            if self.logs().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let status = self.child.wait().unwrap();
+        status
+    }
+}
+
+impl Drop for Bazaar {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Minimal blocking GET used only for the readiness probe: returns the status.
+fn ureq_get(url: &str) -> Result<u16, std::io::Error> {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap();
+    let mut stream = std::net::TcpStream::connect(host)?;
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")?;
+    let mut buf = String::new();
+    stream.read_to_string(&mut buf)?;
+    buf.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other("bad response"))
+}
+
+/// An HTTP client for tests.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap()
+}
