@@ -2,7 +2,7 @@
 # Refreshes wit/ from the spin-sdk crate's own wit/ folder.
 #
 # The WIT packages under wit/deps are copied verbatim (Apache-2.0 WITH
-# LLVM-exception, from the spin-sdk crate published on crates.io); wit/world.wit
+# LLVM-exception, from the spin-sdk crate published on the Rust package registry); wit/world.wit
 # (package bazaar:host) is ours: the world of capabilities the host implements.
 #
 # Usage: scripts/vendor-wit.sh [SPIN_SDK_VERSION]   (default 5.2.0)
@@ -30,7 +30,7 @@ cat > "$root/wit/deps/PROVENANCE.md" <<NOTE
 # Provenance of wit/deps
 
 Copied verbatim by \`scripts/vendor-wit.sh\` from the \`wit/deps\` folder of the
-\`spin-sdk\` crate, version $version, as published on crates.io
+\`spin-sdk\` crate, version $version, as published on the Rust package registry
 (repository: spinframework/spin-rust-sdk). Licence: Apache-2.0 WITH
 LLVM-exception, see LICENSE in this folder.
 

@@ -152,7 +152,7 @@ fn link(linker: &Linker<InstanceState>, component: &Component, id: &str) -> Resu
             tracing::warn!(component = id, "some imports are not provided by bazaar and will trap if called: {e:#}");
             let mut lenient = linker.clone();
             lenient.define_unknown_imports_as_traps(component)?;
-            lenient.instantiate_pre(component).with_context(|| format!("linking component {id}"))?
+            lenient.instantiate_pre(component).map_err(anyhow::Error::from).with_context(|| format!("linking component {id}"))?
         }
     };
     Ok(ProxyPre::new(pre).ok())

@@ -84,7 +84,6 @@ impl BazaarEngine {
 
         let mut config = Config::new();
         config
-            .async_support(true)
             .wasm_component_model(true)
             .epoch_interruption(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
@@ -93,7 +92,7 @@ impl BazaarEngine {
             .memory_reservation(options.max_instance_memory as u64 + (64 << 20))
             .memory_guard_size(64 << 20)
             .max_wasm_stack(1 << 20);
-        let engine = Engine::new(&config).context("configuring the wasmtime engine")?;
+        let engine = Engine::new(&config).map_err(anyhow::Error::from).context("configuring the wasmtime engine")?;
 
         let weak = engine.weak();
         std::thread::Builder::new()
@@ -129,7 +128,7 @@ impl BazaarEngine {
     /// Like [`Self::load_component`], from bytes already in memory.
     pub fn load_component_bytes(&self, wasm: &[u8]) -> Result<Component> {
         let Some(cached) = self.cache_path(wasm) else {
-            return Component::new(&self.engine, wasm);
+            return Ok(Component::new(&self.engine, wasm)?);
         };
         if cached.exists() {
             // SAFETY: the file was written by `Component::serialize` of an

@@ -62,6 +62,7 @@ impl Wasi {
         for (host, guest) in &self.mounts {
             builder
                 .preopened_dir(host, guest, FsPerms::ReadOnly)
+                .map_err(anyhow::Error::from)
                 .with_context(|| format!("mounting {} at {guest}", host.display()))?;
         }
         Ok(builder.build())

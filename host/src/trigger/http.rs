@@ -69,6 +69,12 @@ impl HttpTrigger {
             .collect();
         let base = manifest.application.http_base.clone();
         let router = Router::build(&base, &routes).map_err(|e| anyhow::anyhow!("{}: {e}", manifest.file.display()))?;
+        for (route, component) in router.reserved_routes() {
+            tracing::warn!(
+                component,
+                "route {route:?} is under /.well-known/spin/, which the host answers itself; requests there never reach the component"
+            );
+        }
         for trigger in &manifest.http_triggers {
             let served = app.component(&trigger.component).is_some_and(|c| c.http.is_some());
             if !served {

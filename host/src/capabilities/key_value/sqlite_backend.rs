@@ -1,0 +1,308 @@
+//! The `spin` key-value store kind: a SQLite file, laid out exactly as Spin
+//! lays it out, so a Spin state directory works under bazaar and back.
+//!
+//! Spin keeps every store in one table, `spin_key_value (store, key, value)`,
+//! with the store's label in the `store` column, and `increment` stores the
+//! counter as 8 little-endian bytes (spinframework/spin,
+//! crates/key-value-spin/src/store.rs). We add WAL mode and a busy timeout so
+//! several instances, or a bazaar and a `spin up` on the same files, wait for
+//! each other instead of failing.
+//!
+//! SQLite calls block, so each runs on tokio's blocking pool; one connection
+//! per store, behind a mutex, serves every instance.
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use futures::future::BoxFuture;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use super::backend::{Backend, Entry};
+
+/// How long a write waits for another connection's lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS spin_key_value (
+    store TEXT NOT NULL,
+    key   TEXT NOT NULL,
+    value BLOB NOT NULL,
+
+    PRIMARY KEY (store, key)
+)";
+const GET: &str = "SELECT value FROM spin_key_value WHERE store = ?1 AND key = ?2";
+const SET: &str = "INSERT INTO spin_key_value (store, key, value) VALUES (?1, ?2, ?3)
+    ON CONFLICT (store, key) DO UPDATE SET value = excluded.value";
+const DELETE: &str = "DELETE FROM spin_key_value WHERE store = ?1 AND key = ?2";
+
+/// One store in a SQLite database (file or in memory).
+pub struct SqliteBackend {
+    store: Arc<str>,
+    connection: Arc<Mutex<Connection>>,
+}
+
+impl SqliteBackend {
+    /// Opens store `label` in the database at `path` (`None`: a new in-memory
+    /// database), creating the file, its directory and the table as needed.
+    pub fn open(path: Option<&Path>, label: &str) -> Result<Self> {
+        let connection = match path {
+            Some(path) => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+                }
+                let connection = Connection::open(path)?;
+                connection.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))?;
+                connection
+            }
+            None => Connection::open_in_memory()?,
+        };
+        connection.busy_timeout(BUSY_TIMEOUT)?;
+        connection.execute(SCHEMA, [])?;
+        Ok(Self { store: label.into(), connection: Arc::new(Mutex::new(connection)) })
+    }
+
+    /// Runs `f` on the store's connection on the blocking pool.
+    fn run<T, F>(&self, f: F) -> BoxFuture<'_, Result<T>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection, &str) -> Result<T> + Send + 'static,
+    {
+        let connection = self.connection.clone();
+        let store = self.store.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let mut connection = connection.lock().unwrap_or_else(PoisonError::into_inner);
+                f(&mut connection, &store)
+            })
+            .await?
+        })
+    }
+}
+
+impl Backend for SqliteBackend {
+    fn get(&self, key: String) -> BoxFuture<'_, Result<Option<Vec<u8>>>> {
+        self.run(move |c, store| Ok(c.prepare_cached(GET)?.query_row(params![store, key], |r| r.get(0)).optional()?))
+    }
+
+    fn set(&self, key: String, value: Vec<u8>) -> BoxFuture<'_, Result<()>> {
+        self.run(move |c, store| {
+            c.prepare_cached(SET)?.execute(params![store, key, value])?;
+            Ok(())
+        })
+    }
+
+    fn delete(&self, key: String) -> BoxFuture<'_, Result<()>> {
+        self.run(move |c, store| {
+            c.prepare_cached(DELETE)?.execute(params![store, key])?;
+            Ok(())
+        })
+    }
+
+    fn exists(&self, key: String) -> BoxFuture<'_, Result<bool>> {
+        self.run(move |c, store| Ok(c.prepare_cached(GET)?.exists(params![store, key])?))
+    }
+
+    fn keys(&self) -> BoxFuture<'_, Result<Vec<String>>> {
+        self.run(|c, store| {
+            let mut statement = c.prepare_cached("SELECT key FROM spin_key_value WHERE store = ?1 ORDER BY key")?;
+            let keys = statement.query_map([store], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+            Ok(keys)
+        })
+    }
+
+    fn get_many(&self, keys: Vec<String>) -> BoxFuture<'_, Result<Vec<Entry>>> {
+        self.run(move |c, store| {
+            let mut statement = c.prepare_cached(GET)?;
+            keys.into_iter()
+                .map(|key| {
+                    let value = statement.query_row(params![store, key], |r| r.get(0)).optional()?;
+                    Ok((key, value))
+                })
+                .collect()
+        })
+    }
+
+    fn set_many(&self, entries: Vec<(String, Vec<u8>)>) -> BoxFuture<'_, Result<()>> {
+        self.run(move |c, store| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            for (key, value) in entries {
+                tx.prepare_cached(SET)?.execute(params![store, key, value])?;
+            }
+            Ok(tx.commit()?)
+        })
+    }
+
+    fn delete_many(&self, keys: Vec<String>) -> BoxFuture<'_, Result<()>> {
+        self.run(move |c, store| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            for key in keys {
+                tx.prepare_cached(DELETE)?.execute(params![store, key])?;
+            }
+            Ok(tx.commit()?)
+        })
+    }
+
+    fn increment(&self, key: String, delta: i64) -> BoxFuture<'_, Result<i64>> {
+        self.run(move |c, store| {
+            // IMMEDIATE takes the write lock up front, so two processes
+            // incrementing at once queue instead of deadlocking.
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let current: Option<Vec<u8>> =
+                tx.prepare_cached(GET)?.query_row(params![store, key], |r| r.get(0)).optional()?;
+            let current = match current {
+                None => 0,
+                Some(bytes) => i64::from_le_bytes(bytes.try_into().map_err(|bytes: Vec<u8>| {
+                    anyhow!(
+                        "cannot increment {key:?}: its value is {} bytes, not a 64-bit integer (8 bytes)",
+                        bytes.len()
+                    )
+                })?),
+            };
+            let new = current
+                .checked_add(delta)
+                .ok_or_else(|| anyhow!("cannot increment {key:?}: {current} + {delta} overflows a 64-bit integer"))?;
+            tx.prepare_cached(SET)?.execute(params![store, key, new.to_le_bytes()])?;
+            tx.commit()?;
+            Ok(new)
+        })
+    }
+
+    fn compare_and_swap(&self, key: String, expected: Option<Vec<u8>>, value: Vec<u8>) -> BoxFuture<'_, Result<bool>> {
+        self.run(move |c, store| {
+            // Each is one statement, so SQLite makes it atomic.
+            let changed = match expected {
+                Some(expected) => c
+                    .prepare_cached("UPDATE spin_key_value SET value = ?3 WHERE store = ?1 AND key = ?2 AND value = ?4")?
+                    .execute(params![store, key, value, expected])?,
+                None => c
+                    .prepare_cached(
+                        "INSERT INTO spin_key_value (store, key, value) VALUES (?1, ?2, ?3) ON CONFLICT (store, key) DO NOTHING",
+                    )?
+                    .execute(params![store, key, value])?,
+            };
+            Ok(changed == 1)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn memory() -> SqliteBackend {
+        SqliteBackend::open(None, "default").unwrap()
+    }
+
+    #[tokio::test]
+    async fn get_set_delete_exists_keys() {
+        let kv = memory();
+        assert_eq!(kv.get("a".into()).await.unwrap(), None);
+        assert!(!kv.exists("a".into()).await.unwrap());
+        kv.delete("a".into()).await.unwrap();
+        kv.set("b".into(), b"2".to_vec()).await.unwrap();
+        kv.set("a".into(), b"1".to_vec()).await.unwrap();
+        kv.set("a".into(), b"one".to_vec()).await.unwrap();
+        assert_eq!(kv.get("a".into()).await.unwrap().as_deref(), Some(&b"one"[..]));
+        assert!(kv.exists("a".into()).await.unwrap());
+        assert_eq!(kv.keys().await.unwrap(), ["a", "b"]);
+        kv.delete("a".into()).await.unwrap();
+        assert_eq!(kv.keys().await.unwrap(), ["b"]);
+    }
+
+    #[tokio::test]
+    async fn a_file_store_persists_and_matches_spins_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("not-yet/kv.db");
+        let kv = SqliteBackend::open(Some(&path), "cache").unwrap();
+        kv.set("k".into(), b"v".to_vec()).await.unwrap();
+        kv.increment("n".into(), 5).await.unwrap();
+        drop(kv);
+
+        let kv = SqliteBackend::open(Some(&path), "cache").unwrap();
+        assert_eq!(kv.get("k".into()).await.unwrap().as_deref(), Some(&b"v"[..]));
+        // Another label in the same file is another store.
+        let other = SqliteBackend::open(Some(&path), "other").unwrap();
+        assert_eq!(other.keys().await.unwrap(), Vec::<String>::new());
+
+        // The rows are Spin's: (store, key, value), counters as i64 LE.
+        let raw = Connection::open(&path).unwrap();
+        let rows: Vec<(String, String, Vec<u8>)> = raw
+            .prepare("SELECT store, key, value FROM spin_key_value ORDER BY key")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(
+            rows,
+            [("cache".into(), "k".into(), b"v".to_vec()), ("cache".into(), "n".into(), 5i64.to_le_bytes().to_vec())]
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_increments_are_not_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kv.db");
+        // Two connections to one file, as two processes would have.
+        let stores = [
+            Arc::new(SqliteBackend::open(Some(&path), "default").unwrap()),
+            Arc::new(SqliteBackend::open(Some(&path), "default").unwrap()),
+        ];
+        let (tasks, increments) = (8, 50);
+        let handles: Vec<_> = (0..tasks)
+            .map(|t| {
+                let kv = stores[t % 2].clone();
+                tokio::spawn(async move {
+                    for _ in 0..increments {
+                        kv.increment("hits".into(), 1).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for handle in handles {
+            handle.await.unwrap();
+        }
+        assert_eq!(stores[0].increment("hits".into(), 0).await.unwrap(), (tasks * increments) as i64);
+    }
+
+    #[tokio::test]
+    async fn increment_starts_at_zero_and_rejects_non_counters() {
+        let kv = memory();
+        assert_eq!(kv.increment("n".into(), 3).await.unwrap(), 3);
+        assert_eq!(kv.increment("n".into(), -10).await.unwrap(), -7);
+        kv.set("s".into(), b"hello".to_vec()).await.unwrap();
+        let e = kv.increment("s".into(), 1).await.unwrap_err().to_string();
+        assert!(e.contains("\"s\"") && e.contains("5 bytes"), "{e}");
+        kv.set("max".into(), i64::MAX.to_le_bytes().to_vec()).await.unwrap();
+        assert!(kv.increment("max".into(), 1).await.unwrap_err().to_string().contains("overflows"));
+    }
+
+    #[tokio::test]
+    async fn compare_and_swap_checks_the_expected_value() {
+        let kv = memory();
+        // Absent expected: only inserts.
+        assert!(kv.compare_and_swap("k".into(), None, b"1".to_vec()).await.unwrap());
+        assert!(!kv.compare_and_swap("k".into(), None, b"2".to_vec()).await.unwrap());
+        // Present expected: only replaces that value.
+        assert!(!kv.compare_and_swap("k".into(), Some(b"0".to_vec()), b"2".to_vec()).await.unwrap());
+        assert!(kv.compare_and_swap("k".into(), Some(b"1".to_vec()), b"2".to_vec()).await.unwrap());
+        assert_eq!(kv.get("k".into()).await.unwrap().as_deref(), Some(&b"2"[..]));
+        kv.delete("k".into()).await.unwrap();
+        assert!(!kv.compare_and_swap("k".into(), Some(b"2".to_vec()), b"3".to_vec()).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn batches() {
+        let kv = memory();
+        kv.set_many(vec![("a".into(), b"1".to_vec()), ("b".into(), b"2".to_vec()), ("c".into(), b"3".to_vec())])
+            .await
+            .unwrap();
+        let got = kv.get_many(vec!["c".into(), "missing".into(), "a".into()]).await.unwrap();
+        assert_eq!(
+            got,
+            [("c".into(), Some(b"3".to_vec())), ("missing".into(), None), ("a".into(), Some(b"1".to_vec()))]
+        );
+        kv.delete_many(vec!["a".into(), "c".into(), "missing".into()]).await.unwrap();
+        assert_eq!(kv.keys().await.unwrap(), ["b"]);
+    }
+}

@@ -1,0 +1,209 @@
+//! One guest connection: runs statements and maps SQLite's dynamic types to
+//! the interface's `value`.
+//!
+//! The connection is the guest's own from `open` until it drops the
+//! resource, so `BEGIN` in one `execute` and `COMMIT` in a later one work.
+//! SQLite blocks, so statements run on tokio's blocking pool; if the host
+//! gives up on a call (the request timed out, the instance was dropped), the
+//! statement is interrupted rather than left running. Results are capped at
+//! Spin's limit, so one query cannot exhaust the host's memory.
+use std::sync::{Arc, Mutex, PoisonError};
+
+use rusqlite::types::{Value as SqlValue, ValueRef};
+use rusqlite::{Connection, InterruptHandle};
+
+use crate::bindings::spin::sqlite::sqlite::{Error, QueryResult, RowResult, Value};
+
+/// The most a query result may hold, counted as Spin counts it
+/// (spinframework/spin, crates/world/src/lib.rs, `MAX_HOST_BUFFERED_BYTES`).
+const MAX_RESULT_BYTES: usize = 128 << 20;
+
+#[derive(Clone)]
+pub struct GuestConnection {
+    connection: Arc<Mutex<Connection>>,
+    interrupt: Arc<InterruptHandle>,
+}
+
+impl GuestConnection {
+    pub fn new(connection: Connection) -> Self {
+        let interrupt = Arc::new(connection.get_interrupt_handle());
+        Self { connection: Arc::new(Mutex::new(connection)), interrupt }
+    }
+
+    /// Runs one statement with positional parameters (`?`, `?NNN`).
+    pub async fn execute(
+        &self,
+        statement: String,
+        parameters: Vec<Value>,
+    ) -> wasmtime::Result<Result<QueryResult, Error>> {
+        let mut abandoned = InterruptOnDrop(Some(&self.interrupt));
+        let result = self.run(move |c| query(c, &statement, parameters)).await;
+        abandoned.0 = None;
+        result
+    }
+
+    pub async fn last_insert_rowid(&self) -> wasmtime::Result<i64> {
+        self.run(|c| c.last_insert_rowid()).await
+    }
+
+    pub async fn changes(&self) -> wasmtime::Result<u64> {
+        self.run(|c| c.changes()).await
+    }
+
+    /// Runs `f` on the connection on the blocking pool.
+    async fn run<T: Send + 'static>(&self, f: impl FnOnce(&Connection) -> T + Send + 'static) -> wasmtime::Result<T> {
+        let connection = self.connection.clone();
+        Ok(tokio::task::spawn_blocking(move || f(&connection.lock().unwrap_or_else(PoisonError::into_inner))).await?)
+    }
+}
+
+/// Interrupts the connection's running statement if dropped while armed:
+/// when the future awaiting the statement is dropped before it completes.
+struct InterruptOnDrop<'a>(Option<&'a InterruptHandle>);
+
+impl Drop for InterruptOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Some(handle) = self.0 {
+            handle.interrupt();
+        }
+    }
+}
+
+fn query(connection: &Connection, sql: &str, parameters: Vec<Value>) -> Result<QueryResult, Error> {
+    let io = |e: rusqlite::Error| Error::Io(e.to_string());
+    let mut statement = connection.prepare_cached(sql).map_err(io)?;
+    let columns: Vec<String> = statement.column_names().into_iter().map(str::to_owned).collect();
+    let mut rows = statement.query(rusqlite::params_from_iter(parameters.into_iter().map(to_sql))).map_err(io)?;
+    let mut result = QueryResult { columns, rows: Vec::new() };
+    let mut bytes = 0;
+    while let Some(row) = rows.next().map_err(io)? {
+        let values = (0..result.columns.len())
+            .map(|i| row.get_ref(i).map(from_sql))
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(io)?;
+        bytes += values.iter().map(size).sum::<usize>();
+        if bytes > MAX_RESULT_BYTES {
+            return Err(Error::Io(format!("query result exceeds limit of {MAX_RESULT_BYTES} bytes")));
+        }
+        result.rows.push(RowResult { values });
+    }
+    Ok(result)
+}
+
+fn to_sql(value: Value) -> SqlValue {
+    match value {
+        Value::Integer(i) => SqlValue::Integer(i),
+        Value::Real(r) => SqlValue::Real(r),
+        Value::Text(t) => SqlValue::Text(t),
+        Value::Blob(b) => SqlValue::Blob(b),
+        Value::Null => SqlValue::Null,
+    }
+}
+
+fn from_sql(value: ValueRef<'_>) -> Value {
+    match value {
+        ValueRef::Integer(i) => Value::Integer(i),
+        ValueRef::Real(r) => Value::Real(r),
+        // SQLite does not check that TEXT is UTF-8; a WIT string must be.
+        ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Blob(b) => Value::Blob(b.to_vec()),
+        ValueRef::Null => Value::Null,
+    }
+}
+
+/// A value's share of [`MAX_RESULT_BYTES`], as Spin counts it.
+fn size(value: &Value) -> usize {
+    std::mem::size_of::<Value>()
+        + match value {
+            Value::Text(t) => t.len(),
+            Value::Blob(b) => b.len(),
+            Value::Integer(_) | Value::Real(_) | Value::Null => 0,
+        }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    fn memory() -> GuestConnection {
+        GuestConnection::new(Connection::open_in_memory().unwrap())
+    }
+
+    async fn exec(c: &GuestConnection, sql: &str, params: Vec<Value>) -> Result<QueryResult, Error> {
+        c.execute(sql.into(), params).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn every_type_round_trips() {
+        let c = memory();
+        exec(&c, "CREATE TABLE t (i, r, s, b, n)", vec![]).await.unwrap();
+        let params = vec![
+            Value::Integer(-7),
+            Value::Real(2.5),
+            Value::Text("héllo".into()),
+            Value::Blob(vec![0, 255]),
+            Value::Null,
+        ];
+        exec(&c, "INSERT INTO t VALUES (?, ?, ?, ?, ?)", params).await.unwrap();
+        assert_eq!((c.changes().await.unwrap(), c.last_insert_rowid().await.unwrap()), (1, 1));
+
+        let result = exec(&c, "SELECT i, r, s, b, n, i + 1 AS next FROM t", vec![]).await.unwrap();
+        assert_eq!(result.columns, ["i", "r", "s", "b", "n", "next"]);
+        assert!(matches!(
+            result.rows[0].values.as_slice(),
+            [Value::Integer(-7), Value::Real(2.5), Value::Text(s), Value::Blob(b), Value::Null, Value::Integer(-6)]
+                if s == "héllo" && b == &[0, 255]
+        ));
+    }
+
+    #[tokio::test]
+    async fn columns_come_back_with_no_rows() {
+        let c = memory();
+        exec(&c, "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT)", vec![]).await.unwrap();
+        let result = exec(&c, "SELECT id, name FROM t WHERE id = ?", vec![Value::Integer(1)]).await.unwrap();
+        assert_eq!(result.columns, ["id", "name"]);
+        assert!(result.rows.is_empty());
+    }
+
+    #[tokio::test]
+    async fn errors_carry_sqlites_message() {
+        let c = memory();
+        let Err(Error::Io(message)) = exec(&c, "SELECT * FROM missing", vec![]).await else { panic!() };
+        assert!(message.contains("no such table: missing"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn a_transaction_spans_execute_calls() {
+        let c = memory();
+        exec(&c, "CREATE TABLE t (x)", vec![]).await.unwrap();
+        exec(&c, "BEGIN", vec![]).await.unwrap();
+        exec(&c, "INSERT INTO t VALUES (1)", vec![]).await.unwrap();
+        exec(&c, "ROLLBACK", vec![]).await.unwrap();
+        exec(&c, "BEGIN", vec![]).await.unwrap();
+        exec(&c, "INSERT INTO t VALUES (2)", vec![]).await.unwrap();
+        exec(&c, "COMMIT", vec![]).await.unwrap();
+        let result = exec(&c, "SELECT x FROM t", vec![]).await.unwrap();
+        assert!(matches!(result.rows.as_slice(), [RowResult { values }] if matches!(values[..], [Value::Integer(2)])));
+    }
+
+    #[tokio::test]
+    async fn oversized_results_are_refused() {
+        let c = memory();
+        let sql = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200) SELECT zeroblob(1048576) FROM n";
+        let Err(Error::Io(message)) = exec(&c, sql, vec![]).await else { panic!() };
+        assert!(message.contains("exceeds limit"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_statement_is_interrupted() {
+        let c = memory();
+        let forever = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT count(*) FROM n";
+        assert!(tokio::time::timeout(Duration::from_millis(100), c.execute(forever.into(), vec![])).await.is_err());
+        // The connection is free again soon, not after the heat death of the universe.
+        let started = Instant::now();
+        exec(&c, "SELECT 1", vec![]).await.unwrap();
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+}

@@ -1,0 +1,149 @@
+//! Where one named SQLite database lives, and how a guest's connection to it
+//! is opened.
+//!
+//! A file database is the file the runtime config names (created on first
+//! use, in WAL mode so readers and a writer do not block each other). An
+//! in-memory one must be one database for every instance of the app, so it
+//! is a named `memdb` database, which SQLite shares between the connections
+//! of a process, kept alive by a connection of our own.
+//!
+//! Every connection waits up to [`BUSY_TIMEOUT`] for another's lock rather
+//! than failing at once, and may not `ATTACH` (or `VACUUM INTO`) a file:
+//! SQL must not become a way around the sandbox to the host's file system.
+//! Attaching a new temporary or `:memory:` database stays allowed, as in Spin.
+use std::ffi::{CStr, c_char, c_int, c_void};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use rusqlite::{Connection, ffi};
+
+use crate::runtime_config::SqliteDatabaseConfig;
+
+/// How long a statement waits for another connection's lock before failing
+/// with "database is locked".
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub enum Database {
+    File(PathBuf),
+    /// A shared `memdb` database, which lives as long as `_keep_alive`.
+    Memory {
+        uri: String,
+        _keep_alive: Mutex<Connection>,
+    },
+}
+
+impl Database {
+    /// Prepares the database `config` describes: creates a file's directory
+    /// and turns on WAL, or creates the in-memory database.
+    pub fn open(config: &SqliteDatabaseConfig) -> Result<Self> {
+        let SqliteDatabaseConfig::Spin { path } = config;
+        match path {
+            Some(path) => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+                }
+                let connection = Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
+                connection.busy_timeout(BUSY_TIMEOUT)?;
+                connection
+                    .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))
+                    .with_context(|| format!("turning on WAL in {}", path.display()))?;
+                Ok(Database::File(path.clone()))
+            }
+            None => {
+                // memdb names are process-wide: one per database we create.
+                static NEXT: AtomicU64 = AtomicU64::new(0);
+                let uri = format!("file:/bazaar-sqlite-{}?vfs=memdb", NEXT.fetch_add(1, Ordering::Relaxed));
+                let keep_alive = Connection::open(&uri)?;
+                Ok(Database::Memory { uri, _keep_alive: Mutex::new(keep_alive) })
+            }
+        }
+    }
+
+    /// A new connection for a guest.
+    pub fn connect(&self) -> rusqlite::Result<Connection> {
+        let connection = match self {
+            Database::File(path) => Connection::open(path)?,
+            Database::Memory { uri, .. } => Connection::open(uri)?,
+        };
+        connection.busy_timeout(BUSY_TIMEOUT)?;
+        // SAFETY: the handle is this connection's own and outlives the
+        // authorizer, which SQLite drops with the connection; the callback
+        // keeps no state (the user-data pointer is null).
+        unsafe {
+            let rc = ffi::sqlite3_set_authorizer(connection.handle(), Some(deny_attaching_files), std::ptr::null_mut());
+            if rc != ffi::SQLITE_OK {
+                return Err(rusqlite::Error::SqliteFailure(
+                    ffi::Error::new(rc),
+                    Some("installing the authorizer".into()),
+                ));
+            }
+        }
+        Ok(connection)
+    }
+}
+
+/// SQLite authorizer: denies `ATTACH` of anything but a new temporary (`''`)
+/// or `':memory:'` database. `VACUUM INTO` attaches its target, so it is
+/// denied too. Everything else is allowed.
+unsafe extern "C" fn deny_attaching_files(
+    _: *mut c_void,
+    action: c_int,
+    file: *const c_char,
+    _: *const c_char,
+    _: *const c_char,
+    _: *const c_char,
+) -> c_int {
+    if action != ffi::SQLITE_ATTACH || file.is_null() {
+        return ffi::SQLITE_OK;
+    }
+    // SAFETY: SQLite passes a NUL-terminated string valid for this call.
+    match unsafe { CStr::from_ptr(file) }.to_bytes() {
+        b"" | b":memory:" => ffi::SQLITE_OK,
+        _ => ffi::SQLITE_DENY,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_database_gets_its_directory_and_wal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state/app.db");
+        let db = Database::open(&SqliteDatabaseConfig::Spin { path: Some(path.clone()) }).unwrap();
+        let c = db.connect().unwrap();
+        let mode: String = c.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+        assert_eq!(mode, "wal");
+        assert!(path.is_file());
+    }
+
+    #[test]
+    fn in_memory_databases_are_shared_between_connections_but_not_databases() {
+        let db = Database::open(&SqliteDatabaseConfig::Spin { path: None }).unwrap();
+        let other = Database::open(&SqliteDatabaseConfig::Spin { path: None }).unwrap();
+        db.connect().unwrap().execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);").unwrap();
+        // A later connection sees it even with no other guest connection open.
+        let n: i64 = db.connect().unwrap().query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
+        assert_eq!(n, 1);
+        assert!(other.connect().unwrap().query_row("SELECT count(*) FROM t", [], |r| r.get::<_, i64>(0)).is_err());
+    }
+
+    #[test]
+    fn guests_cannot_reach_other_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open(&SqliteDatabaseConfig::Spin { path: Some(dir.path().join("app.db")) }).unwrap();
+        let c = db.connect().unwrap();
+        let elsewhere = dir.path().join("elsewhere.db");
+        for sql in [format!("ATTACH '{}' AS x", elsewhere.display()), format!("VACUUM INTO '{}'", elsewhere.display())]
+        {
+            let e = c.execute_batch(&sql).unwrap_err().to_string();
+            assert!(e.contains("not authorized") || e.contains("authorization denied"), "{sql}: {e}");
+        }
+        assert!(!elsewhere.exists());
+        c.execute_batch("ATTACH ':memory:' AS scratch; ATTACH '' AS temp2;").unwrap();
+    }
+}

@@ -1,0 +1,187 @@
+//! SQLite databases: `fermyon:spin/sqlite@2.0.0` and
+//! `spin:sqlite/sqlite@3.0.0`.
+//!
+//! As in Spin, spin.toml grants each component database *names*
+//! (`sqlite_databases = ["default", "orders"]`) and the runtime config says
+//! where each lives (`default` always exists: a file in the state
+//! directory). Opening a name the component was not granted is
+//! `access-denied`, whether or not the database exists; a granted name the
+//! runtime config does not define is caught when the app loads.
+//!
+//! The interface is SQLite's own: synchronous, dynamically typed, one
+//! connection per `open`. rusqlite maps it one to one.
+//!
+//! - `database`: where a named database lives, and opening connections;
+//! - `connection`: one guest connection, running statements;
+//! - `host`: the two guest interfaces, over [`SqliteInstance`].
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use wasmtime::component::{Resource, ResourceTable, ResourceTableError};
+
+use super::BuildContext;
+use crate::bindings::spin::sqlite::sqlite::Error;
+use crate::runtime_config::SqliteDatabaseConfig;
+
+mod connection;
+mod database;
+mod host;
+
+use connection::GuestConnection;
+use database::Database;
+
+/// Most connections one instance may have open at once (Spin's limit).
+const MAX_CONNECTIONS: usize = 256;
+
+/// The SQLite databases of an app and who may open them: built once at load.
+pub struct Sqlite {
+    /// Every database some component was granted, by name.
+    databases: HashMap<String, Arc<Database>>,
+    /// Component id → the database names it may open.
+    grants: HashMap<String, Arc<HashSet<String>>>,
+}
+
+/// What one instance sees: its grants and its open connections.
+pub struct SqliteInstance {
+    sqlite: Arc<Sqlite>,
+    granted: Arc<HashSet<String>>,
+    /// The guest's open connections; a handle's `rep` is its index here.
+    connections: ResourceTable,
+}
+
+impl Sqlite {
+    /// Checks every component's grants against the runtime config and
+    /// prepares each database some component may use.
+    pub fn new(ctx: &BuildContext<'_>) -> Result<Self> {
+        let grants = ctx.manifest.components.values().map(|c| (c.id.as_str(), c.sqlite_databases.as_slice()));
+        check_grants(&ctx.manifest.file, grants.clone(), &ctx.runtime_config.sqlite_databases)?;
+
+        let mut databases = HashMap::new();
+        for name in grants.clone().flat_map(|(_, names)| names) {
+            if !databases.contains_key(name) {
+                let database = Database::open(&ctx.runtime_config.sqlite_databases[name])
+                    .with_context(|| format!("preparing SQLite database {name:?}"))?;
+                databases.insert(name.clone(), Arc::new(database));
+            }
+        }
+        let grants = grants.map(|(id, names)| (id.to_string(), Arc::new(names.iter().cloned().collect()))).collect();
+        Ok(Self { databases, grants })
+    }
+
+    pub fn instance(self: &Arc<Self>, component_id: &str) -> SqliteInstance {
+        let mut connections = ResourceTable::new();
+        connections.set_max_capacity(MAX_CONNECTIONS);
+        SqliteInstance {
+            sqlite: self.clone(),
+            granted: self.grants.get(component_id).cloned().unwrap_or_default(),
+            connections,
+        }
+    }
+}
+
+/// Fails, naming every offender, if a component is granted a database the
+/// runtime config does not define.
+fn check_grants<'a>(
+    manifest_file: &Path,
+    grants: impl Iterator<Item = (&'a str, &'a [String])>,
+    defined: &BTreeMap<String, SqliteDatabaseConfig>,
+) -> Result<()> {
+    let problems: Vec<String> = grants
+        .flat_map(|(id, names)| names.iter().map(move |name| (id, name)))
+        .filter(|(_, name)| !defined.contains_key(*name))
+        .map(|(id, name)| {
+            format!(
+                "{}: [component.{id}] sqlite_databases names {name:?}, which the runtime config does not define; \
+                 add [sqlite_database.{name}] with type = \"spin\" to the runtime config file, or use \"default\"",
+                manifest_file.display()
+            )
+        })
+        .collect();
+    if !problems.is_empty() {
+        bail!("{}", problems.join("\n"));
+    }
+    Ok(())
+}
+
+impl SqliteInstance {
+    /// Opens a new connection to database `name` for the guest.
+    async fn open<T: 'static>(&mut self, name: String) -> wasmtime::Result<Result<Resource<T>, Error>> {
+        if !self.granted.contains(&name) {
+            return Ok(Err(Error::AccessDenied));
+        }
+        let Some(database) = self.sqlite.databases.get(&name).cloned() else {
+            return Ok(Err(Error::NoSuchDatabase));
+        };
+        let connection = match tokio::task::spawn_blocking(move || database.connect()).await? {
+            Ok(connection) => GuestConnection::new(connection),
+            Err(e) => return Ok(Err(Error::Io(e.to_string()))),
+        };
+        match self.connections.push(connection) {
+            Ok(handle) => Ok(Ok(Resource::new_own(handle.rep()))),
+            Err(ResourceTableError::Full) => Ok(Err(Error::Io("too many connections opened".into()))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The connection behind a guest handle (a bad handle traps the guest).
+    fn connection<T>(&self, handle: &Resource<T>) -> wasmtime::Result<GuestConnection> {
+        Ok(self.connections.get(&Resource::<GuestConnection>::new_borrow(handle.rep()))?.clone())
+    }
+
+    /// Closes a connection; a transaction left open rolls back.
+    fn close<T>(&mut self, handle: Resource<T>) -> wasmtime::Result<()> {
+        self.connections.delete(Resource::<GuestConnection>::new_own(handle.rep()))?;
+        Ok(())
+    }
+}
+
+/// Adds both SQLite interfaces to the linker.
+pub fn add_to_linker(linker: &mut wasmtime::component::Linker<crate::state::InstanceState>) -> Result<()> {
+    use crate::bindings::fermyon::spin2_0_0::sqlite as v2;
+    use crate::bindings::spin::sqlite::sqlite as v3;
+    use wasmtime::component::HasSelf;
+    v2::add_to_linker::<_, HasSelf<SqliteInstance>>(linker, |s| &mut s.sqlite)?;
+    v3::add_to_linker::<_, HasSelf<SqliteInstance>>(linker, |s| &mut s.sqlite)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    /// An app whose components are granted `grants`, with databases
+    /// `defined` (in memory, or files under `dir`).
+    pub(super) fn app(grants: &[(&str, &[&str])], defined: &[(&str, Option<PathBuf>)]) -> Arc<Sqlite> {
+        let databases = defined
+            .iter()
+            .map(|(name, path)| {
+                let config = SqliteDatabaseConfig::Spin { path: path.clone() };
+                (name.to_string(), Arc::new(Database::open(&config).unwrap()))
+            })
+            .collect();
+        let grants = grants
+            .iter()
+            .map(|(id, names)| (id.to_string(), Arc::new(names.iter().map(|n| n.to_string()).collect())))
+            .collect();
+        Arc::new(Sqlite { databases, grants })
+    }
+
+    #[test]
+    fn undefined_databases_are_named_with_the_fix() {
+        let defined = BTreeMap::from([("default".to_string(), SqliteDatabaseConfig::Spin { path: None })]);
+        let orders = ["orders".to_string()];
+        let default = ["default".to_string()];
+        let grants = [("shop", &orders[..]), ("web", &default[..])].into_iter();
+        let e = check_grants(&PathBuf::from("spin.toml"), grants, &defined).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "spin.toml: [component.shop] sqlite_databases names \"orders\", which the runtime config does not define; \
+             add [sqlite_database.orders] with type = \"spin\" to the runtime config file, or use \"default\""
+        );
+        check_grants(&PathBuf::from("spin.toml"), [("web", &default[..])].into_iter(), &defined).unwrap();
+    }
+}
