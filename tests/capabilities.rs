@@ -138,11 +138,15 @@ async fn variables_come_from_defaults_templates_and_the_environment() {
 
     require_components(&["probe"]);
     let port = free_port();
+    let manifest = app("capabilities");
+    let rc = manifest.parent().unwrap().join("runtime-config.toml");
     let b = Bazaar::start(
-        &app("capabilities"),
+        &manifest,
         Up::default()
             .port(port)
             .state_dir(state.path())
+            .arg("--runtime-config-file")
+            .arg(rc.to_str().unwrap())
             .env("SPIN_VARIABLE_UPSTREAM_PORT", port.to_string())
             .env("SPIN_VARIABLE_GREETING", "bonjour"),
     );

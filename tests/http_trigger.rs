@@ -80,7 +80,15 @@ async fn clients_cannot_forge_spin_headers() {
 #[tokio::test]
 async fn private_routes_are_not_reachable_and_unknown_paths_get_404() {
     require_components(&["probe"]);
-    let bazaar = Bazaar::start(&app("capabilities"), Up::default().env("SPIN_VARIABLE_UPSTREAM_PORT", "1"));
+    let manifest = app("capabilities");
+    let rc = manifest.parent().unwrap().join("runtime-config.toml");
+    let bazaar = Bazaar::start(
+        &manifest,
+        Up::default()
+            .arg("--runtime-config-file")
+            .arg(rc.to_str().unwrap())
+            .env("SPIN_VARIABLE_UPSTREAM_PORT", "1"),
+    );
     // capabilities has no catch-all route: an unknown path is a 404 from the host.
     let resp = client().get(bazaar.url("/nowhere")).send().await.unwrap();
     assert_eq!(resp.status(), 404);
@@ -157,8 +165,11 @@ async fn instance_memory_is_capped() {
     let bazaar = Bazaar::start(&app("routes"), Up::default().arg("--max-instance-memory-mb").arg("64"));
     let ok = client().get(bazaar.url("/static/alloc?mb=16")).send().await.unwrap();
     assert_eq!(ok.status(), 200);
+    // The host refuses memory.grow past the cap; the probe reports the
+    // failed allocation as 507 out-of-memory instead of crashing.
     let too_much = client().get(bazaar.url("/static/alloc?mb=200")).send().await.unwrap();
-    assert_eq!(too_much.status(), 500);
+    assert_eq!(too_much.status(), 507);
+    assert!(too_much.text().await.unwrap().contains("out-of-memory"));
     assert_eq!(client().get(bazaar.url("/static/alloc?mb=16")).send().await.unwrap().status(), 200);
 }
 
