@@ -13,10 +13,9 @@ fn write_app(dir: &std::path::Path, manifest: &str) -> std::path::PathBuf {
 }
 
 fn up_fails(manifest: &std::path::Path, args: &[&str]) -> String {
-    let logs = Bazaar::try_start(manifest, Up { args: args.iter().map(|s| s.to_string()).collect(), ..Up::default() })
+    Bazaar::try_start(manifest, Up { args: args.iter().map(|s| s.to_string()).collect(), ..Up::default() })
         .err()
-        .expect("bazaar should refuse to start");
-    logs
+        .expect("bazaar should refuse to start")
 }
 
 #[test]
@@ -107,4 +106,28 @@ async fn sigterm_lets_in_flight_requests_finish() {
     assert!(status.success(), "{status}");
     // And the listener is closed.
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+}
+
+#[test]
+fn the_compile_cache_makes_a_restart_skip_compilation() {
+    require_components(&["hello"]);
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let manifest = write_app(
+        dir.path(),
+        &format!(
+            "spin_manifest_version = 2\n[application]\nname = \"x\"\n[[trigger.http]]\nroute = \"/...\"\ncomponent = \"hello\"\n\
+             [component.hello]\nsource = \"{}\"\n",
+            support::root().join("target/wasm32-wasip2/release/hello.wasm").display()
+        ),
+    );
+    let up = || Up::default().arg("--cache-dir").arg(cache.to_str().unwrap()).state_dir(&dir.path().join("state"));
+    let first = Bazaar::start(&manifest, up());
+    assert!(first.wait_for_log("compiled in"), "{}", first.logs());
+    drop(first);
+    let entries: Vec<_> = std::fs::read_dir(cache.join("components")).unwrap().collect();
+    assert_eq!(entries.len(), 1, "one compiled artefact in the cache");
+
+    let second = Bazaar::start(&manifest, up());
+    assert!(second.wait_for_log("loaded from the compile cache"), "{}", second.logs());
 }

@@ -121,14 +121,19 @@ impl BazaarEngine {
     /// Compiles the component at `path`, or loads it from the compile cache.
     pub fn load_component(&self, path: &Path) -> Result<Component> {
         let wasm = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        self.load_component_bytes(&wasm)
-            .with_context(|| format!("compiling {}", path.display()))
+        let started = std::time::Instant::now();
+        let (component, from_cache) =
+            self.load_component_bytes(&wasm).with_context(|| format!("compiling {}", path.display()))?;
+        let how = if from_cache { "loaded from the compile cache" } else { "compiled" };
+        tracing::info!(path = %path.display(), "{how} in {:?}", started.elapsed());
+        Ok(component)
     }
 
-    /// Like [`Self::load_component`], from bytes already in memory.
-    pub fn load_component_bytes(&self, wasm: &[u8]) -> Result<Component> {
+    /// Like [`Self::load_component`], from bytes already in memory; also
+    /// says whether the compile cache had it.
+    pub fn load_component_bytes(&self, wasm: &[u8]) -> Result<(Component, bool)> {
         let Some(cached) = self.cache_path(wasm) else {
-            return Ok(Component::new(&self.engine, wasm)?);
+            return Ok((Component::new(&self.engine, wasm)?, false));
         };
         if cached.exists() {
             // SAFETY: the file was written by `Component::serialize` of an
@@ -136,7 +141,7 @@ impl BazaarEngine {
             // name), into a directory only bazaar writes; wasmtime still
             // checks the header and refuses a mismatching artefact.
             match unsafe { Component::deserialize_file(&self.engine, &cached) } {
-                Ok(component) => return Ok(component),
+                Ok(component) => return Ok((component, true)),
                 Err(e) => tracing::warn!(path = %cached.display(), "ignoring unusable compile cache entry: {e:#}"),
             }
         }
@@ -144,7 +149,7 @@ impl BazaarEngine {
         if let Err(e) = self.store_in_cache(&component, &cached) {
             tracing::warn!(path = %cached.display(), "could not write compile cache: {e:#}");
         }
-        Ok(component)
+        Ok((component, false))
     }
 
     fn cache_path(&self, wasm: &[u8]) -> Option<PathBuf> {
@@ -160,7 +165,8 @@ impl BazaarEngine {
         let dir = cached.parent().expect("cache path has a parent");
         std::fs::create_dir_all(dir)?;
         // Write then rename, so a concurrent reader never sees half a file.
-        let tmp = dir.join(format!(".{}.tmp", std::process::id()));
+        let name = cached.file_name().expect("cache path has a file name").to_string_lossy();
+        let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
         std::fs::write(&tmp, bytes)?;
         std::fs::rename(&tmp, cached)?;
         Ok(())

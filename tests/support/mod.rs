@@ -118,17 +118,17 @@ impl Bazaar {
         // A cold compile of a component can take a while on a 2-core machine.
         while started.elapsed() < Duration::from_secs(120) {
             if let Ok(Some(_)) = child.try_wait() {
+                // Let the reader threads collect the last of the output.
                 std::thread::sleep(Duration::from_millis(100));
                 return Err(logs.lock().unwrap().clone());
             }
-            if let Ok(resp) = ureq_get(&health) {
-                if resp == 200 {
-                    return Ok(Bazaar { child, port, base, logs });
-                }
+            if let Ok(200) = ureq_get(&health) {
+                return Ok(Bazaar { child, port, base, logs });
             }
             std::thread::sleep(Duration::from_millis(50));
         }
         let _ = child.kill();
+        let _ = child.wait();
         Err(format!("not serving after 120s:\n{}", logs.lock().unwrap()))
     }
 
@@ -157,8 +157,7 @@ impl Bazaar {
     pub fn terminate(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        let status = self.child.wait().unwrap();
-        status
+        self.child.wait().unwrap()
     }
 }
 
