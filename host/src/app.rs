@@ -11,11 +11,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime::{Store, StoreLimitsBuilder};
 use wasmtime_wasi_http::WasiHttpCtx;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
+use crate::bindings::redis_trigger::RedisTriggerPre;
 use crate::capabilities::wasi::Wasi;
 use crate::capabilities::{BuildContext, Capabilities};
 use crate::engine::{BazaarEngine, EngineOptions};
@@ -37,6 +38,7 @@ pub struct LoadOptions {
 
 pub struct App {
     pub manifest: Manifest,
+    pub runtime_config: RuntimeConfig,
     pub state_dir: PathBuf,
     pub capabilities: Capabilities,
     pub request_timeout: Duration,
@@ -51,6 +53,8 @@ pub struct LoadedComponent {
     pub source: PathBuf,
     /// Present when the component exports `wasi:http/incoming-handler`.
     pub http: Option<ProxyPre<InstanceState>>,
+    /// Present when the component exports `fermyon:spin/inbound-redis`.
+    pub redis: Option<RedisTriggerPre<InstanceState>>,
     wasi: Wasi,
 }
 
@@ -79,11 +83,12 @@ impl App {
         for (id, component) in &manifest.components {
             check_source(&manifest, id, &component.source)?;
             let compiled = engine.load_component(&component.source)?;
-            let http = link(&linker, &compiled, id)?;
+            let pre = link(&linker, &compiled, id)?;
             let loaded = LoadedComponent {
                 id: id.clone(),
                 source: component.source.clone(),
-                http,
+                http: ProxyPre::new(pre.clone()).ok(),
+                redis: RedisTriggerPre::new(pre).ok(),
                 wasi: Wasi::new(component)?,
             };
             components.insert(id.clone(), Arc::new(loaded));
@@ -91,6 +96,7 @@ impl App {
 
         Ok(Self {
             manifest,
+            runtime_config,
             state_dir,
             capabilities,
             request_timeout: options.request_timeout,
@@ -117,6 +123,8 @@ impl App {
             variables: caps.variables.instance(id),
             key_value: caps.key_value.instance(id),
             sqlite: caps.sqlite.instance(id),
+            postgres: caps.postgres.instance(id),
+            redis: caps.redis.instance(id),
             limits: StoreLimitsBuilder::new().memory_size(self.max_instance_memory).build(),
         };
         let mut store = Store::new(self.engine.engine(), state);
@@ -145,8 +153,8 @@ fn check_source(manifest: &Manifest, id: &str, source: &Path) -> Result<()> {
 /// Links a component against the host's capabilities. Imports bazaar does
 /// not implement yet are defined as traps, so the component still loads and
 /// fails only if it calls them, with the import's name in the error.
-fn link(linker: &Linker<InstanceState>, component: &Component, id: &str) -> Result<Option<ProxyPre<InstanceState>>> {
-    let pre = match linker.instantiate_pre(component) {
+fn link(linker: &Linker<InstanceState>, component: &Component, id: &str) -> Result<InstancePre<InstanceState>> {
+    Ok(match linker.instantiate_pre(component) {
         Ok(pre) => pre,
         Err(e) => {
             tracing::warn!(component = id, "some imports are not provided by bazaar and will trap if called: {e:#}");
@@ -154,6 +162,5 @@ fn link(linker: &Linker<InstanceState>, component: &Component, id: &str) -> Resu
             lenient.define_unknown_imports_as_traps(component)?;
             lenient.instantiate_pre(component).map_err(anyhow::Error::from).with_context(|| format!("linking component {id}"))?
         }
-    };
-    Ok(ProxyPre::new(pre).ok())
+    })
 }

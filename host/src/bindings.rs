@@ -13,3 +13,12 @@ wasmtime::component::bindgen!({
     world: "bazaar:host/spin-capabilities",
     imports: { default: async | trappable },
 });
+
+/// The export the Redis trigger calls.
+pub mod redis_trigger {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "bazaar:host/redis-trigger",
+        exports: { default: async },
+    });
+}

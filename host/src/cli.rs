@@ -11,6 +11,9 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 
 use crate::app::{App, LoadOptions};
+use crate::bus::Bus;
+use crate::runtime_config::RuntimeConfig;
+use crate::trigger::redis::{RedisTrigger, bus_addresses};
 use crate::engine::{EngineOptions, default_cache_dir};
 use crate::manifest;
 use crate::trigger::http::{HttpTrigger, bind};
@@ -28,6 +31,35 @@ pub enum Commands {
     Build(BuildArgs),
     /// Serve the app, like `spin up`.
     Up(UpArgs),
+    /// Inspect and operate the app's message bus.
+    #[command(subcommand)]
+    Bus(BusCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BusCommand {
+    /// List the messages a subscriber failed for good, as JSON lines.
+    DeadLetters(BusArgs),
+    /// Deliver a dead letter again to the subscriber that failed it.
+    Replay {
+        #[command(flatten)]
+        args: BusArgs,
+        /// The dead letter's id, as `dead-letters` shows it.
+        id: String,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct BusArgs {
+    /// The manifest (spin.toml) or the directory holding it.
+    #[arg(short = 'f', long = "from", default_value = "spin.toml")]
+    pub from: PathBuf,
+    /// The runtime config `bazaar up` was given.
+    #[arg(long = "runtime-config-file", env = "BAZAAR_RUNTIME_CONFIG")]
+    pub runtime_config_file: Option<PathBuf>,
+    /// The state directory `bazaar up` was given.
+    #[arg(long = "state-dir")]
+    pub state_dir: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -78,6 +110,7 @@ pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Commands::Build(args) => build(&manifest_path(&args.from)?, &args.components),
         Commands::Up(args) => up(args).await,
+        Commands::Bus(command) => bus_command(command).await,
     }
 }
 
@@ -148,7 +181,19 @@ async fn up(args: UpArgs) -> Result<()> {
     // Compiling is CPU-bound and may take seconds: keep it off the runtime.
     let app = tokio::task::spawn_blocking(move || App::load(&options)).await??;
     let app = Arc::new(app);
-    let trigger = HttpTrigger::new(app)?;
+    let trigger = HttpTrigger::new(app.clone())?;
+    let redis_trigger = RedisTrigger::new(app.clone())?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut subscribers = Vec::new();
+    let addresses = bus_addresses(&app)?;
+    if !addresses.is_empty() {
+        let bus = Bus::open(&app.runtime_config.message_bus, &app.state_dir, addresses).await?;
+        app.capabilities.redis.set_publish_interceptor(bus.clone());
+        for sub in redis_trigger.subscriptions() {
+            println!("Subscribed {} to channel {:?} on the {:?} bus", sub.subscriber, sub.channel, bus.config.kind);
+        }
+        subscribers = redis_trigger.start(bus, stopped);
+    }
     let listener = bind(args.listen).await?;
     let addr = listener.local_addr()?;
     println!("Serving http://{addr}");
@@ -157,7 +202,37 @@ async fn up(args: UpArgs) -> Result<()> {
         println!("  {component}: http://{addr}{route}");
     }
     tracing::info!("ready in {:?}", started.elapsed());
-    trigger.serve(listener, shutdown_signal()).await
+    trigger.serve(listener, shutdown_signal()).await?;
+    // Subscribers finish the message in hand; the rest stays on the bus.
+    let _ = stop.send(true);
+    for subscriber in subscribers {
+        let _ = subscriber.await;
+    }
+    Ok(())
+}
+
+/// `bazaar bus ...`: opens the app's bus as `bazaar up` would, without
+/// loading any component.
+async fn bus_command(command: BusCommand) -> Result<()> {
+    let args = match &command {
+        BusCommand::DeadLetters(args) | BusCommand::Replay { args, .. } => args,
+    };
+    let manifest = manifest::load(&manifest_path(&args.from)?)?;
+    let state_dir = args.state_dir.clone().unwrap_or_else(|| manifest.dir.join(".bazaar"));
+    let runtime_config = RuntimeConfig::load(args.runtime_config_file.as_deref(), &manifest.dir, &state_dir)?;
+    let bus = Bus::open(&runtime_config.message_bus, &state_dir, Vec::new()).await?;
+    match command {
+        BusCommand::DeadLetters(_) => {
+            for dead in bus.backend().dead_letters().await? {
+                println!("{}", serde_json::to_string(&dead)?);
+            }
+        }
+        BusCommand::Replay { id, .. } => {
+            bus.backend().replay(&id).await?;
+            println!("dead letter {id} queued for redelivery");
+        }
+    }
+    Ok(())
 }
 
 /// Resolves on SIGINT or SIGTERM.

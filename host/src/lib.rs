@@ -11,6 +11,7 @@
 //! - [`cli`] is the `bazaar` command line.
 pub mod app;
 pub mod bindings;
+pub mod bus;
 pub mod capabilities;
 pub mod cli;
 pub mod engine;

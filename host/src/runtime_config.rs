@@ -11,6 +11,10 @@
 //! type = "spin"              # a SQLite file; without `path`, in memory
 //! path = ".bazaar/cache.db"  # relative to the app directory
 //!
+//! [key_value_store.sessions]
+//! type = "redis"             # a Redis server, as Spin lays it out
+//! url = "redis://localhost:6379"
+//!
 //! [sqlite_database.orders]
 //! type = "spin"
 //! path = ".bazaar/orders.db"
@@ -19,6 +23,9 @@
 //! type = "env"
 //! prefix = "SPIN_VARIABLE"
 //! dotenv_path = ".env"
+//!
+//! [message_bus]              # bazaar's own: see crate::bus
+//! type = "embedded"
 //! ```
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -39,6 +46,8 @@ pub struct RuntimeConfig {
     pub sqlite_databases: BTreeMap<String, SqliteDatabaseConfig>,
     /// In priority order, highest first.
     pub variable_providers: Vec<VariableProviderConfig>,
+    /// `[message_bus]`: bazaar's own section; embedded when absent.
+    pub message_bus: crate::bus::BusConfig,
 }
 
 /// Where a key-value store lives.
@@ -46,6 +55,9 @@ pub struct RuntimeConfig {
 pub enum KeyValueStoreConfig {
     /// A SQLite file (`None`: in memory, gone at exit).
     Spin { path: Option<PathBuf> },
+    /// A Redis server (`url = "redis://host:port[/db]"`), laid out as Spin's
+    /// `redis` store kind lays it out.
+    Redis { url: String },
 }
 
 /// Where a SQLite database lives.
@@ -71,6 +83,7 @@ struct RawFile {
     sqlite_database: BTreeMap<String, RawStore>,
     #[serde(default)]
     config_provider: Vec<RawProvider>,
+    message_bus: Option<crate::bus::BusConfig>,
 }
 
 #[derive(Deserialize)]
@@ -100,6 +113,7 @@ impl RuntimeConfig {
             key_value_stores: BTreeMap::new(),
             sqlite_databases: BTreeMap::new(),
             variable_providers: Vec::new(),
+            message_bus: Default::default(),
         };
         config.fill_defaults(app_dir, state_dir);
         config
@@ -123,7 +137,7 @@ impl RuntimeConfig {
         let raw: RawFile = toml::from_str(text).map_err(|e| {
             let at = e.span().map(|s| line_col(text, s.start)).map(|(l, c)| format!(":{l}:{c}")).unwrap_or_default();
             anyhow::anyhow!(
-                "{shown}{at}: {}; a runtime config may have [key_value_store.NAME], [sqlite_database.NAME] and [[config_provider]] sections",
+                "{shown}{at}: {}; a runtime config may have [key_value_store.NAME], [sqlite_database.NAME], [[config_provider]] and [message_bus] sections",
                 e.message()
             )
         })?;
@@ -137,8 +151,21 @@ impl RuntimeConfig {
                     reject_extra(&shown, &field, &store.rest)?;
                     KeyValueStoreConfig::Spin { path: store.path.map(resolve) }
                 }
+                "redis" => {
+                    let mut rest = store.rest;
+                    if store.path.is_some() {
+                        bail!("{shown}: {field} has type \"redis\", which takes `url`, not `path`");
+                    }
+                    let url = match rest.remove("url") {
+                        Some(toml::Value::String(url)) => url,
+                        Some(other) => bail!("{shown}: {field} `url` must be a string such as \"redis://localhost:6379\", not {other}"),
+                        None => bail!("{shown}: {field} has type \"redis\" but no `url`; add url = \"redis://host:port\""),
+                    };
+                    reject_extra(&shown, &field, &rest)?;
+                    KeyValueStoreConfig::Redis { url }
+                }
                 other => bail!(
-                    "{shown}: {field} has type {other:?}, which bazaar does not support; use type = \"spin\" (a SQLite file)"
+                    "{shown}: {field} has type {other:?}, which bazaar does not support; use type = \"spin\" (a SQLite file) or type = \"redis\" (with url = \"redis://...\")"
                 ),
             };
             key_value_stores.insert(name, config);
@@ -176,7 +203,13 @@ impl RuntimeConfig {
             }
         }
 
-        Ok(RuntimeConfig { file: Some(file.to_path_buf()), key_value_stores, sqlite_databases, variable_providers })
+        Ok(RuntimeConfig {
+            file: Some(file.to_path_buf()),
+            key_value_stores,
+            sqlite_databases,
+            variable_providers,
+            message_bus: raw.message_bus.unwrap_or_default(),
+        })
     }
 
     fn fill_defaults(&mut self, app_dir: &Path, state_dir: &Path) {
@@ -241,9 +274,31 @@ mod tests {
     }
 
     #[test]
+    fn redis_stores_take_a_url() {
+        let c = parse("[key_value_store.sessions]\ntype = \"redis\"\nurl = \"redis://cache:6380/2\"\n").unwrap();
+        assert_eq!(c.key_value_stores["sessions"], KeyValueStoreConfig::Redis { url: "redis://cache:6380/2".into() });
+        // `default` may live in Redis too.
+        let c = parse("[key_value_store.default]\ntype = \"redis\"\nurl = \"redis://localhost\"\n").unwrap();
+        assert_eq!(c.key_value_stores["default"], KeyValueStoreConfig::Redis { url: "redis://localhost".into() });
+
+        let e = parse("[key_value_store.s]\ntype = \"redis\"\n").unwrap_err().to_string();
+        assert!(e.contains("[key_value_store.s]") && e.contains("no `url`"), "{e}");
+        let e = parse("[key_value_store.s]\ntype = \"redis\"\nurl = 6379\n").unwrap_err().to_string();
+        assert!(e.contains("must be a string"), "{e}");
+        let e = parse("[key_value_store.s]\ntype = \"redis\"\nurl = \"redis://x\"\npassword = \"p\"\n").unwrap_err().to_string();
+        assert!(e.contains("[key_value_store.s]") && e.contains("\"password\""), "{e}");
+        let e = parse("[key_value_store.s]\ntype = \"redis\"\nurl = \"redis://x\"\npath = \"x.db\"\n").unwrap_err().to_string();
+        assert!(e.contains("not `path`"), "{e}");
+        // A `spin` store takes no url.
+        let e = parse("[key_value_store.s]\ntype = \"spin\"\nurl = \"redis://x\"\n").unwrap_err().to_string();
+        assert!(e.contains("\"url\""), "{e}");
+    }
+
+    #[test]
     fn unknown_types_and_fields_are_explained() {
         let e = parse("[key_value_store.x]\ntype = \"azure_cosmos\"\n").unwrap_err().to_string();
         assert!(e.contains("rc.toml") && e.contains("[key_value_store.x]") && e.contains("azure_cosmos"), "{e}");
+        assert!(e.contains("type = \"spin\"") && e.contains("type = \"redis\""), "{e}");
         let e = parse("[sqlite_database.x]\ntype = \"spin\"\nurl = \"x\"\n").unwrap_err().to_string();
         assert!(e.contains("[sqlite_database.x]") && e.contains("url"), "{e}");
         let e = parse("[mystery]\n").unwrap_err().to_string();

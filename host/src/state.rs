@@ -14,6 +14,8 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::capabilities::key_value::KeyValueInstance;
 use crate::capabilities::outbound_http::OutboundHttpInstance;
+use crate::capabilities::postgres::PostgresInstance;
+use crate::capabilities::redis::RedisInstance;
 use crate::capabilities::sqlite::SqliteInstance;
 use crate::capabilities::variables::VariablesInstance;
 
@@ -26,6 +28,8 @@ pub struct InstanceState {
     pub variables: VariablesInstance,
     pub key_value: KeyValueInstance,
     pub sqlite: SqliteInstance,
+    pub postgres: PostgresInstance,
+    pub redis: RedisInstance,
     pub limits: StoreLimits,
 }
 

@@ -24,6 +24,8 @@ use crate::state::InstanceState;
 pub mod allowed_hosts;
 pub mod key_value;
 pub mod outbound_http;
+pub mod postgres;
+pub mod redis;
 pub mod sqlite;
 pub mod variables;
 pub mod wasi;
@@ -41,17 +43,23 @@ pub struct Capabilities {
     pub outbound_http: Arc<outbound_http::OutboundHttp>,
     pub key_value: Arc<key_value::KeyValue>,
     pub sqlite: Arc<sqlite::Sqlite>,
+    pub postgres: Arc<postgres::Postgres>,
+    pub redis: Arc<redis::Redis>,
 }
 
 impl Capabilities {
     pub fn new(ctx: &BuildContext<'_>) -> Result<Self> {
         let variables = Arc::new(variables::Variables::new(ctx.manifest, ctx.runtime_config)?);
         let outbound_http = Arc::new(outbound_http::OutboundHttp::new(ctx.manifest, &variables)?);
+        let redis = Arc::new(redis::Redis::new(ctx.manifest, &outbound_http));
+        let postgres = Arc::new(postgres::Postgres::new(outbound_http.clone()));
         Ok(Self {
             variables,
             outbound_http,
             key_value: Arc::new(key_value::KeyValue::new(ctx)?),
             sqlite: Arc::new(sqlite::Sqlite::new(ctx)?),
+            postgres,
+            redis,
         })
     }
 
@@ -62,6 +70,8 @@ impl Capabilities {
         variables::add_to_linker(linker)?;
         key_value::add_to_linker(linker)?;
         sqlite::add_to_linker(linker)?;
+        postgres::add_to_linker(linker)?;
+        redis::add_to_linker(linker)?;
         Ok(())
     }
 }

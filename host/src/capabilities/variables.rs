@@ -97,8 +97,10 @@ impl Variables {
         VariablesInstance { variables: self.clone(), component_id: component_id.into() }
     }
 
-    /// Expands `{{ app_var }}` references; on failure, the variable missing.
-    fn expand(&self, template: &str) -> Result<String, String> {
+    /// Expands `{{ app_var }}` references (in component variables, and in
+    /// manifest fields Spin allows templates in, such as a Redis trigger's
+    /// address); on failure, the name of the variable without a value.
+    pub fn expand(&self, template: &str) -> Result<String, String> {
         let mut out = String::new();
         let mut rest = template;
         while let Some(start) = rest.find("{{") {

@@ -1,4 +1,5 @@
 //! Triggers feed events to components. The HTTP trigger is the one every
-//! Spin app has; the Redis trigger (message bus) joins it later.
+//! Spin app has; the Redis trigger runs components on messages from the bus.
 pub mod http;
+pub mod redis;
 pub mod spin_headers;

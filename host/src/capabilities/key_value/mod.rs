@@ -10,6 +10,7 @@
 //!
 //! - [`backend`]: what a store must do, whatever it is stored in;
 //! - [`sqlite_backend`]: Spin's `spin` store kind, a SQLite file;
+//! - [`redis_backend`]: Spin's `redis` store kind, a Redis server;
 //! - `spin` and `wasi`: the two guest interfaces, over [`Backend`].
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
@@ -22,12 +23,16 @@ use super::BuildContext;
 use crate::runtime_config::KeyValueStoreConfig;
 
 pub mod backend;
+pub mod redis_backend;
 mod spin;
 pub mod sqlite_backend;
 mod wasi;
 
 pub use backend::Backend;
+use redis_backend::RedisBackend;
 use sqlite_backend::SqliteBackend;
+
+use super::redis::connection::redacted;
 
 /// The key-value stores of an app and who may open them: built once at load.
 pub struct KeyValue {
@@ -64,15 +69,18 @@ impl KeyValue {
         let mut stores: HashMap<String, Arc<dyn Backend>> = HashMap::new();
         for label in grants.clone().flat_map(|(_, labels)| labels) {
             if !stores.contains_key(label) {
-                let store = match &ctx.runtime_config.key_value_stores[label] {
+                let store: Arc<dyn Backend> = match &ctx.runtime_config.key_value_stores[label] {
                     KeyValueStoreConfig::Spin { path } => {
-                        SqliteBackend::open(path.as_deref(), label).with_context(|| match path {
+                        Arc::new(SqliteBackend::open(path.as_deref(), label).with_context(|| match path {
                             Some(path) => format!("opening key-value store {label:?} at {}", path.display()),
                             None => format!("opening in-memory key-value store {label:?}"),
-                        })?
+                        })?)
                     }
+                    KeyValueStoreConfig::Redis { url } => Arc::new(RedisBackend::new(url).with_context(|| {
+                        format!("key-value store {label:?}: {:?} is not a Redis URL", redacted(url))
+                    })?),
                 };
-                stores.insert(label.clone(), Arc::new(store));
+                stores.insert(label.clone(), store);
             }
         }
         let grants = grants.map(|(id, labels)| (id.to_string(), Arc::new(labels.iter().cloned().collect()))).collect();

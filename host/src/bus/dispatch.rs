@@ -1,0 +1,183 @@
+//! Delivers a subscription's messages to its handler, one at a time, with
+//! retries, backoff and dead-lettering: the part of the bus's promise that
+//! is the same whatever the backend.
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::watch;
+
+use super::{Bus, Delivery, Subscription};
+
+/// How long one `next` call waits before checking for shutdown again.
+const POLL: Duration = Duration::from_millis(500);
+
+/// What a delivered message is handed to (the Redis trigger: a component).
+#[async_trait]
+pub trait MessageHandler: Send + Sync {
+    /// `Err` carries the reason the message failed, for logs and dead letters.
+    async fn handle(&self, sub: &Subscription, payload: &[u8]) -> Result<(), String>;
+}
+
+/// Consumes `sub` until `shutdown` turns true. A message being handled when
+/// shutdown comes is finished first; one waiting for a retry is left
+/// unacknowledged, so it is delivered again after restart.
+pub async fn run(bus: Arc<Bus>, sub: Subscription, handler: Arc<dyn MessageHandler>, mut shutdown: watch::Receiver<bool>) {
+    if let Err(e) = subscribe_until_ok(&bus, &sub, &mut shutdown).await {
+        tracing::debug!(channel = %sub.channel, subscriber = %sub.subscriber, "stopped before subscribing: {e}");
+        return;
+    }
+    while !*shutdown.borrow() {
+        let delivery = match bus.backend().next(&sub, POLL).await {
+            Ok(Some(delivery)) => delivery,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::warn!(channel = %sub.channel, subscriber = %sub.subscriber, "bus unavailable, retrying: {e:#}");
+                if sleep_or_shutdown(Duration::from_secs(1), &mut shutdown).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        if !deliver(&bus, &sub, &*handler, delivery, &mut shutdown).await {
+            return;
+        }
+    }
+}
+
+async fn subscribe_until_ok(bus: &Bus, sub: &Subscription, shutdown: &mut watch::Receiver<bool>) -> Result<(), &'static str> {
+    loop {
+        match bus.backend().subscribe(sub).await {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                tracing::warn!(channel = %sub.channel, subscriber = %sub.subscriber, "cannot subscribe yet: {e:#}");
+                if sleep_or_shutdown(Duration::from_secs(1), shutdown).await {
+                    return Err("shutdown");
+                }
+            }
+        }
+    }
+}
+
+/// Hands one message to the handler until it succeeds or runs out of
+/// attempts. Returns false if shutdown interrupted it.
+async fn deliver(
+    bus: &Bus,
+    sub: &Subscription,
+    handler: &dyn MessageHandler,
+    delivery: Delivery,
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
+    let config = &bus.config;
+    let mut attempts = delivery.previous_attempts;
+    loop {
+        attempts += 1;
+        let error = match handler.handle(sub, &delivery.payload).await {
+            Ok(()) => return settle(shutdown, || bus.backend().ack(sub, &delivery.id)).await,
+            Err(error) => error,
+        };
+        if attempts >= config.max_attempts {
+            tracing::error!(
+                channel = %sub.channel, subscriber = %sub.subscriber, id = %delivery.id,
+                "message failed {attempts} times, moved to the dead letters: {error}"
+            );
+            return settle(shutdown, || bus.backend().dead_letter(sub, &delivery, attempts, &error)).await;
+        }
+        let delay = config.backoff(attempts);
+        tracing::warn!(
+            channel = %sub.channel, subscriber = %sub.subscriber, id = %delivery.id,
+            "attempt {attempts} of {} failed, retrying in {delay:?}: {error}", config.max_attempts
+        );
+        if sleep_or_shutdown(delay, shutdown).await {
+            return false;
+        }
+    }
+}
+
+/// Records an outcome, retrying while the backend is unreachable: giving up
+/// would redeliver a message that was handled (allowed, but avoidable).
+async fn settle<F, Fut>(shutdown: &mut watch::Receiver<bool>, mut record: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    loop {
+        match record().await {
+            Ok(()) => return true,
+            Err(e) => {
+                tracing::warn!("cannot record a delivery outcome yet, retrying: {e:#}");
+                if sleep_or_shutdown(Duration::from_millis(500), shutdown).await {
+                    return false;
+                }
+            }
+        }
+    }
+}
+
+/// Sleeps; true if shutdown came first.
+async fn sleep_or_shutdown(delay: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
+    let slept = tokio::select! {
+        _ = tokio::time::sleep(delay) => true,
+        _ = shutdown.wait_for(|stop| *stop) => false,
+    };
+    !slept || *shutdown.borrow()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::bus::{BusConfig, BusKind};
+
+    /// Fails every payload listed in `fail_times` that many times, records the rest.
+    struct Recorder {
+        seen: Mutex<Vec<String>>,
+        failures_left: Mutex<std::collections::HashMap<String, u32>>,
+    }
+
+    #[async_trait]
+    impl MessageHandler for Recorder {
+        async fn handle(&self, _: &Subscription, payload: &[u8]) -> Result<(), String> {
+            let text = String::from_utf8_lossy(payload).to_string();
+            self.seen.lock().unwrap().push(text.clone());
+            let mut left = self.failures_left.lock().unwrap();
+            match left.get_mut(&text) {
+                Some(n) if *n > 0 => {
+                    *n -= 1;
+                    Err(format!("{text} failed"))
+                }
+                _ => Ok(()),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn retries_in_order_then_dead_letters() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = BusConfig { kind: BusKind::Embedded, max_attempts: 3, retry_backoff_ms: 1, ..Default::default() };
+        let bus = Bus::open(&config, dir.path(), vec![]).await.unwrap();
+        let sub = Subscription { channel: "c".into(), subscriber: "s".into() };
+        bus.backend().subscribe(&sub).await.unwrap();
+        for m in ["a", "flaky", "b", "poison", "c"] {
+            bus.backend().publish("c", m.as_bytes()).await.unwrap();
+        }
+        let recorder = Arc::new(Recorder {
+            seen: Mutex::new(vec![]),
+            failures_left: Mutex::new([("flaky".to_string(), 2), ("poison".to_string(), 99)].into()),
+        });
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(run(bus.clone(), sub.clone(), recorder.clone(), stopped));
+        while bus.backend().lag(&sub).await.unwrap() > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        stop.send(true).unwrap();
+        task.await.unwrap();
+        let seen = recorder.seen.lock().unwrap().clone();
+        assert_eq!(seen, ["a", "flaky", "flaky", "flaky", "b", "poison", "poison", "poison", "c"]);
+        let dead = bus.backend().dead_letters().await.unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!((dead[0].payload.as_slice(), dead[0].attempts), (&b"poison"[..], 3));
+        assert_eq!(dead[0].error, "poison failed");
+    }
+}

@@ -1,0 +1,366 @@
+//! The embedded bus backend: a SQLite file in the state directory.
+//!
+//! The default, so `bazaar up` needs no server. Messages are rows in one
+//! table (`seq` orders them per channel); each subscription keeps the last
+//! sequence number it acknowledged and the one it has in flight with its
+//! attempt count, so a message handed out before a crash is handed out again
+//! after restart, with its attempts remembered. Writes use
+//! `synchronous = FULL`: a publish that returned survives even an OS crash.
+//! Messages every subscription of their channel has acknowledged are
+//! deleted.
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow};
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::Notify;
+
+use super::{BusBackend, DeadLetter, Delivery, Subscription, now_ms};
+
+/// The file in the state directory.
+pub const FILE_NAME: &str = "message_bus.db";
+
+/// Compact acknowledged messages after this many acks.
+const COMPACT_EVERY: u64 = 256;
+
+pub struct EmbeddedBus {
+    db: Arc<Mutex<Connection>>,
+    /// Wakes subscribers waiting in `next` when something is published.
+    published: Notify,
+    acks: AtomicU64,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS bus_messages (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    channel TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    -- NULL: every subscriber of the channel; else only this one (a replay)
+    target TEXT,
+    published_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS bus_messages_by_channel ON bus_messages (channel, seq);
+CREATE TABLE IF NOT EXISTS bus_subscriptions (
+    channel TEXT NOT NULL,
+    subscriber TEXT NOT NULL,
+    acked_seq INTEGER NOT NULL DEFAULT 0,
+    inflight_seq INTEGER,
+    inflight_attempts INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (channel, subscriber)
+);
+CREATE TABLE IF NOT EXISTS bus_dead_letters (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    channel TEXT NOT NULL,
+    subscriber TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    payload BLOB NOT NULL,
+    attempts INTEGER NOT NULL,
+    error TEXT NOT NULL,
+    failed_ms INTEGER NOT NULL
+);
+";
+
+impl EmbeddedBus {
+    pub fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let conn = Connection::open(path).with_context(|| format!("opening the message bus at {}", path.display()))?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.execute_batch(SCHEMA).with_context(|| format!("preparing the message bus at {}", path.display()))?;
+        Ok(Self { db: Arc::new(Mutex::new(conn)), published: Notify::new(), acks: AtomicU64::new(0) })
+    }
+
+    /// Runs `f` on the connection off the async runtime.
+    async fn with_db<T: Send + 'static>(&self, f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static) -> Result<T> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = db.lock().map_err(|_| anyhow!("message bus database lock poisoned"))?;
+            f(&mut conn)
+        })
+        .await?
+    }
+
+    fn try_next(conn: &mut Connection, sub: &Subscription) -> Result<Option<Delivery>> {
+        let tx = conn.transaction()?;
+        let (acked, inflight, attempts): (i64, Option<i64>, u32) = tx.query_row(
+            "SELECT acked_seq, inflight_seq, inflight_attempts FROM bus_subscriptions WHERE channel = ?1 AND subscriber = ?2",
+            params![sub.channel, sub.subscriber],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        let next: Option<(i64, Vec<u8>)> = tx
+            .query_row(
+                "SELECT seq, payload FROM bus_messages
+                 WHERE channel = ?1 AND seq > ?2 AND (target IS NULL OR target = ?3)
+                 ORDER BY seq LIMIT 1",
+                params![sub.channel, acked, sub.subscriber],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let Some((seq, payload)) = next else { return Ok(None) };
+        let previous_attempts = if inflight == Some(seq) { attempts } else { 0 };
+        tx.execute(
+            "UPDATE bus_subscriptions SET inflight_seq = ?3, inflight_attempts = ?4 WHERE channel = ?1 AND subscriber = ?2",
+            params![sub.channel, sub.subscriber, seq, previous_attempts + 1],
+        )?;
+        tx.commit()?;
+        Ok(Some(Delivery { id: seq.to_string(), payload, previous_attempts }))
+    }
+}
+
+fn parse_seq(id: &str) -> Result<i64> {
+    id.parse().map_err(|_| anyhow!("{id:?} is not an embedded bus message id"))
+}
+
+#[async_trait]
+impl BusBackend for EmbeddedBus {
+    async fn publish(&self, channel: &str, payload: &[u8]) -> Result<String> {
+        let (channel, payload) = (channel.to_string(), payload.to_vec());
+        let seq = self
+            .with_db(move |conn| {
+                conn.execute(
+                    "INSERT INTO bus_messages (channel, payload, published_ms) VALUES (?1, ?2, ?3)",
+                    params![channel, payload, now_ms() as i64],
+                )?;
+                Ok(conn.last_insert_rowid())
+            })
+            .await?;
+        self.published.notify_waiters();
+        Ok(seq.to_string())
+    }
+
+    async fn subscribe(&self, sub: &Subscription) -> Result<()> {
+        let sub = sub.clone();
+        self.with_db(move |conn| {
+            conn.execute(
+                "INSERT OR IGNORE INTO bus_subscriptions (channel, subscriber) VALUES (?1, ?2)",
+                params![sub.channel, sub.subscriber],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn next(&self, sub: &Subscription, wait: Duration) -> Result<Option<Delivery>> {
+        let deadline = Instant::now() + wait;
+        loop {
+            // Register interest before looking, so a publish in between
+            // still wakes us.
+            let notified = self.published.notified();
+            let sub_owned = sub.clone();
+            if let Some(delivery) = self.with_db(move |conn| Self::try_next(conn, &sub_owned)).await? {
+                return Ok(Some(delivery));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || tokio::time::timeout(left, notified).await.is_err() {
+                return Ok(None);
+            }
+        }
+    }
+
+    async fn ack(&self, sub: &Subscription, id: &str) -> Result<()> {
+        let seq = parse_seq(id)?;
+        let sub = sub.clone();
+        let compact = self.acks.fetch_add(1, Ordering::Relaxed) % COMPACT_EVERY == COMPACT_EVERY - 1;
+        self.with_db(move |conn| {
+            conn.execute(
+                "UPDATE bus_subscriptions
+                 SET acked_seq = MAX(acked_seq, ?3), inflight_seq = NULL, inflight_attempts = 0
+                 WHERE channel = ?1 AND subscriber = ?2",
+                params![sub.channel, sub.subscriber, seq],
+            )?;
+            if compact {
+                conn.execute(
+                    "DELETE FROM bus_messages WHERE channel = ?1
+                     AND seq <= (SELECT MIN(acked_seq) FROM bus_subscriptions WHERE channel = ?1)",
+                    params![sub.channel],
+                )?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn dead_letter(&self, sub: &Subscription, delivery: &Delivery, attempts: u32, error: &str) -> Result<()> {
+        let seq = parse_seq(&delivery.id)?;
+        let (sub, payload, error) = (sub.clone(), delivery.payload.clone(), error.to_string());
+        self.with_db(move |conn| {
+            let tx = conn.transaction()?;
+            tx.execute(
+                "INSERT INTO bus_dead_letters (channel, subscriber, seq, payload, attempts, error, failed_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![sub.channel, sub.subscriber, seq, payload, attempts, error, now_ms() as i64],
+            )?;
+            tx.execute(
+                "UPDATE bus_subscriptions
+                 SET acked_seq = MAX(acked_seq, ?3), inflight_seq = NULL, inflight_attempts = 0
+                 WHERE channel = ?1 AND subscriber = ?2",
+                params![sub.channel, sub.subscriber, seq],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn dead_letters(&self) -> Result<Vec<DeadLetter>> {
+        self.with_db(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT id, channel, subscriber, payload, attempts, error, failed_ms FROM bus_dead_letters ORDER BY id",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(DeadLetter {
+                    id: r.get::<_, i64>(0)?.to_string(),
+                    channel: r.get(1)?,
+                    subscriber: r.get(2)?,
+                    payload: r.get(3)?,
+                    attempts: r.get(4)?,
+                    error: r.get(5)?,
+                    failed_at_ms: r.get::<_, i64>(6)? as u64,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn replay(&self, id: &str) -> Result<()> {
+        let dead_id: i64 = id.parse().map_err(|_| anyhow!("{id:?} is not a dead letter id"))?;
+        self.with_db(move |conn| {
+            let tx = conn.transaction()?;
+            let (channel, subscriber, payload): (String, String, Vec<u8>) = tx
+                .query_row(
+                    "SELECT channel, subscriber, payload FROM bus_dead_letters WHERE id = ?1",
+                    [dead_id],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()?
+                .ok_or_else(|| anyhow!("there is no dead letter {dead_id}; `bazaar bus dead-letters` lists them"))?;
+            tx.execute(
+                "INSERT INTO bus_messages (channel, payload, target, published_ms) VALUES (?1, ?2, ?3, ?4)",
+                params![channel, payload, subscriber, now_ms() as i64],
+            )?;
+            tx.execute("DELETE FROM bus_dead_letters WHERE id = ?1", [dead_id])?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await?;
+        self.published.notify_waiters();
+        Ok(())
+    }
+
+    async fn lag(&self, sub: &Subscription) -> Result<u64> {
+        let sub = sub.clone();
+        self.with_db(move |conn| {
+            let n: i64 = conn.query_row(
+                "SELECT COUNT(*) FROM bus_messages m JOIN bus_subscriptions s
+                   ON s.channel = m.channel AND s.subscriber = ?2
+                 WHERE m.channel = ?1 AND m.seq > s.acked_seq AND (m.target IS NULL OR m.target = ?2)",
+                params![sub.channel, sub.subscriber],
+                |r| r.get(0),
+            )?;
+            Ok(n as u64)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sub(channel: &str, subscriber: &str) -> Subscription {
+        Subscription { channel: channel.into(), subscriber: subscriber.into() }
+    }
+
+    async fn open(dir: &Path) -> EmbeddedBus {
+        EmbeddedBus::open(&dir.join(FILE_NAME)).unwrap()
+    }
+
+    #[tokio::test]
+    async fn every_subscriber_gets_every_message_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let bus = open(dir.path()).await;
+        let (a, b) = (sub("orders", "mailer"), sub("orders", "audit"));
+        bus.subscribe(&a).await.unwrap();
+        bus.subscribe(&b).await.unwrap();
+        for i in 0..5 {
+            bus.publish("orders", format!("m{i}").as_bytes()).await.unwrap();
+        }
+        bus.publish("other", b"x").await.unwrap();
+        for s in [&a, &b] {
+            for i in 0..5 {
+                let d = bus.next(s, Duration::ZERO).await.unwrap().unwrap();
+                assert_eq!(d.payload, format!("m{i}").as_bytes());
+                bus.ack(s, &d.id).await.unwrap();
+            }
+            assert!(bus.next(s, Duration::ZERO).await.unwrap().is_none());
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unacknowledged_message_is_redelivered_after_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = sub("orders", "mailer");
+        {
+            let bus = open(dir.path()).await;
+            bus.subscribe(&s).await.unwrap();
+            bus.publish("orders", b"first").await.unwrap();
+            let d = bus.next(&s, Duration::ZERO).await.unwrap().unwrap();
+            assert_eq!(d.previous_attempts, 0);
+            // The "crash": no ack.
+        }
+        let bus = open(dir.path()).await;
+        bus.subscribe(&s).await.unwrap();
+        let d = bus.next(&s, Duration::ZERO).await.unwrap().unwrap();
+        assert_eq!(d.payload, b"first");
+        assert_eq!(d.previous_attempts, 1, "the crashed attempt counts");
+        assert_eq!(bus.lag(&s).await.unwrap(), 1);
+        bus.ack(&s, &d.id).await.unwrap();
+        assert_eq!(bus.lag(&s).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn next_waits_for_a_publish() {
+        let dir = tempfile::tempdir().unwrap();
+        let bus = Arc::new(open(dir.path()).await);
+        let s = sub("c", "s");
+        bus.subscribe(&s).await.unwrap();
+        let waiter = tokio::spawn({
+            let (bus, s) = (bus.clone(), s.clone());
+            async move { bus.next(&s, Duration::from_secs(10)).await.unwrap() }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        bus.publish("c", b"late").await.unwrap();
+        assert_eq!(waiter.await.unwrap().unwrap().payload, b"late");
+    }
+
+    #[tokio::test]
+    async fn dead_letters_are_listed_and_replayed_to_their_subscriber_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let bus = open(dir.path()).await;
+        let (a, b) = (sub("c", "a"), sub("c", "b"));
+        bus.subscribe(&a).await.unwrap();
+        bus.subscribe(&b).await.unwrap();
+        bus.publish("c", b"poison").await.unwrap();
+        let d = bus.next(&a, Duration::ZERO).await.unwrap().unwrap();
+        bus.dead_letter(&a, &d, 5, "boom").await.unwrap();
+        assert!(bus.next(&a, Duration::ZERO).await.unwrap().is_none());
+        let dead = bus.dead_letters().await.unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!((dead[0].subscriber.as_str(), dead[0].attempts, dead[0].error.as_str()), ("a", 5, "boom"));
+
+        let db = bus.next(&b, Duration::ZERO).await.unwrap().unwrap();
+        bus.ack(&b, &db.id).await.unwrap();
+        bus.replay(&dead[0].id).await.unwrap();
+        assert!(bus.dead_letters().await.unwrap().is_empty());
+        assert_eq!(bus.next(&a, Duration::ZERO).await.unwrap().unwrap().payload, b"poison");
+        assert!(bus.next(&b, Duration::ZERO).await.unwrap().is_none(), "b already handled it");
+        assert!(bus.replay("999").await.unwrap_err().to_string().contains("no dead letter"));
+    }
+}

@@ -1,0 +1,201 @@
+//! One guest connection: a pooled Postgres connection running the guest's
+//! statements, with 4.0.0's types (older versions convert in `compat`).
+//!
+//! Statements are prepared once per pooled connection and cached (one
+//! round trip per query instead of two). A cached statement the schema has
+//! since invalidated ("cached plan must not change result type", or one a
+//! guest `DISCARD`ed) is prepared again and the statement retried once.
+//! Query results are buffered (the interface returns whole row sets), up to
+//! [`MAX_RESULT_BYTES`].
+use std::time::Duration;
+
+use deadpool_postgres::Object;
+use futures::TryStreamExt;
+use tokio_postgres::Statement;
+use tokio_postgres::error::SqlState;
+
+use super::convert::{self, Raw};
+use super::pool::error_chain;
+use crate::bindings::spin::postgres4_0_0::postgres::{Column, DbError, Error, ParameterValue, QueryError, RowSet};
+
+/// The most a query result may hold in the host before it is refused.
+pub const MAX_RESULT_BYTES: usize = 64 << 20;
+/// Statements cached per pooled connection before the cache is emptied.
+const MAX_CACHED_STATEMENTS: usize = 512;
+/// What a row value costs beyond its bytes, for [`MAX_RESULT_BYTES`].
+const VALUE_OVERHEAD: usize = 16;
+
+/// A guest's open connection.
+pub struct GuestConnection {
+    /// Always `Some` until dropped.
+    client: Option<Object>,
+    /// Set once the guest ran `BEGIN`/`START TRANSACTION`: the connection
+    /// is rolled back when the guest drops it, so a transaction left open
+    /// does not hold its locks while the connection sits in the pool.
+    may_be_in_transaction: bool,
+}
+
+impl GuestConnection {
+    pub fn new(client: Object) -> Self {
+        Self { client: Some(client), may_be_in_transaction: false }
+    }
+
+    fn client(&self) -> &Object {
+        self.client.as_ref().expect("a live connection has its client")
+    }
+
+    pub async fn query(&mut self, sql: &str, params: &[ParameterValue]) -> Result<RowSet, Error> {
+        self.note_transaction(sql);
+        let mut retried = false;
+        loop {
+            let (statement, params) = self.prepare(sql, params).await?;
+            let stream = match self.client().query_raw(&statement, params.iter()).await {
+                Ok(stream) => stream,
+                Err(e) if !retried && self.is_stale(&e, sql) => {
+                    retried = true;
+                    continue;
+                }
+                Err(e) => return Err(query_failed(&e)),
+            };
+            let columns = statement
+                .columns()
+                .iter()
+                .map(|c| Column { name: c.name().to_string(), data_type: convert::data_type(c.type_()) })
+                .collect();
+            let types: Vec<_> = statement.columns().iter().map(|c| c.type_().clone()).collect();
+            let mut rows = Vec::new();
+            let mut size = 0usize;
+            futures::pin_mut!(stream);
+            while let Some(row) = stream.try_next().await.map_err(|e| query_failed(&e))? {
+                let mut values = Vec::with_capacity(types.len());
+                for (i, ty) in types.iter().enumerate() {
+                    let raw: Option<Raw<'_>> = row.try_get(i).map_err(|e| query_failed(&e))?;
+                    size += raw.as_ref().map_or(0, |r| r.0.len()) + VALUE_OVERHEAD;
+                    values.push(convert::decode(ty, raw.map(|r| r.0)));
+                }
+                if size > MAX_RESULT_BYTES {
+                    return Err(Error::QueryFailed(QueryError::Text(format!(
+                        "the query result is larger than the host's limit of {} MiB; \
+                         select fewer rows (LIMIT/OFFSET) or columns",
+                        MAX_RESULT_BYTES >> 20
+                    ))));
+                }
+                rows.push(values);
+            }
+            return Ok(RowSet { columns, rows });
+        }
+    }
+
+    pub async fn execute(&mut self, sql: &str, params: &[ParameterValue]) -> Result<u64, Error> {
+        self.note_transaction(sql);
+        let mut retried = false;
+        loop {
+            let (statement, params) = self.prepare(sql, params).await?;
+            return match self.client().execute_raw(&statement, params.iter()).await {
+                Ok(n) => Ok(n),
+                Err(e) if !retried && self.is_stale(&e, sql) => {
+                    retried = true;
+                    continue;
+                }
+                Err(e) => Err(query_failed(&e)),
+            };
+        }
+    }
+
+    /// Prepares `sql` (from the cache if it can) and encodes the
+    /// parameters for the types it expects.
+    async fn prepare(&self, sql: &str, params: &[ParameterValue]) -> Result<(Statement, Vec<convert::Encoded>), Error> {
+        let client = self.client();
+        if client.statement_cache.size() >= MAX_CACHED_STATEMENTS {
+            client.statement_cache.clear();
+        }
+        let statement = client.prepare_cached(sql).await.map_err(|e| query_failed(&e))?;
+        let params = convert::encode_params(params, statement.params()).map_err(Error::BadParameter)?;
+        Ok((statement, params))
+    }
+
+    /// Whether `e` says the cached statement for `sql` is out of date; if
+    /// so, it is forgotten so the next attempt prepares it again.
+    fn is_stale(&self, e: &tokio_postgres::Error, sql: &str) -> bool {
+        let stale = match e.code() {
+            Some(code) if *code == SqlState::INVALID_SQL_STATEMENT_NAME => true,
+            Some(code) if *code == SqlState::FEATURE_NOT_SUPPORTED => {
+                e.as_db_error().is_some_and(|db| db.message().contains("cached plan"))
+            }
+            _ => false,
+        };
+        if stale {
+            self.client().statement_cache.remove(sql, &[]);
+        }
+        stale
+    }
+
+    fn note_transaction(&mut self, sql: &str) {
+        let first = sql.trim_start().split(|c: char| !c.is_ascii_alphabetic()).next().unwrap_or("");
+        if first.eq_ignore_ascii_case("begin") || first.eq_ignore_ascii_case("start") {
+            self.may_be_in_transaction = true;
+        }
+    }
+}
+
+impl Drop for GuestConnection {
+    fn drop(&mut self) {
+        let Some(client) = self.client.take() else { return };
+        if !self.may_be_in_transaction {
+            return; // back to the pool
+        }
+        // Roll back before the connection goes back to the pool; if that
+        // cannot be done, close it instead.
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    let rollback = tokio::time::timeout(Duration::from_secs(5), client.batch_execute("ROLLBACK"));
+                    if !matches!(rollback.await, Ok(Ok(()))) {
+                        drop(Object::take(client));
+                    }
+                });
+            }
+            Err(_) => drop(Object::take(client)),
+        }
+    }
+}
+
+/// A failed statement as 4.0.0 reports it: Postgres's own error, with its
+/// SQLSTATE, when the server sent one.
+pub fn query_failed(e: &tokio_postgres::Error) -> Error {
+    let Some(db) = e.as_db_error() else {
+        return Error::QueryFailed(QueryError::Text(error_chain(e)));
+    };
+    let mut as_text = format!("{}: {} (SQLSTATE {})", db.severity(), db.message(), db.code().code());
+    if let Some(detail) = db.detail() {
+        as_text.push_str(&format!("\nDETAIL: {detail}"));
+    }
+    if let Some(hint) = db.hint() {
+        as_text.push_str(&format!("\nHINT: {hint}"));
+    }
+    // The same extras, under the same names, as Spin.
+    let mut extras = Vec::new();
+    let mut extra = |name: &str, value: Option<String>| {
+        if let Some(value) = value {
+            extras.push((name.to_string(), value));
+        }
+    };
+    extra("column", db.column().map(str::to_string));
+    extra("constraint", db.constraint().map(str::to_string));
+    extra("routine", db.routine().map(str::to_string));
+    extra("hint", db.hint().map(str::to_string));
+    extra("table", db.table().map(str::to_string));
+    extra("datatype", db.datatype().map(str::to_string));
+    extra("schema", db.schema().map(str::to_string));
+    extra("file", db.file().map(str::to_string));
+    extra("line", db.line().map(|l| l.to_string()));
+    extra("where_", db.where_().map(str::to_string));
+    Error::QueryFailed(QueryError::DbError(DbError {
+        as_text,
+        severity: db.severity().to_string(),
+        code: db.code().code().to_string(),
+        message: db.message().to_string(),
+        detail: db.detail().map(str::to_string),
+        extras,
+    }))
+}

@@ -1,0 +1,129 @@
+//! Connection pools: one per address, shared by every instance of every
+//! component, so a request opens a connection in one round trip instead of
+//! a TCP + authentication handshake.
+//!
+//! Each pool is bounded ([`MAX_CONNECTIONS_PER_ADDRESS`]) and every wait is
+//! bounded too, so a down or overloaded server gives the guest a clear
+//! `connection-failed` quickly instead of hanging its request:
+//! - connecting (TCP + TLS + authentication) times out after
+//!   [`CONNECT_TIMEOUT`]; a refused connection fails at once;
+//! - waiting for a free connection when all are in use times out after
+//!   [`ACQUIRE_TIMEOUT`];
+//! - a connection handed out again is first reset ([`RESET_SQL`]: roll
+//!   back, drop session state, temp tables, locks and listeners) so nothing
+//!   one guest did leaks to the next; that times out after
+//!   [`RESET_TIMEOUT`], and a connection that fails it is replaced.
+//!
+//! At most [`MAX_POOLS`] addresses keep a pool; the least recently used is
+//! closed to make room.
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime, TimeoutType};
+use tokio_postgres::config::SslMode;
+
+use super::tls;
+
+/// Most connections open to one address at once.
+pub const MAX_CONNECTIONS_PER_ADDRESS: usize = 16;
+/// How long connecting to the server (TCP, TLS, authentication) may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long `open` waits for a free connection when all are in use.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long resetting a connection before reuse may take.
+pub const RESET_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most addresses with a pool at once.
+pub const MAX_POOLS: usize = 32;
+
+/// Run on a pooled connection before it is handed out again: what
+/// deadpool's `Clean` does (everything `DISCARD ALL` does except forgetting
+/// prepared statements, which the statement cache keeps), after rolling
+/// back any transaction a guest left open.
+pub const RESET_SQL: &str = "ROLLBACK; CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; \
+     SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES;";
+
+/// The pools of the host, by address.
+#[derive(Default)]
+pub struct Pools {
+    pools: Mutex<HashMap<String, (Pool, Instant)>>,
+}
+
+impl Pools {
+    /// A connection to `address` (already parsed as `config`), from its pool.
+    /// The error is the guest's `connection-failed` message; `target`
+    /// names the server without credentials.
+    pub async fn get(&self, address: &str, config: &tokio_postgres::Config, target: &str) -> Result<Object, String> {
+        let pool = self.pool(address, config)?;
+        pool.get().await.map_err(|e| match e {
+            PoolError::Timeout(TimeoutType::Wait) => format!(
+                "no free connection to {target} within {ACQUIRE_TIMEOUT:?}: \
+                 all {MAX_CONNECTIONS_PER_ADDRESS} connections of its pool are in use"
+            ),
+            PoolError::Timeout(TimeoutType::Create) => {
+                format!("connecting to {target} timed out after {CONNECT_TIMEOUT:?}")
+            }
+            PoolError::Timeout(TimeoutType::Recycle) => {
+                format!("resetting a pooled connection to {target} timed out after {RESET_TIMEOUT:?}")
+            }
+            PoolError::Backend(e) => format!("connecting to {target}: {}", error_chain(&e)),
+            other => format!("connecting to {target}: {other}"),
+        })
+    }
+
+    /// The pool for `address`, created on first use.
+    fn pool(&self, address: &str, config: &tokio_postgres::Config) -> Result<Pool, String> {
+        let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((pool, last_used)) = pools.get_mut(address) {
+            *last_used = Instant::now();
+            return Ok(pool.clone());
+        }
+        if pools.len() >= MAX_POOLS {
+            let oldest = pools.iter().min_by_key(|(_, (_, used))| *used).map(|(a, _)| a.clone());
+            if let Some((pool, _)) = oldest.and_then(|a| pools.remove(&a)) {
+                pool.close();
+            }
+        }
+        let pool = new_pool(config.clone())?;
+        pools.insert(address.to_string(), (pool.clone(), Instant::now()));
+        Ok(pool)
+    }
+}
+
+fn new_pool(mut config: tokio_postgres::Config) -> Result<Pool, String> {
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    if config.get_application_name().is_none() {
+        config.application_name("bazaar");
+    }
+    let manager_config = ManagerConfig { recycling_method: RecyclingMethod::Custom(RESET_SQL.into()) };
+    let manager = match config.get_ssl_mode() {
+        // `prefer` (the default) without verification would be TLS in name
+        // only; with it, a local server's self-signed certificate would
+        // fail. So TLS only when asked for, and then verified.
+        SslMode::Require => Manager::from_config(config, tls::connector(), manager_config),
+        _ => Manager::from_config(config, tokio_postgres::NoTls, manager_config),
+    };
+    Pool::builder(manager)
+        .max_size(MAX_CONNECTIONS_PER_ADDRESS)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(ACQUIRE_TIMEOUT))
+        .create_timeout(Some(CONNECT_TIMEOUT))
+        .recycle_timeout(Some(RESET_TIMEOUT))
+        .build()
+        .map_err(|e| format!("creating a connection pool: {e}"))
+}
+
+/// An error and its causes, `: `-separated (tokio-postgres's own `Display`
+/// names only the outermost, such as "db error").
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

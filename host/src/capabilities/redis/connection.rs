@@ -1,0 +1,196 @@
+//! Connections to Redis servers, shared by every instance of an app.
+//!
+//! A component may `open` a connection on every request; dialing Redis each
+//! time would dominate the request. Instead each distinct address gets one
+//! [`redis::aio::ConnectionManager`] (a multiplexed connection that
+//! reconnects by itself after an I/O error), created on first use and shared
+//! by every instance that opens that address. The key-value store's Redis
+//! backend uses the same [`LazyConnection`].
+//!
+//! Connecting is bounded: a refused connection fails after a couple of quick
+//! retries, a server that does not answer after [`CONNECT_TIMEOUT`], and a
+//! command whose reply does not come within [`RESPONSE_TIMEOUT`]. A down
+//! server therefore costs a request a clear error, not a hang.
+//!
+//! A manager's background task lives on the tokio runtime it was created on,
+//! so managers are owned by the app (never a process-wide cache) and are
+//! created from within async calls.
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::{AsyncConnectionConfig, Client, Cmd, Pipeline, RedisError, RedisFuture, Value};
+use tokio::sync::OnceCell;
+
+/// How long one attempt to reach a server may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a command may wait for its reply.
+pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Attempts after the first before connecting gives up (100 ms, then 200 ms
+/// apart): enough to ride out a restart, short enough to fail a request fast.
+const CONNECT_RETRIES: usize = 2;
+
+/// One Redis server, connected on first use.
+pub struct LazyConnection {
+    client: Client,
+    /// The address without its password, for messages.
+    shown: String,
+    manager: OnceCell<ConnectionManager>,
+}
+
+impl LazyConnection {
+    /// Checks that `address` is a Redis URL (`redis://`, `rediss://`,
+    /// `redis+unix://`) without connecting.
+    pub fn new(address: &str) -> Result<Self, RedisError> {
+        Ok(Self { client: Client::open(address)?, shown: redacted(address), manager: OnceCell::new() })
+    }
+
+    /// The address as it may be shown in logs and errors (no password).
+    pub fn shown(&self) -> &str {
+        &self.shown
+    }
+
+    /// The shared connection, connecting if this is the first use (or every
+    /// earlier attempt failed). The error names the server.
+    pub async fn get(&self) -> Result<ConnectionManager, String> {
+        let manager = self
+            .manager
+            .get_or_try_init(|| {
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(CONNECT_TIMEOUT)
+                    .set_response_timeout(RESPONSE_TIMEOUT)
+                    .set_number_of_retries(CONNECT_RETRIES)
+                    .set_max_delay(1000);
+                self.client.get_connection_manager_with_config(config)
+            })
+            .await
+            .map_err(|e| format!("cannot connect to Redis at {}: {e}", self.shown))?;
+        Ok(manager.clone())
+    }
+}
+
+impl LazyConnection {
+    /// A connection of its own, not shared, with the same timeouts: for a
+    /// guest that changes connection state (`SELECT`, `MULTI`, `SUBSCRIBE`,
+    /// ...), which must not leak to the other users of the shared one.
+    pub async fn dedicated(&self) -> Result<MultiplexedConnection, String> {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(CONNECT_TIMEOUT)
+            .set_response_timeout(RESPONSE_TIMEOUT);
+        self.client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(|e| format!("cannot connect to Redis at {}: {e}", self.shown))
+    }
+}
+
+/// What one guest connection runs its commands on.
+#[derive(Clone)]
+pub enum GuestConnection {
+    /// The address's shared connection (the usual case).
+    Shared(ConnectionManager),
+    /// The guest's own, once it changed connection state.
+    Dedicated(MultiplexedConnection),
+}
+
+impl ConnectionLike for GuestConnection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Shared(c) => c.req_packed_command(cmd),
+            Self::Dedicated(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(&'a mut self, cmd: &'a Pipeline, offset: usize, count: usize) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Shared(c) => c.req_packed_commands(cmd, offset, count),
+            Self::Dedicated(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Shared(c) => c.get_db(),
+            Self::Dedicated(c) => c.get_db(),
+        }
+    }
+}
+
+/// The app's connections, by address exactly as components spell it.
+#[derive(Default)]
+pub struct Connections {
+    by_address: Mutex<HashMap<String, Arc<LazyConnection>>>,
+}
+
+impl Connections {
+    /// The connection for `address` (not yet connected if it is new).
+    pub fn get(&self, address: &str) -> Result<Arc<LazyConnection>, RedisError> {
+        let mut by_address = self.by_address.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(connection) = by_address.get(address) {
+            return Ok(connection.clone());
+        }
+        let connection = Arc::new(LazyConnection::new(address)?);
+        by_address.insert(address.to_string(), connection.clone());
+        Ok(connection)
+    }
+}
+
+#[cfg(test)]
+impl Connections {
+    pub fn len(&self) -> usize {
+        self.by_address.lock().unwrap().len()
+    }
+}
+
+/// `address` with any password replaced by `***`.
+pub fn redacted(address: &str) -> String {
+    match url::Url::parse(address) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(Some("***"));
+            url.to_string()
+        }
+        _ => address.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    #[test]
+    fn passwords_are_not_shown() {
+        assert_eq!(redacted("redis://user:hunter2@cache:6380/1"), "redis://user:***@cache:6380/1");
+        assert_eq!(redacted("redis://cache:6380"), "redis://cache:6380");
+        assert_eq!(redacted("not a url"), "not a url");
+    }
+
+    #[test]
+    fn addresses_are_checked_without_connecting() {
+        assert!(LazyConnection::new("redis://127.0.0.1:1").is_ok());
+        assert!(LazyConnection::new("http://127.0.0.1:6379").is_err());
+        assert!(LazyConnection::new("nonsense").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_down_server_fails_fast_with_its_address() {
+        // Nothing listens on port 1.
+        let connection = LazyConnection::new("redis://:pw@127.0.0.1:1").unwrap();
+        let started = Instant::now();
+        let e = connection.get().await.err().unwrap();
+        assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+        assert!(e.contains("redis://:***@127.0.0.1:1") && !e.contains("pw"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn one_connection_per_address() {
+        let connections = Connections::default();
+        let a = connections.get("redis://127.0.0.1:6379").unwrap();
+        let b = connections.get("redis://127.0.0.1:6379").unwrap();
+        let c = connections.get("redis://127.0.0.1:6379/1").unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+        assert!(!Arc::ptr_eq(&a, &c));
+    }
+}
