@@ -26,10 +26,29 @@ fn embedded(dir: &Path) -> PathBuf {
     runtime_config(dir, "type = \"embedded\"")
 }
 
-/// The Redis Streams backend on `url`, isolated by a key prefix.
-fn redis_streams(dir: &Path, url: &str) -> PathBuf {
+/// The Redis Streams backend on `url`, isolated by a key prefix whose keys
+/// are deleted when the returned guard drops.
+fn redis_streams(dir: &Path, url: &str) -> (PathBuf, DeleteKeys) {
     let prefix = format!("bazaar-test-{}-{}:", std::process::id(), free_port());
-    runtime_config(dir, &format!("type = \"redis\"\nurl = \"{url}\"\nkey_prefix = \"{prefix}\""))
+    let rc = runtime_config(dir, &format!("type = \"redis\"\nurl = \"{url}\"\nkey_prefix = \"{prefix}\""));
+    (rc, DeleteKeys { url: url.to_string(), prefix })
+}
+
+/// Deletes a test's Redis keys when dropped.
+struct DeleteKeys {
+    url: String,
+    prefix: String,
+}
+
+impl Drop for DeleteKeys {
+    fn drop(&mut self) {
+        let script = format!(
+            "redis-cli -u {url} --scan --pattern '{prefix}*' | xargs -r redis-cli -u {url} del >/dev/null",
+            url = self.url,
+            prefix = self.prefix
+        );
+        let _ = Command::new("sh").arg("-c").arg(script).status();
+    }
 }
 
 fn start(dir: &Path, rc: &Path) -> Bazaar {
@@ -131,10 +150,11 @@ async fn retries_then_dead_letters_and_replays(rc: PathBuf, dir: &Path) {
     assert_eq!(mine[0]["attempts"], 3);
     assert!(mine[0]["error"].as_str().unwrap().contains("mailer"), "{dead:?}");
 
-    // Replayed, it reaches only mailer again, and its 4th delivery succeeds.
+    // Replayed, it reaches only mailer again, with fresh attempts: the 4th
+    // delivery fails too, the 5th succeeds.
     replay(dir, &rc, mine[0]["id"].as_str().unwrap());
     assert_eq!(wait_for_log(&b, "mailer", 5).await, ["a", "flaky:2:b", "c", "e", "flaky:4:d"]);
-    assert_eq!(attempts(&b, "mailer", "flaky:4:d").await, 4);
+    assert_eq!(attempts(&b, "mailer", "flaky:4:d").await, 5);
     assert!(dead_letters(dir, &rc).iter().all(|d| d["subscriber"] != "mailer"));
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(log(&b, "audit").await.len(), 4, "audit must not get mailer's replay");
@@ -202,21 +222,24 @@ fn require_redis() {
 async fn redis_streams_delivers_to_every_subscriber_in_order() {
     require_redis();
     let dir = tempfile::tempdir().unwrap();
-    delivers_to_every_subscriber_in_order(redis_streams(dir.path(), REDIS), dir.path()).await;
+    let (rc, _cleanup) = redis_streams(dir.path(), REDIS);
+    delivers_to_every_subscriber_in_order(rc, dir.path()).await;
 }
 
 #[tokio::test]
 async fn redis_streams_retries_then_dead_letters_and_replays() {
     require_redis();
     let dir = tempfile::tempdir().unwrap();
-    retries_then_dead_letters_and_replays(redis_streams(dir.path(), REDIS), dir.path()).await;
+    let (rc, _cleanup) = redis_streams(dir.path(), REDIS);
+    retries_then_dead_letters_and_replays(rc, dir.path()).await;
 }
 
 #[tokio::test]
 async fn redis_streams_redelivers_after_sigkill() {
     require_redis();
     let dir = tempfile::tempdir().unwrap();
-    redelivers_after_a_crash_between_delivery_and_ack(redis_streams(dir.path(), REDIS), dir.path()).await;
+    let (rc, _cleanup) = redis_streams(dir.path(), REDIS);
+    redelivers_after_a_crash_between_delivery_and_ack(rc, dir.path()).await;
 }
 
 /// A Redis server of the test's own, with an append-only file, so it can be
@@ -279,7 +302,7 @@ async fn no_acknowledged_publish_is_lost_when_the_bus_redis_restarts() {
     let redis_dir = dir.path().join("redis");
     std::fs::create_dir_all(&redis_dir).unwrap();
     let mut redis = OwnRedis::start(&redis_dir);
-    let rc = redis_streams(dir.path(), &redis.url());
+    let (rc, _cleanup) = redis_streams(dir.path(), &redis.url());
     let b = start(dir.path(), &rc);
 
     let mut acknowledged = Vec::new();

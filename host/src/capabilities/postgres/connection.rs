@@ -125,6 +125,7 @@ impl GuestConnection {
             _ => false,
         };
         if stale {
+            tracing::debug!("Postgres: preparing a stale cached statement again: {e}");
             self.client().statement_cache.remove(sql, &[]);
         }
         stale

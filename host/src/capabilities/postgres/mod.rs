@@ -222,7 +222,11 @@ mod tests {
             "address postgres://127.0.0.1:6543 is not permitted: \
              add \"postgres://127.0.0.1:6543\" to the component's allowed_outbound_hosts"
         );
+        // tokio-postgres gives a URL without a port the default one.
         let denied = check(&allowed(&[]), "postgres://db.test/x").unwrap_err();
+        assert!(denied.message.starts_with("address postgres://db.test:5432 is not permitted"), "{denied:?}");
+        // A key-value string without a port has none.
+        let denied = check(&allowed(&[]), "host=db.test").unwrap_err();
         assert!(denied.message.starts_with("address postgres://db.test is not permitted"), "{denied:?}");
         assert_eq!(denied.destination, "postgres://db.test:5432");
     }

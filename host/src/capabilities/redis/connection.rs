@@ -7,8 +7,8 @@
 //! by every instance that opens that address. The key-value store's Redis
 //! backend uses the same [`LazyConnection`].
 //!
-//! Connecting is bounded: a refused connection fails after a couple of quick
-//! retries, a server that does not answer after [`CONNECT_TIMEOUT`], and a
+//! Connecting is bounded: a refused connection fails at once (the next
+//! command tries again), a server that does not answer after [`CONNECT_TIMEOUT`], and a
 //! command whose reply does not come within [`RESPONSE_TIMEOUT`]. A down
 //! server therefore costs a request a clear error, not a hang.
 //!
@@ -27,9 +27,10 @@ use tokio::sync::OnceCell;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a command may wait for its reply.
 pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Attempts after the first before connecting gives up (100 ms, then 200 ms
-/// apart): enough to ride out a restart, short enough to fail a request fast.
-const CONNECT_RETRIES: usize = 2;
+/// Attempts after the first before connecting gives up. redis-rs waits at
+/// least a second before a retry, which a request should not pay: instead
+/// every later command tries again, so a server that comes back is found.
+const CONNECT_RETRIES: usize = 0;
 
 /// One Redis server, connected on first use.
 pub struct LazyConnection {
@@ -60,8 +61,7 @@ impl LazyConnection {
                 let config = ConnectionManagerConfig::new()
                     .set_connection_timeout(CONNECT_TIMEOUT)
                     .set_response_timeout(RESPONSE_TIMEOUT)
-                    .set_number_of_retries(CONNECT_RETRIES)
-                    .set_max_delay(1000);
+                    .set_number_of_retries(CONNECT_RETRIES);
                 self.client.get_connection_manager_with_config(config)
             })
             .await
@@ -138,7 +138,7 @@ impl Connections {
 
 #[cfg(test)]
 impl Connections {
-    pub fn len(&self) -> usize {
+    pub fn count(&self) -> usize {
         self.by_address.lock().unwrap().len()
     }
 }
@@ -180,8 +180,63 @@ mod tests {
         let connection = LazyConnection::new("redis://:pw@127.0.0.1:1").unwrap();
         let started = Instant::now();
         let e = connection.get().await.err().unwrap();
-        assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+        assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
         assert!(e.contains("redis://:***@127.0.0.1:1") && !e.contains("pw"), "{e}");
+    }
+
+    /// A private `redis-server` on a free port, killed when dropped.
+    struct PrivateServer(std::process::Child);
+
+    impl PrivateServer {
+        fn start(port: u16) -> Self {
+            let child = std::process::Command::new("redis-server")
+                .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no"])
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("this test starts its own redis-server, which must be on PATH (apt-get install redis-server)");
+            let started = Instant::now();
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(started.elapsed() < Duration::from_secs(10), "redis-server did not start on port {port}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Self(child)
+        }
+    }
+
+    impl Drop for PrivateServer {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    #[tokio::test]
+    async fn the_shared_connection_survives_a_server_restart() {
+        use redis::AsyncCommands;
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let server = PrivateServer::start(port);
+        let connection = LazyConnection::new(&format!("redis://127.0.0.1:{port}")).unwrap();
+        let () = connection.get().await.unwrap().set("k", "before").await.unwrap();
+
+        drop(server);
+        let started = Instant::now();
+        let result: Result<Option<String>, _> = connection.get().await.unwrap().get("k").await;
+        assert!(result.is_err(), "the server is down");
+        assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+
+        let _server = PrivateServer::start(port);
+        let started = Instant::now();
+        loop {
+            // The manager reconnects in the background after a failure.
+            let result: Result<(), _> = connection.get().await.unwrap().set("k", "after").await;
+            if result.is_ok() {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(10), "no reconnect: {result:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let value: String = connection.get().await.unwrap().get("k").await.unwrap();
+        assert_eq!(value, "after");
     }
 
     #[tokio::test]

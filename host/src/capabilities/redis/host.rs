@@ -469,7 +469,7 @@ mod tests {
         let started = Instant::now();
         let e = web.get(h(&c), "k".into()).await.unwrap().unwrap_err();
         assert!(matches!(&e, Error::Other(m) if m.contains("cannot connect to Redis at redis://127.0.0.1:1")), "{e:?}");
-        assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+        assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
         let e = web.publish(h(&c), "ch".into(), vec![]).await.unwrap().unwrap_err();
         assert!(matches!(e, Error::Other(_)));
     }
@@ -483,7 +483,7 @@ mod tests {
         let mut raw = direct().await;
         a.set(h(&ca), format!("{p}k"), b"v".to_vec()).await.unwrap().unwrap();
         assert_eq!(b.get(h(&cb), format!("{p}k")).await.unwrap().unwrap().as_deref(), Some(&b"v"[..]));
-        assert_eq!(redis.connections.len(), 1);
+        assert_eq!(redis.connections.count(), 1);
         let rep = ca.rep();
         HostConnection::drop(&mut a, ca).await.unwrap();
         // A closed handle is a host invariant broken: it traps.

@@ -15,9 +15,10 @@
 //! every instance (see [`connection`]) and made on first use, so the first
 //! command, not `open`, reports an unreachable server. That is what lets
 //! `publish` to the message bus work without any Redis server: before a real
-//! `PUBLISH`, a [`PublishInterceptor`] (the durable bus, installed by the
-//! lead's bus module) may take the message over. The allow-list is checked at
-//! `open`, so publishing to the bus's address needs it granted, as under Spin.
+//! `PUBLISH`, a [`PublishInterceptor`] (the durable message bus, installed
+//! by `crate::bus` when the app has Redis triggers) may take the message
+//! over. The allow-list is checked at `open`, so publishing to the bus's
+//! address needs it granted, as under Spin.
 //!
 //! - [`connection`]: per-address shared connections with timeouts;
 //! - `host`: the guest interface over [`RedisInstance`].
@@ -219,14 +220,6 @@ pub(crate) mod test_support {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// An app whose component `web` may reach the test server and nothing else.
-    pub(super) fn app() -> Arc<Redis> {
-        let url = url::Url::parse(&test_support::url()).unwrap();
-        let entry = format!("redis://{}:{}", url.host_str().unwrap(), url.port().unwrap_or(6379));
-        let web = AllowedHosts::parse(&[entry], |_| None).unwrap();
-        Arc::new(Redis::with_allowed(HashMap::from([("web".to_string(), Arc::new(web))])))
-    }
 
     #[test]
     fn addresses_are_checked_as_spin_checks_them() {

@@ -24,6 +24,7 @@
 //! | `POST /wkv/{store}/batch-get` (JSON array of keys), `batch-set` (JSON object), `batch-delete` (JSON array) | `wasi:keyvalue/batch` |
 //! | `POST /sqlite/{db}`              | `fermyon:spin/sqlite@2.0.0`, body `{"sql", "params"}`    |
 //! | `POST /sqlite3/{db}`             | `spin:sqlite/sqlite@3.0.0`, same contract (+ rowid/changes) |
+//! | `POST /redis/{command}`          | `fermyon:spin/redis@2.0.0`, body `{"address", ...}` (see `redis.rs`) |
 //! | `GET /var/{name}`                | `fermyon:spin/variables@2.0.0`                           |
 //! | `GET /config/{name}`             | `wasi:config/store@0.2.0-draft-2024-09-27`               |
 //! | `POST /fetch`                    | outbound `wasi:http`, body `{"url", "method", "body", "headers"}` |
@@ -50,6 +51,9 @@ use spin_sdk::http_component;
 use spin_sdk::key_value;
 use spin_sdk::wit::wasi::config::store as wasi_config;
 use spin_sdk::wit::wasi::keyvalue::{atomics, batch, store as wasi_kv};
+
+mod pg;
+mod redis;
 
 /// An endpoint's outcome: `Err` holds an error response, so endpoints can use `?`.
 type Reply = Result<Response, Response>;
@@ -136,6 +140,8 @@ async fn route(req: &RequestHead, body: &[u8]) -> Reply {
         (_, "wkv", _) => wasi_keyvalue(req, rest, body),
         ("POST", "sqlite", db) if !db.is_empty() => sqlite_v2(&decode(db), body),
         ("POST", "sqlite3", db) if !db.is_empty() => sqlite_v3(&decode(db), body),
+        (_, "pg", _) => pg::handle(req, rest, body),
+        ("POST", "redis", command) if !command.is_empty() => redis::handle(&decode(command), body),
         ("GET", "var", name) if !name.is_empty() => variable(&decode(name)),
         ("GET", "config", name) if !name.is_empty() => config(&decode(name)),
         ("POST", "fetch", "") => fetch(body).await,
