@@ -522,3 +522,52 @@ async fn the_pool_is_bounded_and_shared() {
     assert!(most > 1, "requests did not run concurrently ({most} connections)");
     assert!(most <= 16, "{most} connections: more than the pool's bound of 16");
 }
+
+#[tokio::test]
+async fn a_connection_abandoned_mid_statement_is_closed_not_reused() {
+    let db = TestDb::create().await;
+    require_components(&["probe"]);
+    let b = Bazaar::start(
+        &app("postgres"),
+        Up::default().env("SPIN_VARIABLE_DOWN_PORT", free_port().to_string()).arg("--request-timeout").arg("1s"),
+    );
+    let address = db.address();
+    let slow = async {
+        let body = json!({"address": address, "sql": "SELECT pg_sleep(3) AS slept"});
+        let resp = client().post(b.url("/probe/pg/v4/query")).json(&body).send().await.unwrap();
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    };
+    let find_sleeper = async {
+        for _ in 0..50 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let rows = db
+                .admin
+                .query("SELECT pid FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(3) AS slept' AND state = 'active'", &[])
+                .await
+                .unwrap();
+            if let Some(row) = rows.first() {
+                return row.get::<_, i32>(0);
+            }
+        }
+        panic!("the slow statement never showed up in pg_stat_activity");
+    };
+    let ((status, text), pid) = tokio::join!(slow, find_sleeper);
+    assert_eq!((status, text.as_str()), (500, "component probe exceeded its 1s deadline\n"));
+    // Meanwhile the pool still serves.
+    let started = Instant::now();
+    let (status, body) = query(&b, "v4", &db.address(), "SELECT 1 AS one", json!([])).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(started.elapsed() < Duration::from_millis(900), "{:?}", started.elapsed());
+    // Once Postgres finishes the statement it finds the client gone: the
+    // backend exits instead of idling in the pool.
+    let mut gone = false;
+    for _ in 0..60 {
+        let rows = db.admin.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1", &[&pid]).await.unwrap();
+        if rows.is_empty() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(gone, "backend {pid} is still there: the abandoned connection went back to the pool");
+}

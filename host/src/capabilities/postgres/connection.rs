@@ -33,11 +33,15 @@ pub struct GuestConnection {
     /// is rolled back when the guest drops it, so a transaction left open
     /// does not hold its locks while the connection sits in the pool.
     may_be_in_transaction: bool,
+    /// Set while a statement runs: still set when the connection is
+    /// dropped means the guest was stopped mid-statement (its deadline),
+    /// and the connection, its reply still in flight, is closed, not reused.
+    busy: bool,
 }
 
 impl GuestConnection {
     pub fn new(client: Object) -> Self {
-        Self { client: Some(client), may_be_in_transaction: false }
+        Self { client: Some(client), may_be_in_transaction: false, busy: false }
     }
 
     fn client(&self) -> &Object {
@@ -46,6 +50,21 @@ impl GuestConnection {
 
     pub async fn query(&mut self, sql: &str, params: &[ParameterValue]) -> Result<RowSet, Error> {
         self.note_transaction(sql);
+        self.busy = true;
+        let result = self.run_query(sql, params).await;
+        self.busy = false;
+        result
+    }
+
+    pub async fn execute(&mut self, sql: &str, params: &[ParameterValue]) -> Result<u64, Error> {
+        self.note_transaction(sql);
+        self.busy = true;
+        let result = self.run_execute(sql, params).await;
+        self.busy = false;
+        result
+    }
+
+    async fn run_query(&self, sql: &str, params: &[ParameterValue]) -> Result<RowSet, Error> {
         let mut retried = false;
         loop {
             let (statement, params) = self.prepare(sql, params).await?;
@@ -86,8 +105,7 @@ impl GuestConnection {
         }
     }
 
-    pub async fn execute(&mut self, sql: &str, params: &[ParameterValue]) -> Result<u64, Error> {
-        self.note_transaction(sql);
+    async fn run_execute(&self, sql: &str, params: &[ParameterValue]) -> Result<u64, Error> {
         let mut retried = false;
         loop {
             let (statement, params) = self.prepare(sql, params).await?;
@@ -142,6 +160,10 @@ impl GuestConnection {
 impl Drop for GuestConnection {
     fn drop(&mut self) {
         let Some(client) = self.client.take() else { return };
+        if self.busy {
+            drop(Object::take(client));
+            return;
+        }
         if !self.may_be_in_transaction {
             return; // back to the pool
         }
