@@ -371,6 +371,13 @@ async fn errors_carry_postgres_message_and_sqlstate() {
     assert_eq!((status, &body["error"]), (500, &json!("connection-failed")), "{body}");
     let detail = body["detail"].as_str().unwrap();
     assert!(detail.contains(&format!("database \"{}_missing\" does not exist", db.name)), "{detail}");
+
+    // sslmode=require is TLS, verified: the local server's self-signed
+    // certificate (or its lack of TLS) is refused, saying so.
+    let tls = format!("{}?sslmode=require", db.address());
+    let (status, body) = query(&b, "v4", &tls, "SELECT 1", json!([])).await;
+    assert_eq!((status, &body["error"]), (500, &json!("connection-failed")), "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("error performing TLS handshake"), "{body}");
 }
 
 #[tokio::test]

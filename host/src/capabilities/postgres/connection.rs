@@ -7,6 +7,12 @@
 //! guest `DISCARD`ed) is prepared again and the statement retried once.
 //! Query results are buffered (the interface returns whole row sets), up to
 //! [`MAX_RESULT_BYTES`].
+//!
+//! When the guest drops the connection it goes back to its pool, except:
+//! after a `BEGIN` it is rolled back first (so an abandoned transaction
+//! does not hold locks while idle), and if the guest was stopped in the
+//! middle of a statement (its request deadline) it is closed, since its
+//! reply is still on the way.
 use std::time::Duration;
 
 use deadpool_postgres::Object;
