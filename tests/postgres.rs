@@ -446,6 +446,14 @@ async fn transactions_and_session_state_do_not_leak_between_requests() {
     .await;
     assert_eq!(status, 200, "{body}");
     assert!(body["results"].as_array().unwrap().iter().all(|r| r.get("error").is_none()), "{body}");
+    // One the host cannot see begin (the comment hides the BEGIN): the
+    // pool's reset finds it open and closes the connection.
+    let (status, body) = batch(json!([
+        {"sql": "/* hidden */ BEGIN", "execute": true},
+        {"sql": "INSERT INTO t VALUES (3)", "execute": true},
+    ]))
+    .await;
+    assert_eq!(status, 200, "{body}");
     // One committed, in a later request.
     let (status, body) = batch(json!([
         {"sql": "BEGIN", "execute": true},

@@ -229,6 +229,17 @@ pub fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
+/// Publishes from components to a bus address land here instead of Redis.
+impl crate::capabilities::redis::PublishInterceptor for Bus {
+    fn publish(&self, address: &str, channel: &str, payload: Vec<u8>) -> futures::future::BoxFuture<'_, Option<Result<()>>> {
+        if !self.owns(address) {
+            return Box::pin(async { None });
+        }
+        let channel = channel.to_string();
+        Box::pin(async move { Some(self.backend.publish(&channel, &payload).await.map(drop)) })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,16 +266,5 @@ mod tests {
         assert_eq!(c.retry_backoff_ms, 200);
         assert!(toml::from_str::<BusConfig>("type = \"kafka\"\n").is_err());
         assert!(toml::from_str::<BusConfig>("typo = 1\n").is_err());
-    }
-}
-
-/// Publishes from components to a bus address land here instead of Redis.
-impl crate::capabilities::redis::PublishInterceptor for Bus {
-    fn publish(&self, address: &str, channel: &str, payload: Vec<u8>) -> futures::future::BoxFuture<'_, Option<Result<()>>> {
-        if !self.owns(address) {
-            return Box::pin(async { None });
-        }
-        let channel = channel.to_string();
-        Box::pin(async move { Some(self.backend.publish(&channel, &payload).await.map(drop)) })
     }
 }

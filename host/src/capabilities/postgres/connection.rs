@@ -156,9 +156,8 @@ impl GuestConnection {
     }
 
     fn note_transaction(&mut self, sql: &str) {
-        let first = sql.trim_start().split(|c: char| !c.is_ascii_alphabetic()).next().unwrap_or("");
-        if first.eq_ignore_ascii_case("begin") || first.eq_ignore_ascii_case("start") {
-            self.may_be_in_transaction = true;
+        if let Some(open) = opens_transaction(sql) {
+            self.may_be_in_transaction = open;
         }
     }
 }
@@ -186,6 +185,19 @@ impl Drop for GuestConnection {
             }
             Err(_) => drop(Object::take(client)),
         }
+    }
+}
+
+/// Whether a statement opens a transaction (`BEGIN`, `START`: `Some(true)`)
+/// or ends one (`COMMIT`, `END`, `ABORT`, `ROLLBACK` but not `ROLLBACK TO`:
+/// `Some(false)`), from its first words.
+fn opens_transaction(sql: &str) -> Option<bool> {
+    let mut words = sql.split(|c: char| !c.is_ascii_alphabetic()).filter(|w| !w.is_empty());
+    match words.next()?.to_ascii_lowercase().as_str() {
+        "begin" | "start" => Some(true),
+        "commit" | "end" | "abort" => Some(false),
+        "rollback" if !words.next().is_some_and(|w| w.eq_ignore_ascii_case("to")) => Some(false),
+        _ => None,
     }
 }
 
@@ -227,4 +239,26 @@ pub fn query_failed(e: &tokio_postgres::Error) -> Error {
         detail: db.detail().map(str::to_string),
         extras,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transaction_statements_are_recognised() {
+        for (sql, want) in [
+            ("BEGIN", Some(true)),
+            ("  begin isolation level serializable", Some(true)),
+            ("START TRANSACTION", Some(true)),
+            ("COMMIT", Some(false)),
+            ("end;", Some(false)),
+            ("ROLLBACK", Some(false)),
+            ("rollback to savepoint a", None),
+            ("SELECT 1", None),
+            ("", None),
+        ] {
+            assert_eq!(opens_transaction(sql), want, "{sql}");
+        }
+    }
 }

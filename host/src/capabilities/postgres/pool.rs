@@ -9,10 +9,11 @@
 //!   [`CONNECT_TIMEOUT`]; a refused connection fails at once;
 //! - waiting for a free connection when all are in use times out after
 //!   [`ACQUIRE_TIMEOUT`];
-//! - a connection handed out again is first reset ([`RESET_SQL`]: roll
-//!   back, drop session state, temp tables, locks and listeners) so nothing
-//!   one guest did leaks to the next; that times out after
-//!   [`RESET_TIMEOUT`], and a connection that fails it is replaced.
+//! - a connection handed out again is first reset ([`RESET_SQL`]: session
+//!   state, temp tables, locks and listeners dropped; one left in a
+//!   transaction closed) so nothing one guest did leaks to the next; that
+//!   times out after [`RESET_TIMEOUT`], and a connection that fails it is
+//!   replaced.
 //!
 //! At most [`MAX_POOLS`] addresses keep a pool; the least recently used is
 //! closed to make room.
@@ -38,9 +39,16 @@ pub const MAX_POOLS: usize = 32;
 
 /// Run on a pooled connection before it is handed out again: what
 /// deadpool's `Clean` does (everything `DISCARD ALL` does except forgetting
-/// prepared statements, which the statement cache keeps), after rolling
-/// back any transaction a guest left open.
-pub const RESET_SQL: &str = "ROLLBACK; CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; \
+/// prepared statements, which the statement cache keeps), after checking
+/// that no guest left a transaction open. A transaction started by this
+/// very query string has `now() = statement_timestamp()`; an older one
+/// fails the check (an aborted one fails any statement), the reset fails
+/// and the pool closes the connection, which rolls the transaction back.
+/// (A plain `ROLLBACK` would do, but puts a "no transaction in progress"
+/// warning in the server's log at every reuse.)
+pub const RESET_SQL: &str = "DO $$BEGIN IF now() <> statement_timestamp() THEN \
+     RAISE EXCEPTION 'bazaar: a transaction was left open on a pooled connection; closing it'; END IF; END$$; \
+     CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; \
      SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES;";
 
 /// The pools of the host, by address.
