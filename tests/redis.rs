@@ -288,3 +288,29 @@ async fn key_value_in_redis_outlives_bazaar() {
     assert_eq!(v["value"], 6);
     cleanup(&p).await;
 }
+
+/// `bazaar up --runtime-config-file runtime-config/production.toml` runs the
+/// repository's own spin.toml against the local Redis: the `default` store
+/// the probe writes is in Redis, not in a file in the state directory.
+#[tokio::test]
+async fn the_production_runtime_config_puts_the_default_store_in_redis() {
+    require_components(&["probe", "hello"]);
+    let mut direct = redis_db(0).await;
+    let prefix = prefix();
+    let state = tempfile::tempdir().unwrap();
+    let root = support::root();
+    let b = Bazaar::start(
+        &root.join("spin.toml"),
+        Up::default()
+            .state_dir(state.path())
+            .arg("--runtime-config-file")
+            .arg(root.join("runtime-config/production.toml").to_str().unwrap()),
+    );
+    let key = format!("{prefix}greeting");
+    assert_eq!(put(&b, &format!("/probe/kv/default/{key}"), "in redis").await, 204);
+    let stored: Option<String> = direct.get(&key).await.unwrap();
+    assert_eq!(stored.as_deref(), Some("in redis"));
+    assert!(!state.path().join("sqlite_key_value.db").exists(), "nothing went to the embedded file");
+    assert_eq!(get(&b, "/hello").await.0, 200);
+    cleanup(&prefix).await;
+}
