@@ -1,0 +1,101 @@
+//! The shop's HTTP conventions, shared so every service answers alike:
+//! one JSON error shape, and the headers a request carries from the gateway
+//! through every chained call.
+use serde::Serialize;
+use spin_sdk::http::{Request, Response};
+
+/// Set by the gateway on every request and passed on by every service.
+pub const REQUEST_ID: &str = "x-request-id";
+/// W3C trace context, passed on unchanged.
+pub const TRACEPARENT: &str = "traceparent";
+/// Who the gateway authenticated (services trust it: they are private).
+pub const USER_ID: &str = "x-user-id";
+pub const USER_ROLE: &str = "x-user-role";
+
+/// One field that failed validation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+/// The error every service returns:
+/// `{"error": {"code": "...", "message": "...", "fields": [...]}}`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: u16,
+    pub code: String,
+    pub message: String,
+    pub fields: Vec<FieldError>,
+}
+
+impl ApiError {
+    pub fn new(status: u16, code: &str, message: impl Into<String>) -> Self {
+        Self { status, code: code.into(), message: message.into(), fields: Vec::new() }
+    }
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(400, "bad_request", message)
+    }
+    pub fn invalid(fields: Vec<FieldError>) -> Self {
+        Self { fields, ..Self::new(400, "validation_failed", "the request has invalid fields") }
+    }
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(401, "unauthorized", message)
+    }
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(403, "forbidden", message)
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(404, "not_found", message)
+    }
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(409, "conflict", message)
+    }
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(500, "internal", message)
+    }
+
+    pub fn body(&self) -> serde_json::Value {
+        serde_json::json!({
+            "error": { "code": self.code, "message": self.message, "fields": self.fields }
+        })
+    }
+
+    pub fn into_response(self) -> Response {
+        json(self.status, &self.body())
+    }
+}
+
+impl From<crate::db::DbError> for ApiError {
+    fn from(e: crate::db::DbError) -> Self {
+        match e {
+            crate::db::DbError::Duplicate(m) => ApiError::conflict(m),
+            other => ApiError::internal(other.to_string()),
+        }
+    }
+}
+
+/// A JSON response.
+pub fn json<T: Serialize>(status: u16, body: &T) -> Response {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(body).unwrap_or_default())
+        .build()
+}
+
+/// Parses a JSON body, or a 400 saying what is wrong with it.
+pub fn parse_json<T: serde::de::DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
+    serde_json::from_slice(req.body()).map_err(|e| {
+        let field = e.to_string().split('`').nth(1).unwrap_or("body").to_string();
+        ApiError { fields: vec![FieldError { field, message: e.to_string() }], ..ApiError::bad_request("malformed JSON body") }
+    })
+}
+
+/// The headers to copy onto a chained call made while handling `req`.
+pub fn propagated_headers(req: &Request) -> Vec<(String, String)> {
+    [REQUEST_ID, TRACEPARENT, USER_ID, USER_ROLE, "authorization"]
+        .iter()
+        .filter_map(|name| req.header(name).and_then(|v| v.as_str()).map(|v| (name.to_string(), v.to_string())))
+        .collect()
+}

@@ -1,0 +1,381 @@
+//! One SQL interface over Spin's SQLite (`spin:sqlite@3.0.0`) and Postgres
+//! (`spin:postgres@4.0.0`), so a service is written once and runs on its own
+//! SQLite database in embedded mode and its own Postgres database in
+//! production, chosen by its `database_url` variable:
+//!
+//! - `sqlite:<name>`: the database `<name>` the component is granted in
+//!   spin.toml (`sqlite_databases`);
+//! - `postgres://user@host:port/db`: a Postgres database the component's
+//!   `allowed_outbound_hosts` grants.
+//!
+//! Services write portable SQL: `$1`-style placeholders (rewritten to `?1`
+//! for SQLite), `BIGINT` for integers (money in cents, times in Unix ms),
+//! `TEXT` for strings and ids, `INTEGER` 0/1 for booleans, and
+//! `ON CONFLICT ... DO ...` / `RETURNING`, which both engines support.
+use spin_sdk::{pg4, sqlite3};
+
+/// A parameter of a statement.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Param {
+    Null,
+    Int(i64),
+    Real(f64),
+    Text(String),
+}
+
+impl From<i64> for Param {
+    fn from(v: i64) -> Self {
+        Param::Int(v)
+    }
+}
+impl From<u32> for Param {
+    fn from(v: u32) -> Self {
+        Param::Int(v.into())
+    }
+}
+impl From<bool> for Param {
+    fn from(v: bool) -> Self {
+        Param::Int(v.into())
+    }
+}
+impl From<f64> for Param {
+    fn from(v: f64) -> Self {
+        Param::Real(v)
+    }
+}
+impl From<&str> for Param {
+    fn from(v: &str) -> Self {
+        Param::Text(v.to_string())
+    }
+}
+impl From<String> for Param {
+    fn from(v: String) -> Self {
+        Param::Text(v)
+    }
+}
+impl From<&String> for Param {
+    fn from(v: &String) -> Self {
+        Param::Text(v.clone())
+    }
+}
+impl<T: Into<Param>> From<Option<T>> for Param {
+    fn from(v: Option<T>) -> Self {
+        v.map_or(Param::Null, Into::into)
+    }
+}
+
+/// A value read back.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Cell {
+    Null,
+    Int(i64),
+    Real(f64),
+    Text(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database_url {0:?} is neither sqlite:<name> nor postgres://...")]
+    BadUrl(String),
+    #[error("the database_url variable is not set: {0}")]
+    NoUrl(String),
+    #[error("opening the database failed: {0}")]
+    Open(String),
+    /// The statement failed; the engine's message.
+    #[error("{0}")]
+    Query(String),
+    /// A unique constraint refused the write (a duplicate).
+    #[error("duplicate: {0}")]
+    Duplicate(String),
+    #[error("column {0:?} is missing or has another type")]
+    Column(String),
+}
+
+pub type Result<T, E = DbError> = std::result::Result<T, E>;
+
+/// An open database of either engine.
+pub enum Db {
+    Sqlite(sqlite3::Connection),
+    Postgres(pg4::Connection),
+}
+
+/// Rows read back, with their column names.
+#[derive(Clone, Debug, Default)]
+pub struct Rows {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Cell>>,
+}
+
+/// One row, read by column name.
+pub struct Row<'a> {
+    columns: &'a [String],
+    cells: &'a [Cell],
+}
+
+impl Db {
+    /// Opens the database the component's `database_url` variable names.
+    pub fn from_variable() -> Result<Db> {
+        let url = spin_sdk::variables::get("database_url").map_err(|e| DbError::NoUrl(e.to_string()))?;
+        Db::open(&url)
+    }
+
+    pub fn open(url: &str) -> Result<Db> {
+        if let Some(name) = url.strip_prefix("sqlite:") {
+            let conn = sqlite3::Connection::open(name).map_err(|e| DbError::Open(format!("sqlite {name}: {e}")))?;
+            Ok(Db::Sqlite(conn))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let conn = pg4::Connection::open(url).map_err(|e| DbError::Open(format!("postgres: {e}")))?;
+            Ok(Db::Postgres(conn))
+        } else {
+            Err(DbError::BadUrl(url.to_string()))
+        }
+    }
+
+    /// Runs a statement; returns the rows it changed.
+    pub fn execute(&self, sql: &str, params: &[Param]) -> Result<u64> {
+        match self {
+            Db::Sqlite(conn) => {
+                conn.execute(&sqlite_placeholders(sql), &sqlite_params(params)).map_err(sqlite_error)?;
+                Ok(conn.changes())
+            }
+            Db::Postgres(conn) => conn.execute(sql, &pg_params(params)).map_err(pg_error),
+        }
+    }
+
+    /// Runs a query; returns its rows.
+    pub fn query(&self, sql: &str, params: &[Param]) -> Result<Rows> {
+        match self {
+            Db::Sqlite(conn) => {
+                let result = conn.execute(&sqlite_placeholders(sql), &sqlite_params(params)).map_err(sqlite_error)?;
+                let rows = result
+                    .rows
+                    .into_iter()
+                    .map(|row| row.values.into_iter().map(sqlite_cell).collect())
+                    .collect();
+                Ok(Rows { columns: result.columns, rows })
+            }
+            Db::Postgres(conn) => {
+                let set = conn.query(sql, &pg_params(params)).map_err(pg_error)?;
+                let columns = set.columns.into_iter().map(|c| c.name).collect();
+                let rows = set.rows.into_iter().map(|row| row.into_iter().map(pg_cell).collect()).collect();
+                Ok(Rows { columns, rows })
+            }
+        }
+    }
+
+    /// Runs `f` in a transaction: committed if it returns `Ok`, rolled back
+    /// otherwise.
+    pub fn transaction<T, E: From<DbError>>(&self, f: impl FnOnce(&Db) -> Result<T, E>) -> Result<T, E> {
+        self.execute("BEGIN", &[])?;
+        match f(self) {
+            Ok(value) => {
+                self.execute("COMMIT", &[])?;
+                Ok(value)
+            }
+            Err(e) => {
+                let _ = self.execute("ROLLBACK", &[]);
+                Err(e)
+            }
+        }
+    }
+
+    /// Applies the migrations not applied yet, in order, each in its own
+    /// transaction, recording them in `schema_migrations`. Migrations are
+    /// append-only: number N is `migrations[N - 1]`.
+    pub fn migrate(&self, migrations: &[&str]) -> Result<()> {
+        self.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)", &[])?;
+        let applied = self.query("SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations", &[])?;
+        let current = applied.first().and_then(|r| r.int("v").ok()).unwrap_or(0);
+        for (i, sql) in migrations.iter().enumerate().skip(current as usize) {
+            let version = i as i64 + 1;
+            self.transaction(|db| {
+                for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+                    db.execute(statement, &[])?;
+                }
+                // Two instances may migrate at once: the primary key lets one win.
+                db.execute(
+                    "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2) ON CONFLICT (version) DO NOTHING",
+                    &[Param::Int(version), Param::Int(0)],
+                )?;
+                Ok::<_, DbError>(())
+            })?;
+        }
+        Ok(())
+    }
+}
+
+impl Rows {
+    pub fn iter(&self) -> impl Iterator<Item = Row<'_>> {
+        self.rows.iter().map(|cells| Row { columns: &self.columns, cells })
+    }
+
+    pub fn first(&self) -> Option<Row<'_>> {
+        self.iter().next()
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+}
+
+impl Row<'_> {
+    fn cell(&self, column: &str) -> Result<&Cell> {
+        self.columns
+            .iter()
+            .position(|c| c.eq_ignore_ascii_case(column))
+            .map(|i| &self.cells[i])
+            .ok_or_else(|| DbError::Column(column.to_string()))
+    }
+
+    pub fn int(&self, column: &str) -> Result<i64> {
+        match self.cell(column)? {
+            Cell::Int(v) => Ok(*v),
+            Cell::Real(v) => Ok(*v as i64),
+            Cell::Text(t) => t.parse().map_err(|_| DbError::Column(column.to_string())),
+            Cell::Null => Err(DbError::Column(column.to_string())),
+        }
+    }
+
+    pub fn opt_int(&self, column: &str) -> Result<Option<i64>> {
+        match self.cell(column)? {
+            Cell::Null => Ok(None),
+            _ => self.int(column).map(Some),
+        }
+    }
+
+    pub fn real(&self, column: &str) -> Result<f64> {
+        match self.cell(column)? {
+            Cell::Real(v) => Ok(*v),
+            Cell::Int(v) => Ok(*v as f64),
+            _ => Err(DbError::Column(column.to_string())),
+        }
+    }
+
+    pub fn text(&self, column: &str) -> Result<String> {
+        match self.cell(column)? {
+            Cell::Text(t) => Ok(t.clone()),
+            Cell::Int(v) => Ok(v.to_string()),
+            _ => Err(DbError::Column(column.to_string())),
+        }
+    }
+
+    pub fn opt_text(&self, column: &str) -> Result<Option<String>> {
+        match self.cell(column)? {
+            Cell::Null => Ok(None),
+            _ => self.text(column).map(Some),
+        }
+    }
+
+    pub fn bool(&self, column: &str) -> Result<bool> {
+        self.int(column).map(|v| v != 0)
+    }
+}
+
+/// `$1` → `?1`: SQLite binds `?NNN` by number, so parameters may repeat or
+/// appear out of order exactly as in Postgres.
+fn sqlite_placeholders(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    let mut in_string = false;
+    while let Some(c) = chars.next() {
+        if c == '\'' {
+            in_string = !in_string;
+        }
+        if c == '$' && !in_string && chars.peek().is_some_and(|n| n.is_ascii_digit()) {
+            out.push('?');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn sqlite_params(params: &[Param]) -> Vec<sqlite3::Value> {
+    params
+        .iter()
+        .map(|p| match p {
+            Param::Null => sqlite3::Value::Null,
+            Param::Int(v) => sqlite3::Value::Integer(*v),
+            Param::Real(v) => sqlite3::Value::Real(*v),
+            Param::Text(v) => sqlite3::Value::Text(v.clone()),
+        })
+        .collect()
+}
+
+fn sqlite_cell(v: sqlite3::Value) -> Cell {
+    match v {
+        sqlite3::Value::Null => Cell::Null,
+        sqlite3::Value::Integer(v) => Cell::Int(v),
+        sqlite3::Value::Real(v) => Cell::Real(v),
+        sqlite3::Value::Text(v) => Cell::Text(v),
+        sqlite3::Value::Blob(v) => Cell::Text(String::from_utf8_lossy(&v).into_owned()),
+    }
+}
+
+fn sqlite_error(e: sqlite3::Error) -> DbError {
+    let text = match &e {
+        sqlite3::Error::Io(m) => m.clone(),
+        other => format!("{other:?}"),
+    };
+    if text.contains("UNIQUE constraint failed") {
+        DbError::Duplicate(text)
+    } else {
+        DbError::Query(text)
+    }
+}
+
+fn pg_params(params: &[Param]) -> Vec<pg4::ParameterValue> {
+    params
+        .iter()
+        .map(|p| match p {
+            Param::Null => pg4::ParameterValue::DbNull,
+            Param::Int(v) => pg4::ParameterValue::Int64(*v),
+            Param::Real(v) => pg4::ParameterValue::Floating64(*v),
+            Param::Text(v) => pg4::ParameterValue::Str(v.clone()),
+        })
+        .collect()
+}
+
+fn pg_cell(v: pg4::DbValue) -> Cell {
+    use pg4::DbValue as V;
+    match v {
+        V::DbNull => Cell::Null,
+        V::Boolean(b) => Cell::Int(b.into()),
+        V::Int8(v) => Cell::Int(v.into()),
+        V::Int16(v) => Cell::Int(v.into()),
+        V::Int32(v) => Cell::Int(v.into()),
+        V::Int64(v) => Cell::Int(v),
+        V::Floating32(v) => Cell::Real(v.into()),
+        V::Floating64(v) => Cell::Real(v),
+        V::Str(s) => Cell::Text(s),
+        V::Decimal(s) => Cell::Text(s),
+        V::Binary(b) => Cell::Text(String::from_utf8_lossy(&b).into_owned()),
+        other => Cell::Text(format!("{other:?}")),
+    }
+}
+
+fn pg_error(e: pg4::PgError) -> DbError {
+    let text = format!("{e:?}");
+    // SQLSTATE 23505: unique_violation.
+    if text.contains("23505") {
+        DbError::Duplicate(text)
+    } else {
+        DbError::Query(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_become_numbered_sqlite_ones_outside_strings() {
+        assert_eq!(sqlite_placeholders("SELECT $1, $2 WHERE a = $1"), "SELECT ?1, ?2 WHERE a = ?1");
+        assert_eq!(sqlite_placeholders("SELECT '$1' || $1"), "SELECT '$1' || ?1");
+        assert_eq!(sqlite_placeholders("SELECT price$"), "SELECT price$");
+    }
+}
