@@ -4,7 +4,7 @@
 mod support;
 
 use serde_json::{Value, json};
-use support::{Bazaar, Up, app, client, free_port, require_components};
+use support::{Bazaar, Up, app, client, free_port, get, post_json, put, require_components};
 
 /// Starts the capabilities app; `upstream_port` (a required variable) is the
 /// app's own port, so the probe's allowed outbound host is the app itself.
@@ -22,21 +22,6 @@ fn start(state_dir: &std::path::Path) -> Bazaar {
             .arg(rc.to_str().unwrap())
             .env("SPIN_VARIABLE_UPSTREAM_PORT", port.to_string()),
     )
-}
-
-async fn get(b: &Bazaar, path: &str) -> (u16, String) {
-    let resp = client().get(b.url(path)).send().await.unwrap();
-    (resp.status().as_u16(), resp.text().await.unwrap())
-}
-
-async fn put(b: &Bazaar, path: &str, body: &str) -> u16 {
-    client().put(b.url(path)).body(body.to_string()).send().await.unwrap().status().as_u16()
-}
-
-async fn post_json(b: &Bazaar, path: &str, body: Value) -> (u16, Value) {
-    let resp = client().post(b.url(path)).json(&body).send().await.unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
 }
 
 #[tokio::test]

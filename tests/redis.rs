@@ -16,7 +16,7 @@ use futures::StreamExt;
 use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
 use serde_json::{Value, json};
-use support::{Bazaar, Up, app, client, require_components};
+use support::{Bazaar, Up, app, client, get, post_json, put, require_components};
 
 const REDIS: &str = "redis://127.0.0.1:6379";
 
@@ -67,21 +67,6 @@ fn start(state_dir: &std::path::Path) -> Bazaar {
 /// `POST /{component}/redis/{command}` with `body`.
 async fn redis_cmd(b: &Bazaar, component: &str, command: &str, body: Value) -> (u16, Value) {
     let resp = client().post(b.url(&format!("/{component}/redis/{command}"))).json(&body).send().await.unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
-async fn get(b: &Bazaar, path: &str) -> (u16, String) {
-    let resp = client().get(b.url(path)).send().await.unwrap();
-    (resp.status().as_u16(), resp.text().await.unwrap())
-}
-
-async fn put(b: &Bazaar, path: &str, body: &str) -> u16 {
-    client().put(b.url(path)).body(body.to_string()).send().await.unwrap().status().as_u16()
-}
-
-async fn post_json(b: &Bazaar, path: &str, body: Value) -> (u16, Value) {
-    let resp = client().post(b.url(path)).json(&body).send().await.unwrap();
     let status = resp.status().as_u16();
     (status, resp.json().await.unwrap_or(Value::Null))
 }

@@ -188,3 +188,22 @@ fn ureq_get(url: &str) -> Result<u16, std::io::Error> {
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap()
 }
+
+/// GET `path`: the status and the body as text.
+pub async fn get(b: &Bazaar, path: &str) -> (u16, String) {
+    let resp = client().get(b.url(path)).send().await.unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+/// PUT `body` at `path`: the status.
+pub async fn put(b: &Bazaar, path: &str, body: &str) -> u16 {
+    client().put(b.url(path)).body(body.to_string()).send().await.unwrap().status().as_u16()
+}
+
+/// POST `body` as JSON to `path`: the status and the JSON answer (`Null`
+/// when the answer is not JSON).
+pub async fn post_json(b: &Bazaar, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+    let resp = client().post(b.url(path)).json(&body).send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+}
