@@ -30,6 +30,40 @@ pub mod sqlite;
 pub mod variables;
 pub mod wasi;
 
+/// Which runtime-config table defines the names a manifest field grants.
+pub struct GrantKind {
+    /// The `[component.X]` field, e.g. `key_value_stores`.
+    pub field: &'static str,
+    /// The runtime-config table, e.g. `key_value_store`.
+    pub table: &'static str,
+}
+
+/// Fails, naming every offender, if a component is granted a name the
+/// runtime config does not define (`default` is always defined).
+pub fn check_grants<'a, V>(
+    manifest_file: &Path,
+    kind: GrantKind,
+    grants: impl Iterator<Item = (&'a str, &'a [String])>,
+    defined: &std::collections::BTreeMap<String, V>,
+) -> Result<()> {
+    let GrantKind { field, table } = kind;
+    let problems: Vec<String> = grants
+        .flat_map(|(id, names)| names.iter().map(move |name| (id, name)))
+        .filter(|(_, name)| !defined.contains_key(*name))
+        .map(|(id, name)| {
+            format!(
+                "{}: [component.{id}] {field} names {name:?}, which the runtime config does not define; \
+                 add [{table}.{name}] with type = \"spin\" to the runtime config file, or use \"default\"",
+                manifest_file.display()
+            )
+        })
+        .collect();
+    if !problems.is_empty() {
+        anyhow::bail!("{}", problems.join("\n"));
+    }
+    Ok(())
+}
+
 /// What capabilities are configured from.
 pub struct BuildContext<'a> {
     pub manifest: &'a Manifest,

@@ -12,14 +12,13 @@
 //! - [`sqlite_backend`]: Spin's `spin` store kind, a SQLite file;
 //! - [`redis_backend`]: Spin's `redis` store kind, a Redis server;
 //! - `spin` and `wasi`: the two guest interfaces, over [`Backend`].
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::Path;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use wasmtime::component::{Resource, ResourceTable, ResourceTableError};
 
-use super::BuildContext;
+use super::{BuildContext, GrantKind, check_grants};
 use crate::runtime_config::KeyValueStoreConfig;
 
 pub mod backend;
@@ -33,6 +32,10 @@ use redis_backend::RedisBackend;
 use sqlite_backend::SqliteBackend;
 
 use super::redis::connection::redacted;
+
+/// The manifest field this capability grants by, and the runtime-config
+/// table that defines its names.
+const GRANTS: GrantKind = GrantKind { field: "key_value_stores", table: "key_value_store" };
 
 /// The key-value stores of an app and who may open them: built once at load.
 pub struct KeyValue {
@@ -64,7 +67,7 @@ impl KeyValue {
     /// each store some component may use (creating its file if need be).
     pub fn new(ctx: &BuildContext<'_>) -> Result<Self> {
         let grants = ctx.manifest.components.values().map(|c| (c.id.as_str(), c.key_value_stores.as_slice()));
-        check_grants(&ctx.manifest.file, grants.clone(), &ctx.runtime_config.key_value_stores)?;
+        check_grants(&ctx.manifest.file, GRANTS, grants.clone(), &ctx.runtime_config.key_value_stores)?;
 
         let mut stores: HashMap<String, Arc<dyn Backend>> = HashMap::new();
         for label in grants.clone().flat_map(|(_, labels)| labels) {
@@ -94,30 +97,6 @@ impl KeyValue {
             table: ResourceTable::new(),
         }
     }
-}
-
-/// Fails, naming every offender, if a component is granted a label the
-/// runtime config does not define.
-fn check_grants<'a>(
-    manifest_file: &Path,
-    grants: impl Iterator<Item = (&'a str, &'a [String])>,
-    defined: &BTreeMap<String, KeyValueStoreConfig>,
-) -> Result<()> {
-    let problems: Vec<String> = grants
-        .flat_map(|(id, labels)| labels.iter().map(move |label| (id, label)))
-        .filter(|(_, label)| !defined.contains_key(*label))
-        .map(|(id, label)| {
-            format!(
-                "{}: [component.{id}] key_value_stores names {label:?}, which the runtime config does not define; \
-                 add [key_value_store.{label}] with type = \"spin\" to the runtime config file, or use \"default\"",
-                manifest_file.display()
-            )
-        })
-        .collect();
-    if !problems.is_empty() {
-        bail!("{}", problems.join("\n"));
-    }
-    Ok(())
 }
 
 impl KeyValueInstance {
@@ -163,6 +142,8 @@ pub fn add_to_linker(linker: &mut wasmtime::component::Linker<crate::state::Inst
 mod tests {
     use std::path::PathBuf;
 
+    use std::collections::BTreeMap;
+
     use super::*;
 
     /// An app whose components are granted `grants`, with stores
@@ -185,14 +166,14 @@ mod tests {
         let carts = ["carts".to_string()];
         let default = ["default".to_string()];
         let grants = [("cart", &carts[..]), ("web", &default[..])].into_iter();
-        let e = check_grants(&PathBuf::from("spin.toml"), grants, &defined).unwrap_err().to_string();
+        let e = check_grants(&PathBuf::from("spin.toml"), GRANTS, grants, &defined).unwrap_err().to_string();
         assert_eq!(
             e,
             "spin.toml: [component.cart] key_value_stores names \"carts\", which the runtime config does not define; \
              add [key_value_store.carts] with type = \"spin\" to the runtime config file, or use \"default\""
         );
         let grants = [("web", &default[..])].into_iter();
-        check_grants(&PathBuf::from("spin.toml"), grants, &defined).unwrap();
+        check_grants(&PathBuf::from("spin.toml"), GRANTS, grants, &defined).unwrap();
     }
 
     #[tokio::test]

@@ -14,16 +14,14 @@
 //! - `database`: where a named database lives, and opening connections;
 //! - `connection`: one guest connection, running statements;
 //! - `host`: the two guest interfaces, over [`SqliteInstance`].
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::Path;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use wasmtime::component::{Resource, ResourceTable, ResourceTableError};
 
-use super::BuildContext;
+use super::{BuildContext, GrantKind, check_grants};
 use crate::bindings::spin::sqlite::sqlite::Error;
-use crate::runtime_config::SqliteDatabaseConfig;
 
 mod connection;
 mod database;
@@ -31,6 +29,10 @@ mod host;
 
 use connection::GuestConnection;
 use database::Database;
+
+/// The manifest field this capability grants by, and the runtime-config
+/// table that defines its names.
+const GRANTS: GrantKind = GrantKind { field: "sqlite_databases", table: "sqlite_database" };
 
 /// Most connections one instance may have open at once (Spin's limit).
 const MAX_CONNECTIONS: usize = 256;
@@ -56,7 +58,7 @@ impl Sqlite {
     /// prepares each database some component may use.
     pub fn new(ctx: &BuildContext<'_>) -> Result<Self> {
         let grants = ctx.manifest.components.values().map(|c| (c.id.as_str(), c.sqlite_databases.as_slice()));
-        check_grants(&ctx.manifest.file, grants.clone(), &ctx.runtime_config.sqlite_databases)?;
+        check_grants(&ctx.manifest.file, GRANTS, grants.clone(), &ctx.runtime_config.sqlite_databases)?;
 
         let mut databases = HashMap::new();
         for name in grants.clone().flat_map(|(_, names)| names) {
@@ -79,30 +81,6 @@ impl Sqlite {
             connections,
         }
     }
-}
-
-/// Fails, naming every offender, if a component is granted a database the
-/// runtime config does not define.
-fn check_grants<'a>(
-    manifest_file: &Path,
-    grants: impl Iterator<Item = (&'a str, &'a [String])>,
-    defined: &BTreeMap<String, SqliteDatabaseConfig>,
-) -> Result<()> {
-    let problems: Vec<String> = grants
-        .flat_map(|(id, names)| names.iter().map(move |name| (id, name)))
-        .filter(|(_, name)| !defined.contains_key(*name))
-        .map(|(id, name)| {
-            format!(
-                "{}: [component.{id}] sqlite_databases names {name:?}, which the runtime config does not define; \
-                 add [sqlite_database.{name}] with type = \"spin\" to the runtime config file, or use \"default\"",
-                manifest_file.display()
-            )
-        })
-        .collect();
-    if !problems.is_empty() {
-        bail!("{}", problems.join("\n"));
-    }
-    Ok(())
 }
 
 impl SqliteInstance {
@@ -151,7 +129,10 @@ pub fn add_to_linker(linker: &mut wasmtime::component::Linker<crate::state::Inst
 mod tests {
     use std::path::PathBuf;
 
+    use std::collections::BTreeMap;
+
     use super::*;
+    use crate::runtime_config::SqliteDatabaseConfig;
 
     /// An app whose components are granted `grants`, with databases
     /// `defined` (in memory, or files under `dir`).
@@ -176,12 +157,12 @@ mod tests {
         let orders = ["orders".to_string()];
         let default = ["default".to_string()];
         let grants = [("shop", &orders[..]), ("web", &default[..])].into_iter();
-        let e = check_grants(&PathBuf::from("spin.toml"), grants, &defined).unwrap_err().to_string();
+        let e = check_grants(&PathBuf::from("spin.toml"), GRANTS, grants, &defined).unwrap_err().to_string();
         assert_eq!(
             e,
             "spin.toml: [component.shop] sqlite_databases names \"orders\", which the runtime config does not define; \
              add [sqlite_database.orders] with type = \"spin\" to the runtime config file, or use \"default\""
         );
-        check_grants(&PathBuf::from("spin.toml"), [("web", &default[..])].into_iter(), &defined).unwrap();
+        check_grants(&PathBuf::from("spin.toml"), GRANTS, [("web", &default[..])].into_iter(), &defined).unwrap();
     }
 }
