@@ -1,13 +1,16 @@
 # The two commands of the README:
-#   make up    builds everything and serves the app in spin.toml on 127.0.0.1:3000
+#   make up    builds everything and serves the shop (spin.toml) on 127.0.0.1:3000
 #   make test  builds everything and runs the whole test suite
 # Everything else here is what those two need.
 
 CARGO ?= cargo
-# Components compiled to wasm for the tests (tests/components/*).
-TEST_COMPONENTS := $(notdir $(wildcard tests/components/*))
+WASM := --target wasm32-wasip2 --release
+# The shop's services (components/*, except the shared library crate).
+SHOP_COMPONENTS := $(filter-out shared,$(notdir $(patsubst %/Cargo.toml,%,$(wildcard components/*/Cargo.toml))))
+# Components the tests load (tests/components/*).
+TEST_COMPONENTS := $(notdir $(patsubst %/Cargo.toml,%,$(wildcard tests/components/*/Cargo.toml)))
 
-.PHONY: up test setup host components test-components bench clean
+.PHONY: up test setup host components wasm bench clean
 
 setup:
 	rustup target add wasm32-wasip2
@@ -15,18 +18,25 @@ setup:
 host: setup
 	$(CARGO) build -p bazaar
 
-# The components of spin.toml, through their own build commands.
+# The shop's components, through their own build commands (as `spin build`).
 components: host
 	./target/debug/bazaar build --from spin.toml
 
-test-components: setup
-	$(CARGO) build --target wasm32-wasip2 --release $(addprefix -p ,$(TEST_COMPONENTS))
+# Every wasm crate in one cargo invocation (faster than one per component).
+wasm: setup
+	$(CARGO) build $(WASM) $(addprefix -p ,$(SHOP_COMPONENTS) $(TEST_COMPONENTS))
 
 up: components
-	./target/debug/bazaar up --from spin.toml
+	./target/debug/bazaar up --from spin.toml --runtime-config-file runtime-config/embedded.toml
 
-test: host test-components
+# The host's unit and end-to-end tests, then the components' own unit tests
+# (pure logic, compiled natively).
+test: host wasm
 	$(CARGO) test -p bazaar
+	$(CARGO) test -p shop-shared $(addprefix -p ,$(SHOP_COMPONENTS))
+
+bench: setup
+	$(CARGO) bench -p bazaar
 
 clean:
 	$(CARGO) clean

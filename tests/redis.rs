@@ -274,9 +274,10 @@ async fn key_value_in_redis_outlives_bazaar() {
     cleanup(&p).await;
 }
 
-/// `bazaar up --runtime-config-file runtime-config/production.toml` runs the
-/// repository's own spin.toml against the local Redis: the `default` store
-/// the probe writes is in Redis, not in a file in the state directory.
+/// `bazaar up --runtime-config-file runtime-config/production.toml` runs an
+/// app against the local Redis: the `default` store the probe writes is in
+/// Redis, not in a file in the state directory. (The shop itself on the
+/// production config is tested in tests/shop.rs.)
 #[tokio::test]
 async fn the_production_runtime_config_puts_the_default_store_in_redis() {
     require_components(&["probe", "hello"]);
@@ -285,7 +286,7 @@ async fn the_production_runtime_config_puts_the_default_store_in_redis() {
     let state = tempfile::tempdir().unwrap();
     let root = support::root();
     let b = Bazaar::start(
-        &root.join("spin.toml"),
+        &app("examples"),
         Up::default()
             .state_dir(state.path())
             .arg("--runtime-config-file")

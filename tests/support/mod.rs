@@ -178,10 +178,7 @@ fn ureq_get(url: &str) -> Result<u16, std::io::Error> {
     write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")?;
     let mut buf = String::new();
     stream.read_to_string(&mut buf)?;
-    buf.split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| std::io::Error::other("bad response"))
+    buf.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| std::io::Error::other("bad response"))
 }
 
 /// An HTTP client for tests.

@@ -182,25 +182,50 @@ impl Db {
     /// Applies the migrations not applied yet, in order, each in its own
     /// transaction, recording them in `schema_migrations`. Migrations are
     /// append-only: number N is `migrations[N - 1]`.
+    ///
+    /// Several instances may migrate a fresh database at once (the first
+    /// requests after start-up): the loser of such a race sees a duplicate
+    /// (`already exists`, a unique violation) and simply looks again.
     pub fn migrate(&self, migrations: &[&str]) -> Result<()> {
+        const ATTEMPTS: usize = 5;
+        for attempt in 1..=ATTEMPTS {
+            match self.migrate_once(migrations) {
+                Err(e) if attempt < ATTEMPTS && is_concurrent_migration(&e) => continue,
+                result => return result,
+            }
+        }
+        unreachable!("the last attempt returns")
+    }
+
+    fn migrate_once(&self, migrations: &[&str]) -> Result<()> {
         self.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)", &[])?;
         let applied = self.query("SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations", &[])?;
         let current = applied.first().and_then(|r| r.int("v").ok()).unwrap_or(0);
         for (i, sql) in migrations.iter().enumerate().skip(current as usize) {
             let version = i as i64 + 1;
             self.transaction(|db| {
+                // Claim the version first: a concurrent migrator fails here,
+                // before running any statement twice.
+                db.execute(
+                    "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
+                    &[Param::Int(version), Param::Int(0)],
+                )?;
                 for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
                     db.execute(statement, &[])?;
                 }
-                // Two instances may migrate at once: the primary key lets one win.
-                db.execute(
-                    "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2) ON CONFLICT (version) DO NOTHING",
-                    &[Param::Int(version), Param::Int(0)],
-                )?;
                 Ok::<_, DbError>(())
             })?;
         }
         Ok(())
+    }
+}
+
+/// Whether `e` is what losing a race with another migrator looks like.
+fn is_concurrent_migration(e: &DbError) -> bool {
+    match e {
+        DbError::Duplicate(_) => true,
+        DbError::Query(m) => m.contains("already exists") || m.contains("23505") || m.contains("database is locked"),
+        _ => false,
     }
 }
 

@@ -1,0 +1,411 @@
+//! The shared cache for anonymous catalog reads, in the `gateway-cache`
+//! store.
+//!
+//! - Keys: a response is found in two steps, as HTTP caches do (RFC 9111
+//!   §4.1). The request's route, URI (path and query) and `Authorization`
+//!   name a *vary record*: the header names the last response's `Vary`
+//!   listed. Those names, with this request's values for them, then name the
+//!   *entry*. Every key also carries the cache *generation*.
+//! - Invalidation: a successful catalog write through the gateway bumps the
+//!   generation (an atomic increment), so every older key is unreachable at
+//!   once, on every host; the write then sweeps the old keys away. A read
+//!   that started before the bump stores under the generation it read, so it
+//!   can never resurrect a stale response.
+//! - Validators: every stored response gets a strong ETag, a hash of its
+//!   body, and `If-None-Match` is answered with 304.
+//! - `Cache-Status` (RFC 9211) tells the client what the cache did.
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::cache_control::CacheControl;
+use crate::inbound::Headers;
+use crate::kv::{self, KvError, Store};
+use crate::reply::Reply;
+use crate::trace::hex;
+
+/// The cache's name in `Cache-Status`.
+const CACHE_NAME: &str = "gateway";
+/// The generation counter's key.
+const GENERATION_KEY: &str = "gateway-cache:generation";
+/// The prefix of every key but the generation's.
+const KEY_PREFIX: &str = "gateway-cache:";
+
+/// Fields that describe one exchange, not the stored response.
+const PER_EXCHANGE: [&str; 6] = ["x-request-id", "ratelimit", "ratelimit-policy", "cache-status", "age", "set-cookie"];
+
+/// What identifies a request before `Vary` is known.
+#[derive(Clone, Copy, Debug)]
+pub struct RequestKey<'a> {
+    /// The route's name (`catalog`).
+    pub route: &'a str,
+    /// Path and query.
+    pub uri: &'a str,
+    /// The `Authorization` field, empty when absent.
+    pub authorization: &'a str,
+}
+
+impl RequestKey<'_> {
+    /// The key of the vary record.
+    pub fn vary_key(&self, generation: i64) -> String {
+        format!("{KEY_PREFIX}{generation}:vary:{}", self.digest(&[]))
+    }
+
+    /// The key of the entry for this request, given the vary record's names.
+    pub fn entry_key(&self, generation: i64, vary: &[String], headers: &Headers) -> String {
+        let mut names: Vec<&str> = vary.iter().map(String::as_str).collect();
+        names.sort_unstable();
+        names.dedup();
+        let selected: Vec<(&str, Option<&str>)> =
+            names.into_iter().map(|name| (name, headers.get(name).map(str::trim))).collect();
+        format!("{KEY_PREFIX}{generation}:entry:{}", self.digest(&selected))
+    }
+
+    /// A hash of every part, each length-prefixed so that no two different
+    /// requests encode alike.
+    fn digest(&self, selected: &[(&str, Option<&str>)]) -> String {
+        let mut hasher = Sha256::new();
+        let mut part = |bytes: &[u8]| {
+            hasher.update((bytes.len() as u64).to_be_bytes());
+            hasher.update(bytes);
+        };
+        part(self.route.as_bytes());
+        part(self.uri.as_bytes());
+        part(self.authorization.as_bytes());
+        for (name, value) in selected {
+            part(name.as_bytes());
+            match value {
+                Some(value) => {
+                    part(b"=");
+                    part(value.as_bytes());
+                }
+                None => part(b"absent"),
+            }
+        }
+        hex(&hasher.finalize())
+    }
+}
+
+/// The lower-case field names a `Vary` value lists, or `None` for `Vary: *`
+/// (the response depends on more than headers: never reusable).
+fn vary_names(vary: Option<&str>) -> Option<Vec<String>> {
+    let names: Vec<String> =
+        vary.unwrap_or("").split(',').map(|n| n.trim().to_ascii_lowercase()).filter(|n| !n.is_empty()).collect();
+    (!names.iter().any(|n| n == "*")).then_some(names)
+}
+
+/// What the client's own `Cache-Control` asks of the cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestMode {
+    /// Serve from the cache when fresh, else forward and store.
+    Normal,
+    /// `no-cache` or `max-age=0`: forward, then store the fresh response.
+    Refresh,
+    /// `no-store`: neither read nor write the cache.
+    Bypass,
+}
+
+impl RequestMode {
+    pub fn of(headers: &Headers) -> Self {
+        let cc = match headers.get("cache-control") {
+            Some(field) => CacheControl::parse(field),
+            // HTTP/1.0's spelling counts only without Cache-Control (RFC 9111 §5.4).
+            None => CacheControl { no_cache: headers.get("pragma").is_some_and(|p| CacheControl::parse(p).no_cache), ..Default::default() },
+        };
+        if cc.no_store {
+            Self::Bypass
+        } else if cc.no_cache || cc.max_age == Some(0) {
+            Self::Refresh
+        } else {
+            Self::Normal
+        }
+    }
+}
+
+/// How long a response may be served from the shared cache, or why it may
+/// not be stored at all.
+pub fn storable_for(reply: &Reply, default_ttl_secs: u64) -> Result<u64, &'static str> {
+    if reply.status != 200 {
+        return Err("status");
+    }
+    if vary_names(reply.joined_header("vary").as_deref()).is_none() {
+        return Err("vary-star");
+    }
+    if reply.header("set-cookie").is_some() {
+        return Err("set-cookie");
+    }
+    let cc = CacheControl::parse(&reply.joined_header("cache-control").unwrap_or_default());
+    if cc.no_store {
+        return Err("no-store");
+    }
+    if cc.private {
+        return Err("private");
+    }
+    // no-cache allows storing, but only to revalidate before every use; the
+    // services answer no conditional requests, so keeping it would not help.
+    if cc.no_cache {
+        return Err("no-cache");
+    }
+    match cc.shared_max_age() {
+        Some(0) => Err("max-age"),
+        Some(secs) => Ok(secs),
+        None => Ok(default_ttl_secs),
+    }
+}
+
+/// A strong validator: the first 128 bits of the body's SHA-256.
+pub fn etag_of(body: &[u8]) -> String {
+    format!("\"{}\"", hex(&Sha256::digest(body)[..16]))
+}
+
+/// Whether `If-None-Match` matches `etag` (weak comparison, RFC 9110 §13.1.2).
+pub fn if_none_match(field: Option<&str>, etag: &str) -> bool {
+    let opaque = |tag: &str| tag.trim().trim_start_matches("W/").to_owned();
+    field.is_some_and(|field| field.trim() == "*" || field.split(',').any(|tag| opaque(tag) == opaque(etag)))
+}
+
+/// The 304 for `reply`: only the fields RFC 9110 §15.4.5 keeps.
+pub fn not_modified(reply: &Reply) -> Reply {
+    let mut headers: Vec<(String, String)> = reply
+        .headers
+        .iter()
+        .filter(|(name, _)| matches!(name.as_str(), "cache-control" | "content-location" | "date" | "etag" | "expires" | "vary"))
+        .cloned()
+        .collect();
+    headers.extend(reply.headers.iter().filter(|(name, _)| name == "cache-status").cloned());
+    Reply { status: 304, headers, body: Vec::new() }
+}
+
+/// The `Cache-Status` value for a response that was forwarded.
+pub fn forwarded_status(reason: &str, stored: Result<u64, &str>) -> String {
+    match stored {
+        Ok(ttl) => format!("{CACHE_NAME}; fwd={reason}; stored; ttl={ttl}"),
+        Err(why) => format!("{CACHE_NAME}; fwd={reason}; detail={why}"),
+    }
+}
+
+/// A response kept in the store.
+#[derive(Serialize, Deserialize)]
+struct Entry {
+    stored_at_secs: u64,
+    expires_at_secs: u64,
+    status: u16,
+    headers: Vec<(String, String)>,
+    body_base64: String,
+}
+
+/// What a lookup found.
+pub enum Lookup {
+    /// A fresh response, with its `Age`, `ETag` and `Cache-Status`.
+    Hit(Reply),
+    /// Nothing usable; the `Cache-Status` `fwd` reason.
+    Miss(&'static str),
+}
+
+/// The cache at one generation.
+pub struct Cache {
+    store: Store,
+    generation: i64,
+}
+
+impl Cache {
+    /// Opens the store and reads the current generation.
+    pub fn open() -> Result<Self, KvError> {
+        let store = Store::open(kv::CACHE)?;
+        let generation = store.increment(GENERATION_KEY, 0)?;
+        Ok(Self { store, generation })
+    }
+
+    pub fn lookup(&self, key: &RequestKey<'_>, headers: &Headers, now_secs: u64) -> Result<Lookup, KvError> {
+        let Some(vary) = self.store.get(&key.vary_key(self.generation))? else {
+            return Ok(Lookup::Miss("uri-miss"));
+        };
+        let Ok(vary) = serde_json::from_slice::<Vec<String>>(&vary) else {
+            return Ok(Lookup::Miss("uri-miss"));
+        };
+        let Some(entry) = self.store.get(&key.entry_key(self.generation, &vary, headers))? else {
+            return Ok(Lookup::Miss("vary-miss"));
+        };
+        let Some((entry, body)) = serde_json::from_slice::<Entry>(&entry)
+            .ok()
+            .and_then(|entry| BASE64.decode(&entry.body_base64).ok().map(|body| (entry, body)))
+        else {
+            return Ok(Lookup::Miss("uri-miss"));
+        };
+        if now_secs >= entry.expires_at_secs {
+            return Ok(Lookup::Miss("stale"));
+        }
+        let mut reply = Reply { status: entry.status, headers: entry.headers, body };
+        reply.set_header("age", now_secs.saturating_sub(entry.stored_at_secs).to_string());
+        reply.set_header("cache-status", format!("{CACHE_NAME}; hit; ttl={}", entry.expires_at_secs - now_secs));
+        Ok(Lookup::Hit(reply))
+    }
+
+    /// Keeps `reply` for `ttl_secs` under this cache's generation.
+    pub fn store(&self, key: &RequestKey<'_>, headers: &Headers, reply: &Reply, ttl_secs: u64, now_secs: u64) -> Result<(), KvError> {
+        let vary = vary_names(reply.joined_header("vary").as_deref()).unwrap_or_default();
+        let entry = Entry {
+            stored_at_secs: now_secs,
+            expires_at_secs: now_secs.saturating_add(ttl_secs),
+            status: reply.status,
+            headers: reply.headers.iter().filter(|(name, _)| !PER_EXCHANGE.contains(&name.as_str())).cloned().collect(),
+            body_base64: BASE64.encode(&reply.body),
+        };
+        let entry = serde_json::to_vec(&entry).expect("an entry serializes");
+        self.store.set(&key.entry_key(self.generation, &vary, headers), &entry)?;
+        self.store.set(&key.vary_key(self.generation), &serde_json::to_vec(&vary).expect("names serialize"))
+    }
+
+    /// Makes every stored response unreachable, then deletes the old keys.
+    pub fn invalidate() -> Result<(), KvError> {
+        let store = Store::open(kv::CACHE)?;
+        let current = store.increment(GENERATION_KEY, 1)?;
+        for key in store.keys()? {
+            if generation_of(&key).is_some_and(|generation| generation < current) {
+                store.delete(&key)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The generation a cache key belongs to.
+fn generation_of(key: &str) -> Option<i64> {
+    key.strip_prefix(KEY_PREFIX)?.split(':').next()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> Headers {
+        Headers::from_pairs(pairs.iter().map(|(n, v)| (n.to_string(), v.to_string())))
+    }
+
+    const KEY: RequestKey<'static> = RequestKey { route: "catalog", uri: "/api/products?q=lamp", authorization: "" };
+
+    #[test]
+    fn keys_carry_the_generation() {
+        assert!(KEY.vary_key(3).starts_with("gateway-cache:3:vary:"));
+        assert!(KEY.entry_key(3, &[], &headers(&[])).starts_with("gateway-cache:3:entry:"));
+        assert_ne!(KEY.vary_key(3), KEY.vary_key(4));
+        assert_eq!(generation_of(&KEY.entry_key(12, &[], &headers(&[]))), Some(12));
+        assert_eq!(generation_of(GENERATION_KEY), None);
+    }
+
+    #[test]
+    fn keys_depend_on_route_uri_and_authorization() {
+        let base = KEY.vary_key(1);
+        assert_eq!(base, KEY.vary_key(1), "deterministic");
+        assert_ne!(base, RequestKey { route: "other", ..KEY }.vary_key(1));
+        assert_ne!(base, RequestKey { uri: "/api/products?q=lamps", ..KEY }.vary_key(1));
+        assert_ne!(base, RequestKey { uri: "/api/products", ..KEY }.vary_key(1));
+        assert_ne!(base, RequestKey { authorization: "Bearer x", ..KEY }.vary_key(1));
+        // Length prefixes keep parts from running into each other.
+        let a = RequestKey { route: "ab", uri: "c", authorization: "" };
+        let b = RequestKey { route: "a", uri: "bc", authorization: "" };
+        assert_ne!(a.vary_key(1), b.vary_key(1));
+    }
+
+    #[test]
+    fn entry_keys_depend_on_the_varied_headers_only() {
+        let vary = vec!["accept-language".to_owned()];
+        let en = headers(&[("accept-language", "en"), ("user-agent", "a")]);
+        let en_other_agent = headers(&[("accept-language", " en "), ("user-agent", "b")]);
+        let fr = headers(&[("accept-language", "fr")]);
+        let none = headers(&[]);
+        let empty = headers(&[("accept-language", "")]);
+        let key = |h: &Headers| KEY.entry_key(1, &vary, h);
+        assert_eq!(key(&en), key(&en_other_agent));
+        assert_ne!(key(&en), key(&fr));
+        assert_ne!(key(&none), key(&empty), "absent differs from empty");
+        assert_ne!(key(&en), KEY.entry_key(1, &[], &en), "the vary set is part of the key");
+    }
+
+    #[test]
+    fn vary_names_are_normalised_and_order_does_not_matter() {
+        let h = headers(&[("accept", "a"), ("accept-language", "en")]);
+        let one = vary_names(Some("Accept-Language, accept")).unwrap();
+        let other = vary_names(Some("accept,accept-language,accept")).unwrap();
+        assert_eq!(one, vec!["accept-language", "accept"]);
+        assert_eq!(KEY.entry_key(1, &one, &h), KEY.entry_key(1, &other, &h));
+        assert_eq!(vary_names(None), Some(vec![]));
+        assert_eq!(vary_names(Some("accept, *")), None);
+    }
+
+    fn reply(status: u16, pairs: &[(&str, &str)]) -> Reply {
+        Reply {
+            status,
+            headers: pairs.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
+            body: b"{}".to_vec(),
+        }
+    }
+
+    #[test]
+    fn storable_responses_and_their_lifetime() {
+        assert_eq!(storable_for(&reply(200, &[]), 30), Ok(30));
+        assert_eq!(storable_for(&reply(200, &[("cache-control", "public, max-age=60")]), 30), Ok(60));
+        assert_eq!(storable_for(&reply(200, &[("cache-control", "max-age=60, s-maxage=5")]), 30), Ok(5));
+        assert_eq!(storable_for(&reply(200, &[("vary", "accept")]), 30), Ok(30));
+    }
+
+    #[test]
+    fn private_no_store_and_friends_are_never_stored() {
+        let cases = [
+            (reply(200, &[("cache-control", "private")]), "private"),
+            (reply(200, &[("cache-control", "Private=\"x-a\", max-age=60")]), "private"),
+            (reply(200, &[("cache-control", "max-age=60"), ("cache-control", "no-store")]), "no-store"),
+            (reply(200, &[("cache-control", "no-cache")]), "no-cache"),
+            (reply(200, &[("cache-control", "max-age=0")]), "max-age"),
+            (reply(200, &[("cache-control", "s-maxage=0, max-age=60")]), "max-age"),
+            (reply(200, &[("vary", "*")]), "vary-star"),
+            (reply(200, &[("set-cookie", "a=b")]), "set-cookie"),
+            (reply(404, &[]), "status"),
+        ];
+        for (reply, why) in cases {
+            assert_eq!(storable_for(&reply, 30), Err(why), "{:?}", reply.headers);
+        }
+    }
+
+    #[test]
+    fn request_modes() {
+        assert_eq!(RequestMode::of(&headers(&[])), RequestMode::Normal);
+        assert_eq!(RequestMode::of(&headers(&[("cache-control", "No-Store")])), RequestMode::Bypass);
+        assert_eq!(RequestMode::of(&headers(&[("cache-control", "no-cache")])), RequestMode::Refresh);
+        assert_eq!(RequestMode::of(&headers(&[("cache-control", "max-age=0")])), RequestMode::Refresh);
+        assert_eq!(RequestMode::of(&headers(&[("pragma", "no-cache")])), RequestMode::Refresh);
+        assert_eq!(RequestMode::of(&headers(&[("pragma", "no-cache"), ("cache-control", "max-age=5")])), RequestMode::Normal);
+    }
+
+    #[test]
+    fn etags_are_strong_hashes_of_the_body() {
+        let etag = etag_of(b"{\"items\":[]}");
+        assert!(etag.starts_with('"') && etag.ends_with('"') && etag.len() == 34, "{etag}");
+        assert_eq!(etag, etag_of(b"{\"items\":[]}"));
+        assert_ne!(etag, etag_of(b"{\"items\":[1]}"));
+    }
+
+    #[test]
+    fn if_none_match_compares_weakly_and_accepts_lists_and_star() {
+        let etag = "\"abc\"";
+        assert!(if_none_match(Some("\"abc\""), etag));
+        assert!(if_none_match(Some("W/\"abc\""), etag));
+        assert!(if_none_match(Some("\"x\", \"abc\""), etag));
+        assert!(if_none_match(Some("*"), etag));
+        assert!(!if_none_match(Some("\"abcd\""), etag));
+        assert!(!if_none_match(None, etag));
+    }
+
+    #[test]
+    fn not_modified_keeps_only_the_validator_fields() {
+        let full = reply(200, &[("content-type", "application/json"), ("etag", "\"a\""), ("cache-control", "max-age=5"), ("vary", "accept"), ("cache-status", "gateway; hit")]);
+        let reply = not_modified(&full);
+        assert_eq!(reply.status, 304);
+        assert!(reply.body.is_empty());
+        assert_eq!(reply.header("etag"), Some("\"a\""));
+        assert_eq!(reply.header("vary"), Some("accept"));
+        assert_eq!(reply.header("cache-status"), Some("gateway; hit"));
+        assert_eq!(reply.header("content-type"), None);
+    }
+}

@@ -1,0 +1,78 @@
+//! The gateway's key-value stores, through `wasi:keyvalue`: the one
+//! interface with an atomic increment, which keeps rate-limit counters and
+//! the cache generation exact across hosts when the store is Redis.
+//!
+//! Every key starts with its store's name (`gateway:`, `gateway-cache:`):
+//! a Redis store is a whole Redis database, which an operator may share
+//! with other stores.
+use std::fmt;
+
+use spin_sdk::wit::wasi::keyvalue::{atomics, store};
+
+/// Rate-limit counters and the cached JWKS.
+pub const GATEWAY: &str = "gateway";
+/// Cached catalog responses and their generation counter.
+pub const CACHE: &str = "gateway-cache";
+
+/// A store failure, with the store's name for the log.
+#[derive(Debug)]
+pub struct KvError(String);
+
+impl fmt::Display for KvError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+pub struct Store {
+    name: &'static str,
+    bucket: store::Bucket,
+}
+
+impl Store {
+    pub fn open(name: &'static str) -> Result<Self, KvError> {
+        let bucket = store::open(name).map_err(|e| error(name, e))?;
+        Ok(Self { name, bucket })
+    }
+
+    pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        self.bucket.get(key).map_err(|e| error(self.name, e))
+    }
+
+    pub fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
+        self.bucket.set(key, value).map_err(|e| error(self.name, e))
+    }
+
+    pub fn delete(&self, key: &str) -> Result<(), KvError> {
+        self.bucket.delete(key).map_err(|e| error(self.name, e))
+    }
+
+    /// Adds `delta` to the integer at `key` (missing counts as 0) and returns
+    /// the new value, atomically.
+    pub fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
+        atomics::increment(&self.bucket, key, delta).map_err(|e| error(self.name, e))
+    }
+
+    /// Every key in the store.
+    pub fn keys(&self) -> Result<Vec<String>, KvError> {
+        let mut keys = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = self.bucket.list_keys(cursor.as_deref()).map_err(|e| error(self.name, e))?;
+            keys.extend(page.keys);
+            match page.cursor {
+                // A cursor that does not move would loop forever.
+                Some(next) if cursor.as_ref() != Some(&next) => cursor = Some(next),
+                _ => return Ok(keys),
+            }
+        }
+    }
+}
+
+fn error(name: &str, e: store::Error) -> KvError {
+    KvError(match e {
+        store::Error::NoSuchStore => format!("key-value store `{name}` does not exist"),
+        store::Error::AccessDenied => format!("key-value store `{name}` is not granted to the gateway"),
+        store::Error::Other(detail) => format!("key-value store `{name}`: {detail}"),
+    })
+}

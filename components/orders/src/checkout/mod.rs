@@ -1,0 +1,135 @@
+//! `POST /api/orders/checkout`: turns the user's cart into an order and runs
+//! its saga.
+//!
+//! 1. Stale sagas are resumed first (a checkout that crashed is finished by
+//!    the next one).
+//! 2. With an `Idempotency-Key` the user used before, the order placed then
+//!    is the answer (its saga resumed if its run died): a retried checkout
+//!    never places a second order.
+//! 3. The cart is priced from the catalog as it is now, and the order is
+//!    placed PENDING, with `OrderCreated`, in one transaction.
+//! 4. Its saga runs; the answer is the order: 201 CONFIRMED, 402 CANCELLED
+//!    (payment declined), 409 CANCELLED (out of stock), or 202 PENDING if a
+//!    service did not answer in time (the saga is resumed later; `GET
+//!    /api/orders/{id}` follows it).
+use shop_shared::api::{ApiError, json};
+use shop_shared::db::{Db, DbError};
+use shop_shared::events::OrderLine;
+use spin_sdk::http::{Request, Response};
+
+use crate::cart::Cart;
+use crate::cart::store::CartStore;
+use crate::clients::payments::ChargeRequest;
+use crate::clients::{Upstream, products};
+use crate::clock::now_ms;
+use crate::orders::model::{CURRENCY, CancelReason, Status, total_cents};
+use crate::orders::store::{self, NewOrder};
+use crate::saga::runner::{self, LEASE_MS};
+use crate::{caller, ids, outbox, schema};
+
+mod request;
+
+use request::CheckoutRequest;
+
+/// Stale sagas a checkout resumes before its own: bounds what it adds to
+/// the checkout's latency (`POST /internal/sagas/resume` does the rest).
+const RESUME_BEFORE_CHECKOUT: i64 = 5;
+
+pub async fn checkout(req: &Request) -> Result<Response, ApiError> {
+    let user_id = caller::user_id(req)?;
+    let request = CheckoutRequest::from_request(req)?;
+    let db = schema::open()?;
+    let upstream = Upstream::for_request(req);
+
+    if let Err(e) = runner::resume_stale(&db, &upstream, RESUME_BEFORE_CHECKOUT).await {
+        eprintln!("orders: resuming stale sagas before a checkout failed: {}", e.message);
+    }
+    if let Some(key) = &request.idempotency_key
+        && let Some(order_id) = store::id_for_key(&db, &user_id, key)?
+    {
+        return replay(&db, &upstream, &order_id).await;
+    }
+
+    let cart = CartStore::open()?.load(&user_id)?;
+    if cart.is_empty() {
+        return Err(ApiError::new(400, "cart_empty", "the cart is empty: add items before checking out"));
+    }
+    let lines = price(&upstream, &cart).await?;
+    let total_cents = total_cents(&lines).ok_or_else(|| ApiError::bad_request("the order total is too large"))?;
+    let order_id = ids::order_id();
+    let charge =
+        ChargeRequest { order_id: &order_id, amount_cents: total_cents, currency: CURRENCY, card: &request.card };
+    let order = NewOrder {
+        id: order_id.clone(),
+        user_id: user_id.clone(),
+        lines,
+        total_cents,
+        address_id: request.address_id,
+        charge_request: serde_json::to_string(&charge).map_err(|e| ApiError::internal(e.to_string()))?,
+        idempotency_key: request.idempotency_key,
+    };
+    let now = now_ms();
+    match store::insert(&db, &order, now, now + LEASE_MS) {
+        Ok(()) => {}
+        // A concurrent checkout with the same key placed its order first.
+        Err(DbError::Duplicate(_)) if order.idempotency_key.is_some() => {
+            let key = order.idempotency_key.as_deref().unwrap_or_default();
+            let winner = store::id_for_key(&db, &user_id, key)?
+                .ok_or_else(|| ApiError::internal("the order holding this Idempotency-Key vanished"))?;
+            return replay(&db, &upstream, &winner).await;
+        }
+        Err(e) => return Err(e.into()),
+    }
+    outbox::relay_after_change(&db);
+    runner::run(&db, &upstream, &order_id).await?;
+    respond(&db, &order_id)
+}
+
+/// The answer for an order placed before: its saga finished first if its
+/// run died.
+async fn replay(db: &Db, upstream: &Upstream, order_id: &str) -> Result<Response, ApiError> {
+    runner::resume(db, upstream, order_id).await?;
+    respond(db, order_id)
+}
+
+/// Each cart line at the catalog's current name and price. A product that
+/// is no longer sold stops the checkout (409) before any order exists.
+async fn price(upstream: &Upstream, cart: &Cart) -> Result<Vec<OrderLine>, ApiError> {
+    let skus: Vec<&str> = cart.items.iter().map(|item| item.sku.as_str()).collect();
+    let mut catalog = products::by_sku(upstream, &skus).await?;
+    let mut lines = Vec::with_capacity(cart.items.len());
+    let mut gone = Vec::new();
+    for item in &cart.items {
+        match catalog.remove(&item.sku) {
+            Some(product) => lines.push(OrderLine {
+                sku: product.sku,
+                name: product.name,
+                quantity: item.quantity,
+                unit_price_cents: product.price_cents,
+            }),
+            None => gone.push(item.sku.clone()),
+        }
+    }
+    if !gone.is_empty() {
+        return Err(ApiError::new(
+            409,
+            "products_unavailable",
+            format!("no longer sold: {}; remove them from the cart", gone.join(", ")),
+        ));
+    }
+    Ok(lines)
+}
+
+/// The order, with the status that says how its checkout ended.
+fn respond(db: &Db, order_id: &str) -> Result<Response, ApiError> {
+    let order = store::find(db, order_id)?.ok_or_else(|| ApiError::internal(format!("order {order_id} vanished")))?;
+    let status = match (order.status, order.cancel_reason) {
+        (Status::Confirmed, _) => 201,
+        (Status::Pending, _) => 202,
+        (Status::Cancelled, Some(CancelReason::PaymentDeclined)) => 402,
+        (Status::Cancelled, _) => 409,
+    };
+    let mut response = json(status, &order);
+    response.set_header("location", format!("/api/orders/{order_id}"));
+    Ok(response)
+}

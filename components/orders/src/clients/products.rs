@@ -1,0 +1,153 @@
+//! The products service: the catalog (a product's current name and price)
+//! and its inventory endpoints, which the saga uses to check, reserve,
+//! commit and release stock per order (each idempotent per order id).
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use shop_shared::events::OrderLine;
+
+use super::{Unavailable, Upstream};
+
+const BASE: &str = "http://products.spin.internal";
+
+/// What the catalog says about a product now.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct Product {
+    pub sku: String,
+    pub name: String,
+    pub price_cents: i64,
+}
+
+/// A line the inventory cannot fill.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shortage {
+    pub sku: String,
+    pub requested: i64,
+    pub in_stock: i64,
+}
+
+/// Whether every line can be (or was) had.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Stock {
+    Available,
+    Short(Vec<Shortage>),
+}
+
+/// Whether a reservation became a sale.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Commit {
+    Committed,
+    /// Products holds no reservation for the order any more (released or
+    /// never made): there is nothing to sell.
+    NoReservation,
+}
+
+#[derive(Serialize)]
+struct Item<'a> {
+    sku: &'a str,
+    quantity: u32,
+}
+
+fn items(lines: &[OrderLine]) -> Vec<Item<'_>> {
+    lines.iter().map(|line| Item { sku: &line.sku, quantity: line.quantity }).collect()
+}
+
+fn to_body(value: &impl Serialize) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+/// Products the catalog lists per call (its maximum).
+const PAGE_SIZE: usize = 100;
+
+/// The catalog's listing, as far as a lookup needs it.
+#[derive(Deserialize)]
+struct Listing {
+    items: Vec<Product>,
+    total: usize,
+}
+
+/// The catalog's products with these SKUs; a SKU it does not sell is
+/// missing from the map.
+///
+/// Products is keyed by id and has no lookup by SKU (its contract has none),
+/// while carts, orders and inventory speak of SKUs; so this reads the
+/// listing, sorted by name (a stable order), a page at a time, and stops as
+/// soon as every SKU is found. A catalog of N products costs at most
+/// N / 100 calls, however many SKUs are asked for.
+pub async fn by_sku(up: &Upstream, skus: &[&str]) -> Result<HashMap<String, Product>, Unavailable> {
+    let mut found = HashMap::new();
+    for page in 1.. {
+        let url = format!("{BASE}/api/products?sort=name&per_page={PAGE_SIZE}&page={page}");
+        let reply = up.get(&url).await?;
+        if reply.status != 200 {
+            return Err(reply.unexpected("reading the catalog"));
+        }
+        let listing: Listing =
+            serde_json::from_value(reply.body).map_err(|e| Unavailable(format!("reading the catalog: {e}")))?;
+        let listed = listing.items.len();
+        for product in listing.items {
+            if skus.contains(&product.sku.as_str()) {
+                found.insert(product.sku.clone(), product);
+            }
+        }
+        if found.len() == skus.len() || listed < PAGE_SIZE || page * PAGE_SIZE >= listing.total {
+            break;
+        }
+    }
+    Ok(found)
+}
+
+/// Whether the lines are in stock now (nothing is held).
+pub async fn check(up: &Upstream, lines: &[OrderLine]) -> Result<Stock, Unavailable> {
+    let body = to_body(&json!({ "items": items(lines) }));
+    let reply = up.post(&format!("{BASE}/internal/inventory/check"), body, &[]).await?;
+    match reply.status {
+        200 => stock(&reply.body, "available", "checking stock"),
+        _ => Err(reply.unexpected("checking stock")),
+    }
+}
+
+/// Reserves every line for `order_id`, or nothing. Asked again for the same
+/// order, products answers as it did the first time.
+pub async fn reserve(up: &Upstream, order_id: &str, lines: &[OrderLine]) -> Result<Stock, Unavailable> {
+    let body = to_body(&json!({ "order_id": order_id, "items": items(lines) }));
+    let reply = up.post(&format!("{BASE}/internal/inventory/reserve"), body, &[]).await?;
+    match reply.status {
+        200 | 409 => stock(&reply.body, "reserved", "reserving stock"),
+        _ => Err(reply.unexpected("reserving stock")),
+    }
+}
+
+/// Turns the order's reservation into a sale.
+pub async fn commit(up: &Upstream, order_id: &str) -> Result<Commit, Unavailable> {
+    let body = to_body(&json!({ "order_id": order_id }));
+    let reply = up.post(&format!("{BASE}/internal/inventory/commit"), body, &[]).await?;
+    match reply.status {
+        200 => Ok(Commit::Committed),
+        404 | 409 => Ok(Commit::NoReservation),
+        _ => Err(reply.unexpected("committing stock")),
+    }
+}
+
+/// Gives the order's reserved units back (nothing happens if none are).
+pub async fn release(up: &Upstream, order_id: &str) -> Result<(), Unavailable> {
+    let body = to_body(&json!({ "order_id": order_id }));
+    let reply = up.post(&format!("{BASE}/internal/inventory/release"), body, &[]).await?;
+    match reply.status {
+        200 => Ok(()),
+        _ => Err(reply.unexpected("releasing stock")),
+    }
+}
+
+/// Reads `{<flag>: bool, short: [...]}`.
+fn stock(body: &serde_json::Value, flag: &str, what: &str) -> Result<Stock, Unavailable> {
+    let unreadable = || Unavailable(format!("{what}: unreadable answer {body}"));
+    let granted = body.get(flag).and_then(serde_json::Value::as_bool).ok_or_else(unreadable)?;
+    if granted {
+        return Ok(Stock::Available);
+    }
+    let short = body.get("short").cloned().unwrap_or_default();
+    let short: Vec<Shortage> = serde_json::from_value(short).map_err(|_| unreadable())?;
+    Ok(Stock::Short(short))
+}

@@ -1,0 +1,4 @@
+//! Orders: what a checkout produced, and how it ended.
+pub mod handlers;
+pub mod model;
+pub mod store;

@@ -1,0 +1,264 @@
+//! Orders in SQL: placing one, reading them back, and the two final
+//! transitions. Every write that changes what an order is also writes the
+//! event reporting it to the outbox, in the same transaction.
+use std::collections::HashMap;
+
+use shop_shared::db::{Db, DbError, Param, Row};
+use shop_shared::events::{Envelope, OrderEvent, OrderLine};
+
+use super::model::{CURRENCY, CancelReason, HistoryEntry, Order, Status};
+use crate::{ids, outbox};
+
+/// An order about to be placed.
+pub struct NewOrder {
+    pub id: String,
+    pub user_id: String,
+    pub lines: Vec<OrderLine>,
+    pub total_cents: i64,
+    pub address_id: Option<String>,
+    pub idempotency_key: Option<String>,
+    /// The charge's request body, kept until payments has answered it.
+    pub charge_request: String,
+}
+
+/// Stores `order` as PENDING, with its lines and `OrderCreated`, leased to
+/// the caller (who runs its saga) until `lease_until_ms`. A duplicate
+/// idempotency key fails with [`DbError::Duplicate`].
+pub fn insert(db: &Db, order: &NewOrder, now: i64, lease_until_ms: i64) -> Result<(), DbError> {
+    db.transaction(|db| {
+        db.execute(
+            "INSERT INTO orders (id, user_id, status, currency, total_cents, address_id, idempotency_key, \
+             charge_request, lease_until_ms, created_at_ms, updated_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+            &[
+                (&order.id).into(),
+                (&order.user_id).into(),
+                Status::Pending.as_str().into(),
+                CURRENCY.into(),
+                order.total_cents.into(),
+                order.address_id.as_deref().into(),
+                order.idempotency_key.as_deref().into(),
+                (&order.charge_request).into(),
+                lease_until_ms.into(),
+                now.into(),
+            ],
+        )?;
+        for (line_no, line) in (1i64..).zip(&order.lines) {
+            db.execute(
+                "INSERT INTO order_lines (order_id, line_no, sku, name, quantity, unit_price_cents) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+                &[
+                    (&order.id).into(),
+                    line_no.into(),
+                    (&line.sku).into(),
+                    (&line.name).into(),
+                    line.quantity.into(),
+                    line.unit_price_cents.into(),
+                ],
+            )?;
+        }
+        add_history(db, &order.id, Status::Pending, now, "order placed")?;
+        let created = OrderEvent::OrderCreated { lines: order.lines.clone(), total_cents: order.total_cents };
+        outbox::enqueue(db, &event(&order.id, &order.user_id, now, created))
+    })
+}
+
+/// The id of the order `user_id` placed with `idempotency_key`, if any.
+pub fn id_for_key(db: &Db, user_id: &str, idempotency_key: &str) -> Result<Option<String>, DbError> {
+    let rows = db.query(
+        "SELECT id FROM orders WHERE user_id = $1 AND idempotency_key = $2",
+        &[user_id.into(), idempotency_key.into()],
+    )?;
+    rows.first().map(|row| row.text("id")).transpose()
+}
+
+const ORDER_COLUMNS: &str = "id, user_id, status, currency, total_cents, payment_id, address_id, cancel_reason, \
+     refunded, created_at_ms, updated_at_ms";
+
+pub fn find(db: &Db, id: &str) -> Result<Option<Order>, DbError> {
+    let rows = db.query(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"), &[id.into()])?;
+    let Some(row) = rows.first() else { return Ok(None) };
+    let mut order = order(&row)?;
+    order.lines = lines(db, id)?;
+    order.history = history(db, &[id.to_string()])?.remove(id).unwrap_or_default();
+    Ok(Some(order))
+}
+
+/// One page of a user's orders, newest first, and how many they have.
+pub fn page_for_user(db: &Db, user_id: &str, limit: i64, offset: i64) -> Result<(Vec<Order>, i64), DbError> {
+    let total = db.query("SELECT COUNT(*) AS n FROM orders WHERE user_id = $1", &[user_id.into()])?;
+    let total = total.first().map_or(Ok(0), |row| row.int("n"))?;
+    let rows = db.query(
+        &format!(
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE user_id = $1 \
+             ORDER BY created_at_ms DESC, id DESC LIMIT $2 OFFSET $3"
+        ),
+        &[user_id.into(), limit.into(), offset.into()],
+    )?;
+    let mut orders: Vec<Order> = rows.iter().map(|row| order(&row)).collect::<Result<_, _>>()?;
+    let ids: Vec<String> = orders.iter().map(|o| o.id.clone()).collect();
+    let mut lines = lines_of(db, &ids)?;
+    let mut history = history(db, &ids)?;
+    for order in &mut orders {
+        order.lines = lines.remove(&order.id).unwrap_or_default();
+        order.history = history.remove(&order.id).unwrap_or_default();
+    }
+    Ok((orders, total))
+}
+
+/// The order's lines, in the order they were placed.
+pub fn lines(db: &Db, order_id: &str) -> Result<Vec<OrderLine>, DbError> {
+    Ok(lines_of(db, &[order_id.to_string()])?.remove(order_id).unwrap_or_default())
+}
+
+fn lines_of(db: &Db, ids: &[String]) -> Result<HashMap<String, Vec<OrderLine>>, DbError> {
+    let mut by_order: HashMap<String, Vec<OrderLine>> = HashMap::new();
+    if ids.is_empty() {
+        return Ok(by_order);
+    }
+    let rows = db.query(
+        &format!(
+            "SELECT order_id, sku, name, quantity, unit_price_cents FROM order_lines \
+             WHERE order_id IN ({}) ORDER BY order_id, line_no",
+            placeholders(ids.len())
+        ),
+        &params(ids),
+    )?;
+    for row in rows.iter() {
+        let line = OrderLine {
+            sku: row.text("sku")?,
+            name: row.text("name")?,
+            quantity: u32::try_from(row.int("quantity")?).map_err(|_| DbError::Column("quantity".into()))?,
+            unit_price_cents: row.int("unit_price_cents")?,
+        };
+        by_order.entry(row.text("order_id")?).or_default().push(line);
+    }
+    Ok(by_order)
+}
+
+fn history(db: &Db, ids: &[String]) -> Result<HashMap<String, Vec<HistoryEntry>>, DbError> {
+    let mut by_order: HashMap<String, Vec<HistoryEntry>> = HashMap::new();
+    if ids.is_empty() {
+        return Ok(by_order);
+    }
+    // PENDING comes first even when the order ended within its millisecond.
+    let rows = db.query(
+        &format!(
+            "SELECT order_id, status, at_ms, note FROM order_history WHERE order_id IN ({}) \
+             ORDER BY order_id, at_ms, CASE status WHEN 'PENDING' THEN 0 ELSE 1 END",
+            placeholders(ids.len())
+        ),
+        &params(ids),
+    )?;
+    for row in rows.iter() {
+        let entry = HistoryEntry {
+            status: Status::parse(&row.text("status")?)?,
+            at_ms: row.int("at_ms")?,
+            note: row.text("note")?,
+        };
+        by_order.entry(row.text("order_id")?).or_default().push(entry);
+    }
+    Ok(by_order)
+}
+
+/// PENDING → CONFIRMED, with `OrderConfirmed`. `false` if the order was no
+/// longer PENDING (another run of its saga finished it first).
+pub fn confirm(db: &Db, order_id: &str, payment_id: &str, now: i64) -> Result<bool, DbError> {
+    db.transaction(|db| {
+        let rows = db.query(
+            "UPDATE orders SET status = $2, payment_id = $3, charge_request = NULL, updated_at_ms = $4 \
+             WHERE id = $1 AND status = $5 RETURNING user_id, total_cents",
+            &[
+                order_id.into(),
+                Status::Confirmed.as_str().into(),
+                payment_id.into(),
+                now.into(),
+                Status::Pending.as_str().into(),
+            ],
+        )?;
+        let Some(row) = rows.first() else { return Ok(false) };
+        let note = format!("paid ({payment_id}); stock committed");
+        add_history(db, order_id, Status::Confirmed, now, &note)?;
+        let confirmed =
+            OrderEvent::OrderConfirmed { total_cents: row.int("total_cents")?, payment_id: payment_id.to_string() };
+        outbox::enqueue(db, &event(order_id, &row.text("user_id")?, now, confirmed))?;
+        Ok(true)
+    })
+}
+
+/// PENDING → CANCELLED, with `OrderCancelled`. `false` if the order was no
+/// longer PENDING.
+pub fn cancel(
+    db: &Db,
+    order_id: &str,
+    reason: CancelReason,
+    refunded: bool,
+    note: &str,
+    now: i64,
+) -> Result<bool, DbError> {
+    db.transaction(|db| {
+        let rows = db.query(
+            "UPDATE orders SET status = $2, cancel_reason = $3, refunded = $4, charge_request = NULL, \
+             updated_at_ms = $5 WHERE id = $1 AND status = $6 RETURNING user_id",
+            &[
+                order_id.into(),
+                Status::Cancelled.as_str().into(),
+                reason.as_str().into(),
+                refunded.into(),
+                now.into(),
+                Status::Pending.as_str().into(),
+            ],
+        )?;
+        let Some(row) = rows.first() else { return Ok(false) };
+        add_history(db, order_id, Status::Cancelled, now, note)?;
+        let cancelled = OrderEvent::OrderCancelled { reason: reason.as_str().to_string(), refunded };
+        outbox::enqueue(db, &event(order_id, &row.text("user_id")?, now, cancelled))?;
+        Ok(true)
+    })
+}
+
+fn add_history(db: &Db, order_id: &str, status: Status, at_ms: i64, note: &str) -> Result<(), DbError> {
+    db.execute(
+        "INSERT INTO order_history (order_id, status, at_ms, note) VALUES ($1, $2, $3, $4)",
+        &[order_id.into(), status.as_str().into(), at_ms.into(), note.into()],
+    )?;
+    Ok(())
+}
+
+fn event(order_id: &str, user_id: &str, at_ms: i64, event: OrderEvent) -> Envelope {
+    Envelope {
+        event_id: ids::event_id(),
+        order_id: order_id.to_string(),
+        user_id: user_id.to_string(),
+        occurred_at_ms: at_ms,
+        event,
+    }
+}
+
+/// An order row, without its lines and history.
+fn order(row: &Row) -> Result<Order, DbError> {
+    Ok(Order {
+        id: row.text("id")?,
+        user_id: row.text("user_id")?,
+        status: Status::parse(&row.text("status")?)?,
+        lines: Vec::new(),
+        total_cents: row.int("total_cents")?,
+        currency: row.text("currency")?,
+        payment_id: row.opt_text("payment_id")?,
+        address_id: row.opt_text("address_id")?,
+        cancel_reason: row.opt_text("cancel_reason")?.as_deref().map(CancelReason::parse).transpose()?,
+        refunded: row.bool("refunded")?,
+        created_at_ms: row.int("created_at_ms")?,
+        updated_at_ms: row.int("updated_at_ms")?,
+        history: Vec::new(),
+    })
+}
+
+/// `$1, $2, ..., $n`.
+fn placeholders(n: usize) -> String {
+    (1..=n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
+fn params(ids: &[String]) -> Vec<Param> {
+    ids.iter().map(Into::into).collect()
+}

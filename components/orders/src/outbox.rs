@@ -1,0 +1,164 @@
+//! The transactional outbox: how an order event reaches the bus if, and
+//! only if, the change it reports committed.
+//!
+//! An event is written as a row of the `outbox` table inside the
+//! transaction that makes the change ([`enqueue`]), so it exists if and only
+//! if the change does. [`relay`] then publishes pending rows, oldest first,
+//! with Spin's Redis `publish` to the bus, and marks a row sent only after
+//! its publish succeeded; a failure leaves it (and everything after it)
+//! pending for the next relay, which runs after every state change and on
+//! `POST /internal/outbox/relay`. Delivery is therefore at least once (a
+//! crash between publish and mark sends a row again): consumers deduplicate
+//! on `event_id`.
+use serde::Serialize;
+use shop_shared::db::{Db, DbError};
+use shop_shared::events::{Envelope, ORDERS_CHANNEL, OrderEvent};
+use spin_sdk::redis::Connection;
+
+use crate::clock::now_ms;
+use crate::ids;
+
+/// Where the bus is when the `bus_address` variable does not say.
+const DEFAULT_BUS_ADDRESS: &str = "redis://127.0.0.1:6379";
+/// Rows published per query: bounds memory, not the relay.
+const BATCH: i64 = 100;
+
+/// Writes `event` to the outbox; call it inside the transaction of the
+/// change it reports.
+pub fn enqueue(db: &Db, event: &Envelope) -> Result<(), DbError> {
+    let payload = serde_json::to_string(event).map_err(|e| DbError::Query(format!("encoding an event: {e}")))?;
+    db.execute(
+        "INSERT INTO outbox (event_id, order_id, seq, kind, payload, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6)",
+        &[
+            (&event.event_id).into(),
+            (&event.order_id).into(),
+            seq(&event.event).into(),
+            event.kind().into(),
+            payload.into(),
+            event.occurred_at_ms.into(),
+        ],
+    )?;
+    Ok(())
+}
+
+/// An event's place among its order's events, which break ties between
+/// events written in the same millisecond: an order is created first, then
+/// has its one outcome.
+fn seq(event: &OrderEvent) -> i64 {
+    match event {
+        OrderEvent::OrderCreated { .. } => 1,
+        OrderEvent::OrderConfirmed { .. } | OrderEvent::OrderCancelled { .. } => 2,
+    }
+}
+
+/// What a relay did.
+#[derive(Debug, Default, Serialize)]
+pub struct Relayed {
+    pub published: u64,
+    /// Rows still waiting (after a failure, at least the one that failed).
+    pub pending: i64,
+    /// Why publishing stopped, if it did.
+    pub error: Option<String>,
+}
+
+/// How long one relay may hold the outbox: far above the time it takes to
+/// publish a backlog; a relay that died holding it is taken over after this.
+const RELAY_LEASE_MS: i64 = 30_000;
+
+/// Publishes every pending row in order, stopping at the first failure.
+///
+/// One relay runs at a time (a lease on the `outbox_relay` row), so
+/// concurrent state changes neither publish a row twice nor reorder rows. A
+/// relay that finds the lease held leaves its rows to the holder, which
+/// looks for pending rows again after letting go of the lease.
+pub fn relay(db: &Db) -> Result<Relayed, DbError> {
+    let mut relayed = Relayed::default();
+    let holder = ids::token();
+    while relayed.error.is_none() && pending(db)? > 0 && lock(db, &holder)? {
+        let published = match Connection::open(&bus_address()) {
+            Ok(bus) => publish_pending(db, &bus, &mut relayed),
+            Err(e) => {
+                relayed.error = Some(format!("connecting to the bus: {e}"));
+                Ok(())
+            }
+        };
+        unlock(db, &holder)?;
+        published?;
+    }
+    relayed.pending = pending(db)?;
+    Ok(relayed)
+}
+
+/// Takes the relay lease if nobody holds it (or its holder's ran out).
+fn lock(db: &Db, holder: &str) -> Result<bool, DbError> {
+    let now = now_ms();
+    let taken = db.execute(
+        "UPDATE outbox_relay SET holder = $1, locked_until_ms = $2 WHERE name = 'relay' AND locked_until_ms < $3",
+        &[holder.into(), (now + RELAY_LEASE_MS).into(), now.into()],
+    )?;
+    Ok(taken == 1)
+}
+
+fn unlock(db: &Db, holder: &str) -> Result<(), DbError> {
+    db.execute(
+        "UPDATE outbox_relay SET holder = NULL, locked_until_ms = 0 WHERE name = 'relay' AND holder = $1",
+        &[holder.into()],
+    )?;
+    Ok(())
+}
+
+fn publish_pending(db: &Db, bus: &Connection, relayed: &mut Relayed) -> Result<(), DbError> {
+    loop {
+        let rows = db.query(
+            "SELECT event_id, payload FROM outbox WHERE sent_at_ms IS NULL \
+             ORDER BY created_at_ms, order_id, seq LIMIT $1",
+            &[BATCH.into()],
+        )?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        for row in rows.iter() {
+            let event_id = row.text("event_id")?;
+            let payload = row.text("payload")?.into_bytes();
+            if let Err(e) = bus.publish(ORDERS_CHANNEL, &payload) {
+                let error = format!("publishing to the bus: {e}");
+                db.execute(
+                    "UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE event_id = $1",
+                    &[(&event_id).into(), (&error).into()],
+                )?;
+                relayed.error = Some(error);
+                return Ok(());
+            }
+            db.execute(
+                "UPDATE outbox SET sent_at_ms = $2 WHERE event_id = $1",
+                &[(&event_id).into(), now_ms().into()],
+            )?;
+            relayed.published += 1;
+        }
+    }
+}
+
+fn pending(db: &Db) -> Result<i64, DbError> {
+    let rows = db.query("SELECT COUNT(*) AS n FROM outbox WHERE sent_at_ms IS NULL", &[])?;
+    rows.first().map_or(Ok(0), |row| row.int("n"))
+}
+
+/// Relays after a state change: the change has committed whatever happens
+/// here, so a failure is only logged (the rows stay pending).
+pub fn relay_after_change(db: &Db) {
+    match relay(db) {
+        Ok(Relayed { error: Some(error), pending, .. }) => {
+            eprintln!("orders: outbox relay stopped with {pending} event(s) pending: {error}");
+        }
+        Ok(_) => {}
+        Err(e) => eprintln!("orders: outbox relay failed: {e}"),
+    }
+}
+
+/// The bus's address: the `bus_address` variable, or the local default.
+fn bus_address() -> String {
+    spin_sdk::variables::get("bus_address")
+        .ok()
+        .filter(|address| !address.trim().is_empty())
+        .unwrap_or_else(|| DEFAULT_BUS_ADDRESS.to_string())
+}

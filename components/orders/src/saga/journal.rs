@@ -1,0 +1,113 @@
+//! The saga's journal in SQL: each order's facts (`saga_steps`), the lease
+//! that keeps two runs from working on one saga at once, and the charge
+//! request, which must survive a crash until payments has answered it.
+use shop_shared::db::{Db, DbError};
+use shop_shared::events::OrderLine;
+
+use super::{Fact, Progress, Step};
+use crate::clients::payments::Charge;
+use crate::orders::model::Status;
+use crate::orders::store;
+
+/// The outcome word of an attempt that learned nothing.
+const UNKNOWN: &str = "unknown";
+
+/// A saga as its journal has it.
+pub struct Saga {
+    pub order_id: String,
+    pub user_id: String,
+    pub status: Status,
+    pub lines: Vec<OrderLine>,
+    /// The charge's body, until payments answered it for good.
+    pub charge_request: Option<String>,
+    pub progress: Progress,
+}
+
+pub fn load(db: &Db, order_id: &str) -> Result<Option<Saga>, DbError> {
+    let rows = db.query("SELECT user_id, status, charge_request FROM orders WHERE id = $1", &[order_id.into()])?;
+    let Some(row) = rows.first() else { return Ok(None) };
+    let mut progress = Progress::default();
+    let steps = db.query("SELECT step, outcome, detail FROM saga_steps WHERE order_id = $1", &[order_id.into()])?;
+    for entry in steps.iter() {
+        let Some(step) = Step::parse(&entry.text("step")?) else { continue };
+        if let Some(fact) = Fact::parse(step, &entry.text("outcome")?, entry.opt_text("detail")?) {
+            progress.learn(fact);
+        }
+    }
+    Ok(Some(Saga {
+        order_id: order_id.to_string(),
+        user_id: row.text("user_id")?,
+        status: Status::parse(&row.text("status")?)?,
+        lines: store::lines(db, order_id)?,
+        charge_request: row.opt_text("charge_request")?,
+        progress,
+    }))
+}
+
+/// Writes what a step learned. A fact is written once: a later attempt
+/// (a concurrent run's) cannot overwrite it. Once payments has answered the
+/// charge, the card it carried is erased.
+pub fn learn(db: &Db, order_id: &str, fact: &Fact, now: i64) -> Result<(), DbError> {
+    let (outcome, detail) = fact.outcome();
+    db.transaction(|db| {
+        db.execute(
+            "INSERT INTO saga_steps (order_id, step, outcome, detail, attempts, at_ms) VALUES ($1, $2, $3, $4, 1, $5) \
+             ON CONFLICT (order_id, step) DO UPDATE SET outcome = excluded.outcome, detail = excluded.detail, \
+             attempts = saga_steps.attempts + 1, at_ms = excluded.at_ms WHERE saga_steps.outcome = $6",
+            &[order_id.into(), fact.step().as_str().into(), outcome.into(), detail.into(), now.into(), UNKNOWN.into()],
+        )?;
+        match fact {
+            Fact::Payment(Charge::Captured { payment_id }) => db.execute(
+                "UPDATE orders SET payment_id = $2, charge_request = NULL, updated_at_ms = $3 WHERE id = $1",
+                &[order_id.into(), payment_id.into(), now.into()],
+            )?,
+            Fact::Payment(Charge::Declined { .. }) => {
+                db.execute("UPDATE orders SET charge_request = NULL WHERE id = $1", &[order_id.into()])?
+            }
+            _ => 0,
+        };
+        Ok(())
+    })
+}
+
+/// Records an attempt at `step` that got no definitive answer, for whoever
+/// looks into a saga that is taking long.
+pub fn attempt_failed(db: &Db, order_id: &str, step: Step, error: &str, now: i64) -> Result<(), DbError> {
+    db.execute(
+        "INSERT INTO saga_steps (order_id, step, outcome, detail, attempts, at_ms) VALUES ($1, $2, $3, $4, 1, $5) \
+         ON CONFLICT (order_id, step) DO UPDATE SET detail = excluded.detail, \
+         attempts = saga_steps.attempts + 1, at_ms = excluded.at_ms WHERE saga_steps.outcome = $3",
+        &[order_id.into(), step.as_str().into(), UNKNOWN.into(), error.into(), now.into()],
+    )?;
+    Ok(())
+}
+
+/// Keeps the saga leased to the current run until `until_ms`.
+pub fn extend_lease(db: &Db, order_id: &str, until_ms: i64) -> Result<(), DbError> {
+    db.execute(
+        "UPDATE orders SET lease_until_ms = $2 WHERE id = $1 AND status = $3",
+        &[order_id.into(), until_ms.into(), Status::Pending.as_str().into()],
+    )?;
+    Ok(())
+}
+
+/// PENDING sagas whose lease ran out before `now` (their run died or gave
+/// up), oldest first.
+pub fn stale(db: &Db, now: i64, limit: i64) -> Result<Vec<String>, DbError> {
+    let rows = db.query(
+        "SELECT id FROM orders WHERE status = $1 AND lease_until_ms < $2 ORDER BY created_at_ms LIMIT $3",
+        &[Status::Pending.as_str().into(), now.into(), limit.into()],
+    )?;
+    rows.iter().map(|row| row.text("id")).collect()
+}
+
+/// Takes the saga's lease until `until_ms` if it is PENDING and its lease
+/// ran out before `now`. One statement decides, so of two runs racing for a
+/// saga exactly one gets it.
+pub fn claim_if_stale(db: &Db, order_id: &str, now: i64, until_ms: i64) -> Result<bool, DbError> {
+    let changed = db.execute(
+        "UPDATE orders SET lease_until_ms = $3 WHERE id = $1 AND status = $4 AND lease_until_ms < $2",
+        &[order_id.into(), now.into(), until_ms.into(), Status::Pending.as_str().into()],
+    )?;
+    Ok(changed == 1)
+}

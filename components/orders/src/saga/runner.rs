@@ -1,0 +1,156 @@
+//! Runs sagas forward from wherever their journal says they stand: a new
+//! order's, right after checkout placed it, and stale ones, whose run died
+//! or gave up, when they are resumed.
+use std::time::Duration;
+
+use serde::Serialize;
+use shop_shared::api::ApiError;
+use shop_shared::db::Db;
+
+use super::journal::{self, Saga};
+use super::{Action, Fact, Next};
+use crate::cart::store::CartStore;
+use crate::clients::{Unavailable, Upstream, payments, products};
+use crate::clock::now_ms;
+use crate::orders::model::Status;
+use crate::orders::store;
+use crate::outbox;
+
+/// How long a run holds a saga before another may take it over. It is
+/// renewed before every step, so it only has to outlast the longest single
+/// step (a slow card keeps payments busy for 5 s); a run that died is taken
+/// over this long after its last step began.
+pub const LEASE_MS: i64 = 10_000;
+/// Tries of one step within one run. A step that still has no answer after
+/// them is left for a later resume rather than holding the request.
+const ATTEMPTS: u32 = 3;
+/// Wait before the second try; doubled before each further one.
+const FIRST_BACKOFF_MS: u64 = 200;
+/// Turns a saga needs at most: six calls, its end, and the turn that finds
+/// it ended. More would mean its journal does not read back what was
+/// written, and the same call would repeat forever: the run stops instead.
+const MAX_TURNS: usize = 8;
+
+/// A saga a resume worked on, and where it stands now.
+#[derive(Debug, Serialize)]
+pub struct Resumed {
+    pub order_id: String,
+    pub status: Status,
+}
+
+/// Runs the saga of `order_id` (whose lease the caller holds) until its
+/// order is CONFIRMED or CANCELLED, or a step gets no answer even after
+/// retries; returns where the order stands.
+pub async fn run(db: &Db, upstream: &Upstream, order_id: &str) -> Result<Status, ApiError> {
+    for _ in 0..MAX_TURNS {
+        let saga = journal::load(db, order_id)?.ok_or_else(|| ApiError::not_found(format!("no order {order_id}")))?;
+        if saga.status != Status::Pending {
+            return Ok(saga.status);
+        }
+        match saga.progress.next() {
+            Next::Call(action) => {
+                journal::extend_lease(db, order_id, now_ms() + LEASE_MS)?;
+                let up = upstream.on_behalf_of(&saga.user_id);
+                match call_with_retries(db, &up, &saga, &action).await? {
+                    Some(fact) => journal::learn(db, order_id, &fact, now_ms())?,
+                    None => return Ok(Status::Pending),
+                }
+            }
+            // Either ends the saga, here or (if it is no longer PENDING) in
+            // the run that got there first: the next turn returns the status.
+            Next::Confirm { payment_id } => {
+                if store::confirm(db, order_id, &payment_id, now_ms())? {
+                    take_out_of_cart(&saga);
+                }
+                outbox::relay_after_change(db);
+            }
+            Next::Cancel(cancellation) => {
+                store::cancel(db, order_id, cancellation.reason, cancellation.refunded, &cancellation.note, now_ms())?;
+                outbox::relay_after_change(db);
+            }
+        }
+    }
+    Err(ApiError::internal(format!("the saga of {order_id} makes no progress: its journal does not read back")))
+}
+
+/// Runs the saga of `order_id` if it is stale (PENDING, its lease run out)
+/// and this call wins its lease; `None` if another run holds it.
+pub async fn resume(db: &Db, upstream: &Upstream, order_id: &str) -> Result<Option<Status>, ApiError> {
+    let now = now_ms();
+    if !journal::claim_if_stale(db, order_id, now, now + LEASE_MS)? {
+        return Ok(None);
+    }
+    run(db, upstream, order_id).await.map(Some)
+}
+
+/// Resumes up to `limit` stale sagas, oldest first. One saga failing does
+/// not stop the others: it stays PENDING for the next resume.
+pub async fn resume_stale(db: &Db, upstream: &Upstream, limit: i64) -> Result<Vec<Resumed>, ApiError> {
+    let mut resumed = Vec::new();
+    for order_id in journal::stale(db, now_ms(), limit)? {
+        match resume(db, upstream, &order_id).await {
+            Ok(Some(status)) => resumed.push(Resumed { order_id, status }),
+            Ok(None) => {}
+            Err(e) => eprintln!("orders: resuming the saga of {order_id} failed: {}", e.message),
+        }
+    }
+    Ok(resumed)
+}
+
+/// Calls `action`, retrying with backoff while there is no answer; `None`
+/// if there still is none after [`ATTEMPTS`].
+async fn call_with_retries(db: &Db, up: &Upstream, saga: &Saga, action: &Action) -> Result<Option<Fact>, ApiError> {
+    let mut backoff = Duration::from_millis(FIRST_BACKOFF_MS);
+    for attempt in 1..=ATTEMPTS {
+        match call(up, saga, action).await {
+            Ok(fact) => return Ok(Some(fact)),
+            Err(Unavailable(error)) => {
+                let step = action.step().as_str();
+                eprintln!("orders: saga {}: {step} attempt {attempt}/{ATTEMPTS} got no answer: {error}", saga.order_id);
+                journal::attempt_failed(db, &saga.order_id, action.step(), &error, now_ms())?;
+                if attempt < ATTEMPTS {
+                    // On wasm32-wasip2 this blocks on a host timer, not a spin.
+                    std::thread::sleep(backoff);
+                    backoff *= 2;
+                }
+            }
+        }
+    }
+    Ok(None)
+}
+
+async fn call(up: &Upstream, saga: &Saga, action: &Action) -> Result<Fact, Unavailable> {
+    let order_id = &saga.order_id;
+    Ok(match action {
+        Action::CheckStock => Fact::Stock(products::check(up, &saga.lines).await?),
+        Action::Charge => {
+            // Erased only once payments answered the charge for good, after
+            // which the saga never charges again.
+            let body = saga
+                .charge_request
+                .as_deref()
+                .ok_or_else(|| Unavailable("the charge request was erased before the charge was answered".into()))?;
+            Fact::Payment(payments::charge(up, order_id, body).await?)
+        }
+        Action::Reserve => Fact::Reservation(products::reserve(up, order_id, &saga.lines).await?),
+        Action::Commit => Fact::Commit(products::commit(up, order_id).await?),
+        Action::Refund { payment_id } => Fact::Refunded(payments::refund(up, order_id, payment_id).await?),
+        Action::Release => {
+            products::release(up, order_id).await?;
+            Fact::Released
+        }
+    })
+}
+
+/// A confirmed order's lines leave its user's cart. The order stands
+/// whatever happens here, so a failure is only logged.
+fn take_out_of_cart(saga: &Saga) {
+    let result = CartStore::open().and_then(|carts| {
+        let mut cart = carts.load(&saga.user_id)?;
+        cart.remove_ordered(&saga.lines);
+        carts.save(&saga.user_id, &cart)
+    });
+    if let Err(e) = result {
+        eprintln!("orders: taking order {} out of the cart failed: {}", saga.order_id, e.message);
+    }
+}

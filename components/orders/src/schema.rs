@@ -1,0 +1,95 @@
+//! The database this service owns (named by its `database_url` variable:
+//! `sqlite:orders` embedded, a Postgres database in production) and its
+//! schema, migrated on first use.
+use shop_shared::api::ApiError;
+use shop_shared::db::Db;
+
+/// Append-only: number N is `MIGRATIONS[N - 1]`.
+const MIGRATIONS: &[&str] = &[
+    // Orders, with what their saga needs to run: `charge_request` is the
+    // exact body of the charge (card included) until payments has answered
+    // it for good, then it is erased; `lease_until_ms` is how long the run
+    // that last touched a PENDING order may still be working on it.
+    "CREATE TABLE orders (
+        id TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        currency TEXT NOT NULL,
+        total_cents BIGINT NOT NULL,
+        address_id TEXT,
+        idempotency_key TEXT,
+        payment_id TEXT,
+        cancel_reason TEXT,
+        refunded INTEGER NOT NULL DEFAULT 0,
+        charge_request TEXT,
+        lease_until_ms BIGINT NOT NULL,
+        created_at_ms BIGINT NOT NULL,
+        updated_at_ms BIGINT NOT NULL
+    );
+    CREATE UNIQUE INDEX orders_by_idempotency_key ON orders (user_id, idempotency_key);
+    CREATE INDEX orders_by_user ON orders (user_id, created_at_ms);
+    CREATE INDEX orders_by_lease ON orders (status, lease_until_ms);
+    CREATE TABLE order_lines (
+        order_id TEXT NOT NULL REFERENCES orders (id),
+        line_no BIGINT NOT NULL,
+        sku TEXT NOT NULL,
+        name TEXT NOT NULL,
+        quantity BIGINT NOT NULL,
+        unit_price_cents BIGINT NOT NULL,
+        PRIMARY KEY (order_id, line_no)
+    );
+    CREATE TABLE order_history (
+        order_id TEXT NOT NULL REFERENCES orders (id),
+        status TEXT NOT NULL,
+        at_ms BIGINT NOT NULL,
+        note TEXT NOT NULL,
+        PRIMARY KEY (order_id, status)
+    );
+    CREATE TABLE saga_steps (
+        order_id TEXT NOT NULL REFERENCES orders (id),
+        step TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        detail TEXT,
+        attempts BIGINT NOT NULL,
+        at_ms BIGINT NOT NULL,
+        PRIMARY KEY (order_id, step)
+    );
+    CREATE TABLE outbox (
+        event_id TEXT PRIMARY KEY,
+        order_id TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        kind TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        created_at_ms BIGINT NOT NULL,
+        sent_at_ms BIGINT,
+        attempts BIGINT NOT NULL DEFAULT 0,
+        last_error TEXT
+    );
+    CREATE INDEX outbox_pending ON outbox (sent_at_ms, created_at_ms);
+    CREATE TABLE outbox_relay (
+        name TEXT PRIMARY KEY,
+        holder TEXT,
+        locked_until_ms BIGINT NOT NULL
+    );
+    INSERT INTO outbox_relay (name, holder, locked_until_ms) VALUES ('relay', NULL, 0)",
+];
+
+/// The service's database, migrated.
+pub fn open() -> Result<Db, ApiError> {
+    let db = Db::from_variable()?;
+    // On a fresh database, requests that arrive together all find nothing
+    // applied and all migrate: each object (the bookkeeping table, then each
+    // migration) is created by one of them, and the others fail on it
+    // (Postgres refuses even a concurrent `CREATE TABLE IF NOT EXISTS`).
+    // Every such failure means someone else committed that object, so a
+    // request that tries again once per object finds it all applied.
+    let mut attempts = MIGRATIONS.len() + 2;
+    loop {
+        attempts -= 1;
+        match db.migrate(MIGRATIONS) {
+            Ok(()) => return Ok(db),
+            Err(_) if attempts > 0 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}

@@ -1,0 +1,260 @@
+//! Inventory in SQL: units available per SKU, and the reservations orders
+//! hold on them.
+//!
+//! A reservation takes its units out of `stock` at once (all lines or
+//! none); committing it turns them into a sale, releasing it gives them
+//! back. Every step is idempotent per order id: a reservation is one row
+//! keyed by the order, which remembers the first answer given for it.
+use serde::{Deserialize, Serialize};
+use shop_shared::api::ApiError;
+use shop_shared::db::{Db, DbError, Param};
+
+use crate::database::now_ms;
+use crate::stock_request::StockLine;
+
+/// A line that cannot be had: how many were asked for, how many there are.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shortage {
+    pub sku: String,
+    pub requested: i64,
+    pub in_stock: i64,
+}
+
+/// Where an order's reservation stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Units taken from stock, held for the order.
+    Reserved,
+    /// Refused for want of stock: nothing was taken.
+    Rejected,
+    /// Sold: the units will not come back.
+    Committed,
+    /// Given back (or released before anything was reserved).
+    Released,
+}
+
+impl Status {
+    fn as_str(self) -> &'static str {
+        match self {
+            Status::Reserved => "reserved",
+            Status::Rejected => "rejected",
+            Status::Committed => "committed",
+            Status::Released => "released",
+        }
+    }
+
+    fn parse(text: &str) -> Result<Self, DbError> {
+        match text {
+            "reserved" => Ok(Status::Reserved),
+            "rejected" => Ok(Status::Rejected),
+            "committed" => Ok(Status::Committed),
+            "released" => Ok(Status::Released),
+            other => Err(DbError::Query(format!("unknown reservation status {other:?}"))),
+        }
+    }
+}
+
+/// The answer to a reservation request: whether the units were reserved
+/// (the first answer, however often asked), what was short if not, and
+/// where the reservation stands now.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Reservation {
+    pub order_id: String,
+    pub reserved: bool,
+    pub status: Status,
+    pub short: Vec<Shortage>,
+}
+
+/// The lines that cannot be had now (nothing is taken).
+pub fn check(db: &Db, lines: &[StockLine]) -> Result<Vec<Shortage>, DbError> {
+    let placeholders: Vec<String> = (1..=lines.len()).map(|i| format!("${i}")).collect();
+    let params: Vec<Param> = lines.iter().map(|line| (&line.sku).into()).collect();
+    let rows =
+        db.query(&format!("SELECT sku, quantity FROM stock WHERE sku IN ({})", placeholders.join(", ")), &params)?;
+    let mut short = Vec::new();
+    for line in lines {
+        let in_stock = match rows.iter().find(|row| row.text("sku").is_ok_and(|sku| sku == line.sku)) {
+            Some(row) => row.int("quantity")?,
+            None => 0,
+        };
+        if in_stock < line.quantity {
+            short.push(Shortage { sku: line.sku.clone(), requested: line.quantity, in_stock });
+        }
+    }
+    Ok(short)
+}
+
+/// Reserves every line for `order_id`, or nothing if any is short.
+///
+/// The first call decides; later calls for the same order answer as it did
+/// (a 422 if they ask for other items). Each line's units are taken with
+/// one conditional UPDATE, so two orders racing for the last unit cannot
+/// both get it: the database lets one decrement through and the other
+/// finds `quantity >= n` false.
+pub fn reserve(db: &Db, order_id: &str, lines: &[StockLine]) -> Result<Reservation, ApiError> {
+    let made = db.transaction(|db| {
+        // The reservation row first. It is a write, so on SQLite this
+        // transaction holds the write lock from its first statement (it has
+        // no read snapshot that another writer could make stale), and on
+        // Postgres a concurrent call for the same order waits here until
+        // this one commits, then finds the row.
+        let now = now_ms();
+        let new = db.execute(
+            "INSERT INTO reservations (order_id, status, granted, short_json, created_at_ms, updated_at_ms) \
+             VALUES ($1, $2, 1, NULL, $3, $3) ON CONFLICT (order_id) DO NOTHING",
+            &[order_id.into(), Status::Reserved.as_str().into(), now.into()],
+        )?;
+        if new == 0 {
+            return Ok::<_, DbError>(None);
+        }
+        for line in lines {
+            db.execute(
+                "INSERT INTO reservation_lines (order_id, sku, quantity) VALUES ($1, $2, $3)",
+                &[order_id.into(), (&line.sku).into(), line.quantity.into()],
+            )?;
+        }
+        let short = take_stock(db, lines)?;
+        if !short.is_empty() {
+            let short_json = serde_json::to_string(&short).map_err(|e| DbError::Query(e.to_string()))?;
+            db.execute(
+                "UPDATE reservations SET status = $2, granted = 0, short_json = $3 WHERE order_id = $1",
+                &[order_id.into(), Status::Rejected.as_str().into(), short_json.into()],
+            )?;
+        }
+        let status = if short.is_empty() { Status::Reserved } else { Status::Rejected };
+        Ok(Some(Reservation { order_id: order_id.to_string(), reserved: short.is_empty(), status, short }))
+    })?;
+    if let Some(reservation) = made {
+        return Ok(reservation);
+    }
+    let (reservation, reserved_lines) =
+        load(db, order_id)?.ok_or_else(|| ApiError::internal("the reservation that refused a new one is gone"))?;
+    // Released before it was ever made, a reservation has no lines, and
+    // any request for it is refused as it stands.
+    if !reserved_lines.is_empty() && reserved_lines != lines {
+        return Err(ApiError::new(
+            422,
+            "order_id_reused",
+            format!("order {order_id} already has a reservation for other items"),
+        ));
+    }
+    Ok(reservation)
+}
+
+/// Takes every line's units from stock, or none of them: the lines short,
+/// if any, are returned and every decrement undone.
+fn take_stock(db: &Db, lines: &[StockLine]) -> Result<Vec<Shortage>, DbError> {
+    db.execute("SAVEPOINT take_stock", &[])?;
+    let mut short = Vec::new();
+    for line in lines {
+        let taken = db.execute(
+            "UPDATE stock SET quantity = quantity - $1 WHERE sku = $2 AND quantity >= $1",
+            &[line.quantity.into(), (&line.sku).into()],
+        )?;
+        if taken == 0 {
+            let rows = db.query("SELECT quantity FROM stock WHERE sku = $1", &[(&line.sku).into()])?;
+            let in_stock = rows.first().map_or(Ok(0), |row| row.int("quantity"))?;
+            short.push(Shortage { sku: line.sku.clone(), requested: line.quantity, in_stock });
+        }
+    }
+    if !short.is_empty() {
+        db.execute("ROLLBACK TO SAVEPOINT take_stock", &[])?;
+    }
+    db.execute("RELEASE SAVEPOINT take_stock", &[])?;
+    Ok(short)
+}
+
+/// An order's reservation as first answered, with the lines it asked for
+/// (sorted by SKU).
+fn load(db: &Db, order_id: &str) -> Result<Option<(Reservation, Vec<StockLine>)>, DbError> {
+    let rows =
+        db.query("SELECT status, granted, short_json FROM reservations WHERE order_id = $1", &[order_id.into()])?;
+    let Some(row) = rows.first() else { return Ok(None) };
+    let short = match row.opt_text("short_json")? {
+        Some(json) => serde_json::from_str(&json).map_err(|e| DbError::Query(format!("short_json: {e}")))?,
+        None => Vec::new(),
+    };
+    let reservation = Reservation {
+        order_id: order_id.to_string(),
+        reserved: row.bool("granted")?,
+        status: Status::parse(&row.text("status")?)?,
+        short,
+    };
+    Ok(Some((reservation, reserved_lines(db, order_id)?)))
+}
+
+fn reserved_lines(db: &Db, order_id: &str) -> Result<Vec<StockLine>, DbError> {
+    let rows = db.query("SELECT sku, quantity FROM reservation_lines WHERE order_id = $1", &[order_id.into()])?;
+    let mut lines = rows
+        .iter()
+        .map(|row| Ok(StockLine { sku: row.text("sku")?, quantity: row.int("quantity")? }))
+        .collect::<Result<Vec<_>, DbError>>()?;
+    // Sorted here rather than in SQL, whose collation may order otherwise:
+    // locks must be taken in the order reservations take them.
+    lines.sort_by(|a, b| a.sku.cmp(&b.sku));
+    Ok(lines)
+}
+
+fn status(db: &Db, order_id: &str) -> Result<Option<Status>, DbError> {
+    let rows = db.query("SELECT status FROM reservations WHERE order_id = $1", &[order_id.into()])?;
+    rows.first().map(|row| Status::parse(&row.text("status")?)).transpose()
+}
+
+/// Gives a reservation's units back. Idempotent; releasing an order that
+/// has no reservation records it released, so a reserve arriving late for
+/// that order takes nothing. A sold (committed) reservation cannot be
+/// released: 409.
+pub fn release(db: &Db, order_id: &str) -> Result<Status, ApiError> {
+    let now = now_ms();
+    let status = db.transaction(|db| {
+        let unknown = db.execute(
+            "INSERT INTO reservations (order_id, status, granted, short_json, created_at_ms, updated_at_ms) \
+             VALUES ($1, $2, 0, NULL, $3, $3) ON CONFLICT (order_id) DO NOTHING",
+            &[order_id.into(), Status::Released.as_str().into(), now.into()],
+        )?;
+        if unknown == 1 {
+            return Ok(Status::Released);
+        }
+        let released = db.execute(
+            "UPDATE reservations SET status = $2, updated_at_ms = $3 WHERE order_id = $1 AND status = $4",
+            &[order_id.into(), Status::Released.as_str().into(), now.into(), Status::Reserved.as_str().into()],
+        )?;
+        if released == 1 {
+            for line in reserved_lines(db, order_id)? {
+                db.execute(
+                    "UPDATE stock SET quantity = quantity + $1 WHERE sku = $2",
+                    &[line.quantity.into(), line.sku.into()],
+                )?;
+            }
+            return Ok(Status::Released);
+        }
+        status(db, order_id)?.ok_or_else(|| DbError::Query(format!("reservation {order_id} vanished")))
+    })?;
+    if status == Status::Committed {
+        return Err(ApiError::conflict(format!(
+            "the reservation for order {order_id} is committed: its units are sold and cannot be released"
+        )));
+    }
+    Ok(status)
+}
+
+/// Turns a reservation into a sale. Idempotent; 404 if the order has no
+/// reservation, 409 if it was rejected or released.
+pub fn commit(db: &Db, order_id: &str) -> Result<Status, ApiError> {
+    let committed = db.execute(
+        "UPDATE reservations SET status = $2, updated_at_ms = $3 WHERE order_id = $1 AND status = $4",
+        &[order_id.into(), Status::Committed.as_str().into(), now_ms().into(), Status::Reserved.as_str().into()],
+    )?;
+    if committed == 1 {
+        return Ok(Status::Committed);
+    }
+    match status(db, order_id)? {
+        None => Err(ApiError::not_found(format!("order {order_id} has no reservation"))),
+        Some(Status::Committed) => Ok(Status::Committed),
+        Some(other) => Err(ApiError::conflict(format!(
+            "the reservation for order {order_id} is {}: there is nothing to commit",
+            other.as_str()
+        ))),
+    }
+}

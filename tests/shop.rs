@@ -1,0 +1,301 @@
+//! End to end: the shop through its gateway, as a customer uses it — the
+//! seed's sequence diagram (register → login → browse → cart → checkout →
+//! notification) and the checkout saga's compensations, in embedded mode
+//! (SQLite files, in-process bus) and production mode (a Postgres database
+//! per service, key-value stores on Redis, the bus on Redis Streams).
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::{Bazaar, Up, client, require_components};
+
+const SERVICES: [&str; 7] = ["gateway", "auth", "users", "products", "orders", "payments", "notifications"];
+const GOOD_CARD: &str = "4242424242424242";
+const DECLINED_CARD: &str = "4000000000000002";
+
+/// The shop in one of its two modes, with what the test must clean up.
+struct Shop {
+    bazaar: Bazaar,
+    _state: tempfile::TempDir,
+    _production: Option<Production>,
+}
+
+fn start_embedded() -> Shop {
+    require_components(&SERVICES);
+    let state = tempfile::tempdir().unwrap();
+    let rc = embedded_runtime_config(state.path());
+    let bazaar = Bazaar::start(
+        &support::root().join("spin.toml"),
+        Up::default().state_dir(state.path()).arg("--runtime-config-file").arg(rc.to_str().unwrap()),
+    );
+    Shop { bazaar, _state: state, _production: None }
+}
+
+/// runtime-config/embedded.toml with its files in `dir` instead of the
+/// app's .bazaar/, so each test has a shop of its own.
+fn embedded_runtime_config(dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(support::root().join("runtime-config/embedded.toml")).unwrap();
+    let text = text.replace("path = \".bazaar/", &format!("path = \"{}/", dir.display()));
+    let path = dir.join("embedded.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Production mode: each service its own new Postgres database, the
+/// key-value stores and the bus in a Redis database of their own.
+struct Production {
+    databases: Vec<String>,
+    redis_db: u8,
+}
+
+impl Drop for Production {
+    fn drop(&mut self) {
+        for db in &self.databases {
+            let _ = std::process::Command::new("psql")
+                .args(["-h", "127.0.0.1", "-U", "postgres", "-c", &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")])
+                .output();
+        }
+        let _ = std::process::Command::new("redis-cli").args(["-n", &self.redis_db.to_string(), "FLUSHDB"]).output();
+    }
+}
+
+fn start_production(redis_db: u8) -> Shop {
+    require_components(&SERVICES);
+    let pg = std::process::Command::new("pg_isready").args(["-q", "-h", "127.0.0.1", "-p", "5432"]).status();
+    assert!(
+        pg.is_ok_and(|s| s.success()),
+        "PostgreSQL is not running on 127.0.0.1:5432; start it with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
+    );
+    assert!(
+        std::net::TcpStream::connect("127.0.0.1:6379").is_ok(),
+        "Redis is not running on 127.0.0.1:6379; start it with: redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save \"\" --appendonly no"
+    );
+    let unique = format!("{}_{}", std::process::id(), support::free_port());
+    let mut production = Production { databases: Vec::new(), redis_db };
+    let mut up = Up::default();
+    for service in ["auth", "users", "products", "orders", "payments", "notifications"] {
+        let db = format!("bazaar_test_{service}_{unique}");
+        let out = std::process::Command::new("psql")
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-c", &format!("CREATE DATABASE {db}")])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "creating {db}: {}", String::from_utf8_lossy(&out.stderr));
+        production.databases.push(db.clone());
+        up = up.env(
+            &format!("SPIN_VARIABLE_{}_DATABASE_URL", service.to_uppercase()),
+            format!("postgres://postgres@127.0.0.1:5432/{db}"),
+        );
+    }
+    let _ = std::process::Command::new("redis-cli").args(["-n", &redis_db.to_string(), "FLUSHDB"]).output();
+    let state = tempfile::tempdir().unwrap();
+    let rc = production_runtime_config(state.path(), redis_db);
+    let bazaar = Bazaar::start(
+        &support::root().join("spin.toml"),
+        up.state_dir(state.path()).arg("--runtime-config-file").arg(rc.to_str().unwrap()),
+    );
+    Shop { bazaar, _state: state, _production: Some(production) }
+}
+
+/// runtime-config/production.toml with its Redis URLs on database `db`.
+fn production_runtime_config(dir: &Path, db: u8) -> PathBuf {
+    let text = std::fs::read_to_string(support::root().join("runtime-config/production.toml")).unwrap();
+    let text = text.replace("redis://127.0.0.1:6379\"", &format!("redis://127.0.0.1:6379/{db}\""));
+    let path = dir.join("production.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A logged-in customer.
+struct Customer {
+    token: String,
+    user_id: String,
+}
+
+async fn call(b: &Bazaar, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+    let mut req = client().request(method.parse().unwrap(), b.url(path));
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+async fn register_and_login(b: &Bazaar, email: &str) -> Customer {
+    let (s, v) = call(b, "POST", "/api/auth/register", None, Some(json!({"email": email, "password": "correct horse battery", "name": "Ada"}))).await;
+    assert_eq!(s, 201, "register: {v}");
+    let (s, v) = call(b, "POST", "/api/auth/login", None, Some(json!({"email": email, "password": "correct horse battery"}))).await;
+    assert_eq!(s, 200, "login: {v}");
+    Customer { token: v["access_token"].as_str().unwrap().to_string(), user_id: String::new() }
+        .with_profile(b)
+        .await
+}
+
+impl Customer {
+    async fn with_profile(mut self, b: &Bazaar) -> Customer {
+        let (s, v) = call(b, "GET", "/api/users/me", Some(&self.token), None).await;
+        assert_eq!(s, 200, "profile: {v}");
+        self.user_id = v["user_id"].as_str().unwrap().to_string();
+        self
+    }
+}
+
+/// A product with at least `stock` units, as the catalog lists it.
+async fn a_product_in_stock(b: &Bazaar, stock: i64) -> Value {
+    let (s, v) = call(b, "GET", "/api/products?per_page=100", None, None).await;
+    assert_eq!(s, 200, "{v}");
+    v["items"].as_array().unwrap().iter().find(|p| p["stock"].as_i64().unwrap() >= stock).cloned().expect("a product in stock")
+}
+
+/// The stock products has now. Asked with a token, so the gateway's cache of
+/// anonymous catalog reads (which may lag by its TTL) is bypassed.
+async fn stock_of(b: &Bazaar, c: &Customer, id: &str) -> i64 {
+    let (s, v) = call(b, "GET", &format!("/api/products/{id}"), Some(&c.token), None).await;
+    assert_eq!(s, 200, "{v}");
+    v["stock"].as_i64().unwrap()
+}
+
+fn card(number: &str) -> Value {
+    json!({"number": number, "exp_month": 12, "exp_year": 2099, "cvc": "123"})
+}
+
+async fn checkout(b: &Bazaar, c: &Customer, sku: &str, quantity: i64, card_number: &str) -> (u16, Value) {
+    let (s, v) = call(b, "POST", "/api/cart/items", Some(&c.token), Some(json!({"sku": sku, "quantity": quantity}))).await;
+    assert!(s == 200 || s == 201, "add to cart: {s} {v}");
+    call(b, "POST", "/api/orders/checkout", Some(&c.token), Some(json!({"card": card(card_number)}))).await
+}
+
+async fn notifications(b: &Bazaar, c: &Customer, at_least: usize) -> Vec<Value> {
+    let started = Instant::now();
+    loop {
+        let (s, v) = call(b, "GET", "/api/notifications", Some(&c.token), None).await;
+        assert_eq!(s, 200, "{v}");
+        let items = v["items"].as_array().unwrap().clone();
+        if items.len() >= at_least || started.elapsed() > Duration::from_secs(30) {
+            return items;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn happy_path(shop: &Shop) {
+    let b = &shop.bazaar;
+    let ada = register_and_login(b, &format!("ada-{}@example.com", support::free_port())).await;
+    let product = a_product_in_stock(b, 2).await;
+    let id = product["id"].as_str().unwrap();
+    let sku = product["sku"].as_str().unwrap();
+    let before = stock_of(b, &ada, id).await;
+
+    let (s, order) = checkout(b, &ada, sku, 2, GOOD_CARD).await;
+    assert_eq!(s, 201, "{order}");
+    assert_eq!(order["status"], "CONFIRMED");
+    assert_eq!(order["total_cents"], product["price_cents"].as_i64().unwrap() * 2);
+    assert_eq!(stock_of(b, &ada, id).await, before - 2);
+
+    let payment_id = order["payment_id"].as_str().unwrap();
+    let (s, payment) = call(b, "GET", &format!("/api/payments/{payment_id}"), Some(&ada.token), None).await;
+    assert_eq!(s, 200, "{payment}");
+    assert_eq!(payment["status"], "captured");
+    assert_eq!(payment["amount_cents"], order["total_cents"]);
+
+    let (_, cart) = call(b, "GET", "/api/cart", Some(&ada.token), None).await;
+    assert!(cart["items"].as_array().is_none_or(|i| i.is_empty()), "cart emptied: {cart}");
+
+    let mine = notifications(b, &ada, 2).await;
+    let order_id = order["id"].as_str().unwrap();
+    assert!(mine.iter().any(|n| n["order_id"] == order_id && n["subject"].as_str().unwrap().contains("confirmed")), "{mine:?}");
+}
+
+async fn declined_payment_cancels_and_reserves_nothing(shop: &Shop) {
+    let b = &shop.bazaar;
+    let bob = register_and_login(b, &format!("bob-{}@example.com", support::free_port())).await;
+    let product = a_product_in_stock(b, 1).await;
+    let before = stock_of(b, &bob, product["id"].as_str().unwrap()).await;
+    let (s, order) = checkout(b, &bob, product["sku"].as_str().unwrap(), 1, DECLINED_CARD).await;
+    assert_eq!(s, 402, "{order}");
+    assert_eq!(order["status"], "CANCELLED");
+    assert_eq!(stock_of(b, &bob, product["id"].as_str().unwrap()).await, before);
+}
+
+/// Two customers race for the last unit: exactly one order is confirmed;
+/// the other is cancelled, and its card refunded or never charged.
+async fn the_last_unit_goes_to_exactly_one_checkout(shop: &Shop, admin_email: &str) {
+    let b = &shop.bazaar;
+    let admin = register_and_login(b, admin_email).await;
+    let (s, product) = call(
+        b,
+        "POST",
+        "/api/products",
+        Some(&admin.token),
+        Some(json!({"sku": format!("LAST-{}", support::free_port()), "name": "The last one", "description": "Only one left",
+                    "category": "collectibles", "price_cents": 9900, "stock": 1})),
+    )
+    .await;
+    assert_eq!(s, 201, "{product}");
+    let sku = product["sku"].as_str().unwrap().to_string();
+    let c1 = register_and_login(b, &format!("c1-{}@example.com", support::free_port())).await;
+    let c2 = register_and_login(b, &format!("c2-{}@example.com", support::free_port())).await;
+    let (r1, r2) = tokio::join!(checkout(b, &c1, &sku, 1, GOOD_CARD), checkout(b, &c2, &sku, 1, GOOD_CARD));
+    let results = [r1, r2];
+    let confirmed = results.iter().filter(|(_, o)| o["status"] == "CONFIRMED").count();
+    let cancelled: Vec<&Value> = results.iter().filter(|(_, o)| o["status"] == "CANCELLED").map(|(_, o)| o).collect();
+    assert_eq!((confirmed, cancelled.len()), (1, 1), "{results:?}");
+    assert_eq!(stock_of(b, &admin, product["id"].as_str().unwrap()).await, 0);
+    if let Some(payment_id) = cancelled[0]["payment_id"].as_str() {
+        let (_, payment) = call(b, "GET", &format!("/api/payments/{payment_id}"), Some(&admin.token), None).await;
+        assert_eq!(payment["refunded_cents"], payment["amount_cents"], "the loser is refunded: {payment}");
+    }
+}
+
+async fn bad_input_gets_clear_errors(shop: &Shop) {
+    let b = &shop.bazaar;
+    let resp = client().post(b.url("/api/auth/register")).header("content-type", "application/json").body("{not json").send().await.unwrap();
+    assert_eq!(resp.status(), 400);
+    let v: Value = resp.json().await.unwrap();
+    assert!(v["error"]["code"].is_string(), "{v}");
+    let big = vec![b'x'; 2 * 1024 * 1024];
+    let resp = client().post(b.url("/api/auth/register")).body(big).send().await.unwrap();
+    assert_eq!(resp.status(), 413);
+    let (s, v) = call(b, "GET", "/api/orders", None, None).await;
+    assert_eq!(s, 401, "{v}");
+}
+
+#[tokio::test]
+async fn embedded_happy_path() {
+    happy_path(&start_embedded()).await;
+}
+
+#[tokio::test]
+async fn embedded_declined_payment() {
+    declined_payment_cancels_and_reserves_nothing(&start_embedded()).await;
+}
+
+#[tokio::test]
+async fn embedded_last_unit() {
+    the_last_unit_goes_to_exactly_one_checkout(&start_embedded(), "admin@bazaar.example").await;
+}
+
+#[tokio::test]
+async fn embedded_bad_input() {
+    bad_input_gets_clear_errors(&start_embedded()).await;
+}
+
+#[tokio::test]
+async fn production_happy_path() {
+    happy_path(&start_production(11)).await;
+}
+
+#[tokio::test]
+async fn production_declined_payment() {
+    declined_payment_cancels_and_reserves_nothing(&start_production(12)).await;
+}
+
+#[tokio::test]
+async fn production_last_unit() {
+    the_last_unit_goes_to_exactly_one_checkout(&start_production(13), "admin@bazaar.example").await;
+}
