@@ -84,11 +84,16 @@ pub fn json<T: Serialize>(status: u16, body: &T) -> Response {
         .build()
 }
 
-/// Parses a JSON body, or a 400 saying what is wrong with it.
+/// Parses a JSON body, or a 400 naming the field that is wrong (its path,
+/// such as `card.number` or `items[2].quantity`) and why.
 pub fn parse_json<T: serde::de::DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
-    serde_json::from_slice(req.body()).map_err(|e| {
-        let field = e.to_string().split('`').nth(1).unwrap_or("body").to_string();
-        ApiError { fields: vec![FieldError { field, message: e.to_string() }], ..ApiError::bad_request("malformed JSON body") }
+    let mut deserializer = serde_json::Deserializer::from_slice(req.body());
+    serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        // A syntax error has no path ("?"), nor does the top level (".").
+        let field = if path == "." || path == "?" { "body".to_string() } else { path };
+        let message = e.into_inner().to_string();
+        ApiError { fields: vec![FieldError { field, message }], ..ApiError::bad_request("malformed JSON body") }
     })
 }
 
@@ -98,4 +103,33 @@ pub fn propagated_headers(req: &Request) -> Vec<(String, String)> {
         .iter()
         .filter_map(|name| req.header(name).and_then(|v| v.as_str()).map(|v| (name.to_string(), v.to_string())))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Card {
+        number: String,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Charge {
+        card: Card,
+    }
+
+    fn request(body: &str) -> Request {
+        Request::post("/", body.as_bytes().to_vec()).build()
+    }
+
+    #[test]
+    fn malformed_json_names_the_field_by_its_path() {
+        let e = parse_json::<Charge>(&request(r#"{"card": {"number": 42}}"#)).unwrap_err();
+        assert_eq!((e.status, e.fields[0].field.as_str()), (400, "card.number"));
+        let e = parse_json::<Charge>(&request("{not json")).unwrap_err();
+        assert_eq!(e.fields[0].field, "body");
+    }
 }
