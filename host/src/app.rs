@@ -5,10 +5,15 @@
 //! compiling, linking, checking grants) so that a bad manifest or a missing
 //! wasm fails `bazaar up` with a clear message instead of failing requests,
 //! and so that the per-request path is only "new store, instantiate, call".
+//!
+//! Each component sits in a [`ComponentSlot`] so it can be replaced while
+//! the app serves (see [`crate::swap`]): a request takes the version current
+//! when it starts and keeps it to the end.
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, bail};
 use wasmtime::component::{Component, InstancePre, Linker};
@@ -21,8 +26,10 @@ use crate::capabilities::wasi::Wasi;
 use crate::capabilities::{BuildContext, Capabilities};
 use crate::engine::{BazaarEngine, EngineOptions};
 use crate::manifest::{self, Manifest};
+use crate::metrics::Metrics;
 use crate::runtime_config::RuntimeConfig;
 use crate::state::InstanceState;
+use crate::swap::ComponentSlot;
 
 /// Everything `bazaar up` needs to know to load an app.
 #[derive(Clone, Debug)]
@@ -42,15 +49,22 @@ pub struct App {
     pub state_dir: PathBuf,
     pub capabilities: Capabilities,
     pub request_timeout: Duration,
+    pub metrics: Arc<Metrics>,
     engine: BazaarEngine,
-    components: HashMap<String, Arc<LoadedComponent>>,
+    linker: Linker<InstanceState>,
+    components: HashMap<String, ComponentSlot>,
     max_instance_memory: usize,
 }
 
-/// One component, compiled and linked.
+/// One version of a component, compiled and linked.
 pub struct LoadedComponent {
     pub id: String,
     pub source: PathBuf,
+    /// SHA-256 of the wasm, hex: what tells two builds apart.
+    pub version: String,
+    pub loaded_at: SystemTime,
+    /// Requests and messages this version has handled.
+    pub requests: AtomicU64,
     /// Present when the component exports `wasi:http/incoming-handler`.
     pub http: Option<ProxyPre<InstanceState>>,
     /// Present when the component exports `fermyon:spin/inbound-redis`.
@@ -82,16 +96,12 @@ impl App {
         let mut components = HashMap::new();
         for (id, component) in &manifest.components {
             check_source(&manifest, id, &component.source)?;
-            let compiled = engine.load_component(&component.source)?;
+            let wasm = std::fs::read(&component.source)
+                .with_context(|| format!("reading {}", component.source.display()))?;
+            let compiled = engine.load_component(&component.source, &wasm)?;
             let pre = link(&linker, &compiled, id)?;
-            let loaded = LoadedComponent {
-                id: id.clone(),
-                source: component.source.clone(),
-                http: ProxyPre::new(pre.clone()).ok(),
-                redis: RedisTriggerPre::new(pre).ok(),
-                wasi: Wasi::new(component)?,
-            };
-            components.insert(id.clone(), Arc::new(loaded));
+            let loaded = loaded_component(&manifest, id, &wasm, pre)?;
+            components.insert(id.clone(), ComponentSlot::new(loaded));
         }
 
         Ok(Self {
@@ -100,14 +110,60 @@ impl App {
             state_dir,
             capabilities,
             request_timeout: options.request_timeout,
+            metrics: Arc::new(Metrics::new()),
             engine,
+            linker,
             components,
             max_instance_memory: options.engine.max_instance_memory,
         })
     }
 
-    pub fn component(&self, id: &str) -> Option<&Arc<LoadedComponent>> {
+    /// The version of component `id` serving now. Callers keep the `Arc`
+    /// for the whole request, so a swap never changes a request midway.
+    pub fn component(&self, id: &str) -> Option<Arc<LoadedComponent>> {
+        self.components.get(id).map(ComponentSlot::current)
+    }
+
+    /// Where component `id`'s versions live, for swapping and rollback.
+    pub fn slot(&self, id: &str) -> Option<&ComponentSlot> {
         self.components.get(id)
+    }
+
+    /// Every component id, sorted, for listings.
+    pub fn component_ids(&self) -> Vec<&str> {
+        let mut ids: Vec<&str> = self.components.keys().map(String::as_str).collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Compiles and links a new build of component `id` without installing
+    /// it. Slow (Cranelift): call it off the async runtime. Unlike loading
+    /// at start-up, every import must be one bazaar provides, and the new
+    /// build must export what the component's triggers call: a swap must
+    /// not turn a serving component into one that traps.
+    pub fn prepare(&self, id: &str, wasm: &[u8]) -> Result<LoadedComponent> {
+        if !self.manifest.components.contains_key(id) {
+            bail!("there is no component {id:?} in {}", self.manifest.file.display());
+        }
+        let (compiled, _) = self
+            .engine
+            .load_component_bytes(wasm)
+            .with_context(|| format!("the new build of {id} is not a valid WebAssembly component"))?;
+        let pre = self.linker.instantiate_pre(&compiled).map_err(|e| {
+            anyhow::anyhow!("the new build of {id} does not link against what bazaar provides: {e:#}")
+        })?;
+        let loaded = loaded_component(&self.manifest, id, wasm, pre)?;
+        if self.manifest.http_triggers.iter().any(|t| t.component == id) && loaded.http.is_none() {
+            bail!(
+                "the new build of {id} does not export wasi:http/incoming-handler, which its [[trigger.http]] calls; build it with spin-sdk's #[http_component]"
+            );
+        }
+        if self.manifest.redis_triggers.iter().any(|t| t.component == id) && loaded.redis.is_none() {
+            bail!(
+                "the new build of {id} does not export fermyon:spin/inbound-redis, which its [[trigger.redis]] calls; build it with spin-sdk's #[redis_component]"
+            );
+        }
+        Ok(loaded)
     }
 
     /// A fresh store for one instance of `component`, with its deadline set.
@@ -133,6 +189,26 @@ impl App {
         store.epoch_deadline_trap();
         Ok(store)
     }
+}
+
+/// A linked component with what the triggers need from it.
+fn loaded_component(
+    manifest: &Manifest,
+    id: &str,
+    wasm: &[u8],
+    pre: InstancePre<InstanceState>,
+) -> Result<LoadedComponent> {
+    let component = &manifest.components[id];
+    Ok(LoadedComponent {
+        id: id.to_string(),
+        source: component.source.clone(),
+        version: crate::engine::content_hash(wasm),
+        loaded_at: SystemTime::now(),
+        requests: AtomicU64::new(0),
+        http: ProxyPre::new(pre.clone()).ok(),
+        redis: RedisTriggerPre::new(pre).ok(),
+        wasi: Wasi::new(component)?,
+    })
 }
 
 fn check_source(manifest: &Manifest, id: &str, source: &Path) -> Result<()> {

@@ -1,6 +1,6 @@
 //! The `bazaar` command line, shaped like Spin's so a Spin user knows it:
 //! `bazaar build` runs each component's build command; `bazaar up` serves
-//! the app.
+//! the app; `bazaar swap` replaces a component of a running app.
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -10,13 +10,16 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 
+use crate::admin::client::AdminClient;
+use crate::admin::{self, Admin, token};
 use crate::app::{App, LoadOptions};
 use crate::bus::Bus;
-use crate::runtime_config::RuntimeConfig;
-use crate::trigger::redis::{RedisTrigger, bus_addresses};
 use crate::engine::{EngineOptions, default_cache_dir};
 use crate::manifest;
+use crate::runtime_config::RuntimeConfig;
+use crate::swap::Swapper;
 use crate::trigger::http::{HttpTrigger, bind};
+use crate::trigger::redis::{MeteredPublisher, RedisTrigger, bus_addresses};
 
 #[derive(Parser, Debug)]
 #[command(name = "bazaar", version, about = "Run Spin apps on wasmtime: every request a fresh sandboxed instance")]
@@ -34,6 +37,46 @@ pub enum Commands {
     /// Inspect and operate the app's message bus.
     #[command(subcommand)]
     Bus(BusCommand),
+    /// Replace a component of a running `bazaar up` with a new build, or roll
+    /// it back, through the admin endpoint.
+    Swap(SwapArgs),
+    /// Rebuild a component when its sources change (its build.watch globs)
+    /// and hot-swap it into a running `bazaar up`.
+    Watch(AdminArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct SwapArgs {
+    /// The component to replace, as spin.toml names it.
+    pub component: String,
+    /// The new build (a .wasm component); not with --rollback.
+    #[arg(required_unless_present = "rollback", conflicts_with = "rollback")]
+    pub file: Option<PathBuf>,
+    /// Return to the version before the last swap instead.
+    #[arg(long)]
+    pub rollback: bool,
+    /// Before switching, GET this path from the new build; a 5xx refuses the swap.
+    #[arg(long = "smoke-path")]
+    pub smoke_path: Option<String>,
+    #[command(flatten)]
+    pub admin: AdminArgs,
+}
+
+/// How to reach the admin endpoint of a running `bazaar up`.
+#[derive(Args, Debug)]
+pub struct AdminArgs {
+    /// The admin endpoint of the running host.
+    #[arg(long = "admin-url", default_value = "http://127.0.0.1:3001", env = "BAZAAR_ADMIN_URL")]
+    pub admin_url: String,
+    /// The admin token (default: the one `bazaar up` wrote to its state directory).
+    #[arg(long = "admin-token", env = "BAZAAR_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// The manifest of the running app, to find its state directory.
+    #[arg(short = 'f', long = "from", default_value = "spin.toml")]
+    pub from: PathBuf,
+    /// The state directory `bazaar up` was given.
+    #[arg(long = "state-dir")]
+    pub state_dir: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -104,6 +147,29 @@ pub struct UpArgs {
     /// Compile every time instead of using the compile cache.
     #[arg(long)]
     pub no_cache: bool,
+    /// Address of the admin endpoint (swap, health, metrics), or `off`.
+    #[arg(long = "admin-listen", default_value = "127.0.0.1:3001", value_parser = parse_admin_listen, env = "BAZAAR_ADMIN_LISTEN")]
+    pub admin_listen: AdminListen,
+    /// Bearer token of the admin endpoint (default: a new random one, in <state-dir>/admin-token).
+    #[arg(long = "admin-token", env = "BAZAAR_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Hot-swap a component whenever its wasm file changes.
+    #[arg(long)]
+    pub watch: bool,
+}
+
+/// Where the admin endpoint listens, if anywhere.
+#[derive(Clone, Copy, Debug)]
+pub enum AdminListen {
+    Off,
+    On(SocketAddr),
+}
+
+fn parse_admin_listen(value: &str) -> Result<AdminListen, String> {
+    if value == "off" {
+        return Ok(AdminListen::Off);
+    }
+    value.parse().map(AdminListen::On).map_err(|e| format!("{e}; give HOST:PORT, or off"))
 }
 
 pub async fn run(cli: Cli) -> Result<()> {
@@ -111,6 +177,11 @@ pub async fn run(cli: Cli) -> Result<()> {
         Commands::Build(args) => build(&manifest_path(&args.from)?, &args.components),
         Commands::Up(args) => up(args).await,
         Commands::Bus(command) => bus_command(command).await,
+        Commands::Swap(args) => swap_command(args).await,
+        Commands::Watch(args) => {
+            let client = args.client()?;
+            crate::rebuild::run(&manifest_path(&args.from)?, client, shutdown_signal()).await
+        }
     }
 }
 
@@ -185,15 +256,36 @@ async fn up(args: UpArgs) -> Result<()> {
     let redis_trigger = RedisTrigger::new(app.clone())?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut subscribers = Vec::new();
+    let mut bus = None;
     let addresses = bus_addresses(&app)?;
     if !addresses.is_empty() {
-        let bus = Bus::open(&app.runtime_config.message_bus, &app.state_dir, addresses).await?;
-        app.capabilities.redis.set_publish_interceptor(bus.clone());
+        let opened = Bus::open(&app.runtime_config.message_bus, &app.state_dir, addresses).await?;
+        let publisher = MeteredPublisher { bus: opened.clone(), metrics: app.metrics.clone() };
+        app.capabilities.redis.set_publish_interceptor(Arc::new(publisher));
         for sub in redis_trigger.subscriptions() {
-            println!("Subscribed {} to channel {:?} on the {:?} bus", sub.subscriber, sub.channel, bus.config.kind);
+            println!("Subscribed {} to channel {:?} on the {:?} bus", sub.subscriber, sub.channel, opened.config.kind);
         }
-        subscribers = redis_trigger.start(bus, stopped);
+        subscribers = redis_trigger.start(opened.clone(), stopped.clone());
+        bus = Some(opened);
     }
+    let swapper = Arc::new(Swapper::new(app.clone(), trigger.clone()));
+    if let AdminListen::On(admin_addr) = args.admin_listen {
+        let listener = admin::bind(admin_addr).await?;
+        let admin = Arc::new(Admin {
+            app: app.clone(),
+            swapper: swapper.clone(),
+            bus,
+            subscriptions: redis_trigger.subscriptions().to_vec(),
+            token: token::resolve(args.admin_token, &app.state_dir)?,
+        });
+        println!("Admin endpoint http://{}", listener.local_addr()?);
+        let mut stopped = stopped.clone();
+        tokio::spawn(admin.serve(listener, async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }));
+    }
+    // Dropping the watcher stops it: keep it until the host stops.
+    let _watcher = if args.watch { Some(crate::watch::start(app.clone(), swapper)?) } else { None };
     let listener = bind(args.listen).await?;
     let addr = listener.local_addr()?;
     println!("Serving http://{addr}");
@@ -232,6 +324,44 @@ async fn bus_command(command: BusCommand) -> Result<()> {
             println!("dead letter {id} queued for redelivery");
         }
     }
+    Ok(())
+}
+
+impl AdminArgs {
+    /// A client with the given token, or the one `bazaar up` wrote to its
+    /// state directory.
+    fn client(&self) -> Result<AdminClient> {
+        let token = match self.admin_token.as_ref().filter(|t| !t.is_empty()) {
+            Some(token) => token.clone(),
+            None => {
+                let state_dir = match &self.state_dir {
+                    Some(dir) => dir.clone(),
+                    None => manifest_path(&self.from)?.parent().expect("a file has a parent").join(".bazaar"),
+                };
+                token::read(&state_dir)?
+            }
+        };
+        Ok(AdminClient { base: self.admin_url.clone(), token })
+    }
+}
+
+/// `bazaar swap`: one request to the admin endpoint of a running host.
+async fn swap_command(args: SwapArgs) -> Result<()> {
+    let client = args.admin.client()?;
+    let id: String = url::form_urlencoded::byte_serialize(args.component.as_bytes()).collect();
+    let answer = match &args.file {
+        Some(file) if !args.rollback => {
+            let wasm = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+            let mut path = format!("/admin/components/{id}/swap");
+            if let Some(smoke) = &args.smoke_path {
+                let query: String = url::form_urlencoded::Serializer::new(String::new()).append_pair("smoke_path", smoke).finish();
+                path = format!("{path}?{query}");
+            }
+            client.send(http::Method::POST, &path, Some(wasm)).await?
+        }
+        _ => client.send(http::Method::POST, &format!("/admin/components/{id}/rollback"), None).await?,
+    };
+    println!("{}", serde_json::to_string_pretty(&answer)?);
     Ok(())
 }
 

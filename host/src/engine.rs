@@ -52,6 +52,12 @@ pub fn default_cache_dir() -> Option<PathBuf> {
     dirs::cache_dir().map(|d| d.join("bazaar"))
 }
 
+/// The SHA-256 of a wasm, hex: its identity in the compile cache and its
+/// version in the admin API.
+pub fn content_hash(wasm: &[u8]) -> String {
+    hex::encode(Sha256::digest(wasm))
+}
+
 /// The engine plus what compiling for it needs.
 #[derive(Clone)]
 pub struct BazaarEngine {
@@ -118,12 +124,11 @@ impl BazaarEngine {
         (timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
     }
 
-    /// Compiles the component at `path`, or loads it from the compile cache.
-    pub fn load_component(&self, path: &Path) -> Result<Component> {
-        let wasm = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    /// Compiles `wasm`, read from `path`, or loads it from the compile cache.
+    pub fn load_component(&self, path: &Path, wasm: &[u8]) -> Result<Component> {
         let started = std::time::Instant::now();
         let (component, from_cache) =
-            self.load_component_bytes(&wasm).with_context(|| format!("compiling {}", path.display()))?;
+            self.load_component_bytes(wasm).with_context(|| format!("compiling {}", path.display()))?;
         let how = if from_cache { "loaded from the compile cache" } else { "compiled" };
         tracing::info!(path = %path.display(), "{how} in {:?}", started.elapsed());
         Ok(component)
@@ -156,7 +161,7 @@ impl BazaarEngine {
         let dir = self.cache_dir.as_ref()?;
         let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
         self.engine.precompile_compatibility_hash().hash(&mut engine_hash);
-        let digest = hex::encode(Sha256::digest(wasm));
+        let digest = content_hash(wasm);
         Some(dir.join("components").join(format!("{digest}-{:016x}.cwasm", engine_hash.finish())))
     }
 

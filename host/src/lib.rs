@@ -8,7 +8,11 @@
 //! - [`capabilities`] are the host interfaces components import, each with
 //!   the same shape (config, per-instance state, host implementation, tests);
 //! - [`trigger`] feeds events (HTTP requests) to components;
+//! - [`swap`] replaces a component while the app serves; [`watch`] does it
+//!   when a wasm file changes, [`rebuild`] when its sources do;
+//! - [`admin`] is the operators' listener (swap, health, [`metrics`]);
 //! - [`cli`] is the `bazaar` command line.
+pub mod admin;
 pub mod app;
 pub mod bindings;
 pub mod bus;
@@ -16,7 +20,11 @@ pub mod capabilities;
 pub mod cli;
 pub mod engine;
 pub mod manifest;
+pub mod metrics;
+pub mod rebuild;
 pub mod routing;
 pub mod runtime_config;
 pub mod state;
+pub mod swap;
 pub mod trigger;
+pub mod watch;

@@ -12,13 +12,14 @@
 //! through [`InProcessHandler`].
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -32,6 +33,7 @@ use super::spin_headers;
 use crate::app::{App, LoadedComponent};
 use crate::capabilities::outbound_http::{ChainFuture, ChainTarget, InProcessHandler};
 use crate::manifest::HttpRoute;
+use crate::metrics::{ComponentLabels, FailureLabels, InFlight, RequestLabels, RouteLabels};
 use crate::routing::{RouteMatch, Router};
 
 /// Spin's reserved endpoints, answered by the host itself.
@@ -181,11 +183,44 @@ impl HttpTrigger {
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<HttpError>,
     {
+        // The version current now serves the whole request, whatever swaps
+        // happen meanwhile.
         let Some(component) = self.app.component(component_id) else {
             return text(StatusCode::INTERNAL_SERVER_ERROR, &format!("component {component_id} is not loaded\n"));
         };
+        component.requests.fetch_add(1, Ordering::Relaxed);
+        let metrics = &self.app.metrics;
+        let _in_flight = InFlight::start(metrics, component_id);
+        let started = Instant::now();
         spin_headers::apply(req.headers_mut(), full_url, &self.base, route, client_addr);
-        match self.execute(component, req).await {
+        let result = self.execute(&component, req).await;
+        if let Err(failure) = &result {
+            let kind = match failure {
+                Failure::Busy(_) => "busy",
+                Failure::Trap(_) => "trap",
+                Failure::Timeout => "timeout",
+            };
+            metrics.failures.get_or_create(&FailureLabels { component: component_id.into(), kind }).inc();
+        }
+        let response = self.failure_response(component_id, result);
+        let route = route.raw_route.to_string();
+        metrics
+            .request_duration
+            .get_or_create(&RouteLabels { component: component_id.into(), route: route.clone() })
+            .observe(started.elapsed().as_secs_f64());
+        let status = response.status().as_u16();
+        metrics.requests.get_or_create(&RequestLabels { component: component_id.into(), route, status }).inc();
+        response
+    }
+
+    /// The response for a request's outcome: the component's, or one from
+    /// the host saying what went wrong.
+    fn failure_response(
+        &self,
+        component_id: &str,
+        result: Result<Response<HyperOutgoingBody>, Failure>,
+    ) -> Response<HyperOutgoingBody> {
+        match result {
             Ok(response) => response,
             Err(Failure::Busy(why)) => {
                 tracing::warn!(component = component_id, "cannot start an instance: {why}");
@@ -226,13 +261,16 @@ impl HttpTrigger {
         let outparam = store.data_mut().http().new_response_outparam(sender).map_err(|e| Failure::Trap(format!("{e:#}")))?;
 
         let id = component.id.clone();
+        let instantiation = self.app.metrics.instantiation.get_or_create(&ComponentLabels { component: id.clone() }).clone();
         // The instance runs in its own task: it may keep streaming the body
         // after the response head has been returned.
         let task = tokio::spawn(async move {
+            let started = Instant::now();
             let proxy = match pre.instantiate_async(&mut store).await {
                 Ok(proxy) => proxy,
                 Err(e) => return Err(Failure::Busy(format!("{e:#}"))),
             };
+            instantiation.observe(started.elapsed().as_secs_f64());
             let result = proxy.wasi_http_incoming_handler().call_handle(&mut store, incoming, outparam).await;
             result.map_err(|e| {
                 let text = format!("{e:?}");
@@ -267,6 +305,28 @@ impl HttpTrigger {
                 Err(Failure::Timeout)
             }
         }
+    }
+
+    /// Sends a GET for `path` to a fresh instance of `component`, which need
+    /// not be the version serving now: how a swap tries a new build before
+    /// switching to it. Returns the status once the whole body has arrived.
+    pub async fn smoke(&self, component: &LoadedComponent, path: &str) -> Result<u16> {
+        let mut req = Request::get(path)
+            .header(http::header::HOST, "localhost")
+            .body(Empty::<Bytes>::new())
+            .context("the smoke path is not a valid URL path")?;
+        // The component's own route when it has one there, so it sees the
+        // same spin-* headers as for a real request.
+        let route = self
+            .router
+            .route(path)
+            .filter(|r| r.component_id == component.id)
+            .unwrap_or_else(|| RouteMatch::synthetic(&component.id, path));
+        spin_headers::apply(req.headers_mut(), &format!("http://localhost{path}"), &self.base, &route, "127.0.0.1:0");
+        let response = self.execute(component, req).await.map_err(|failure| anyhow::anyhow!("{failure:?}"))?;
+        let status = response.status().as_u16();
+        response.into_body().collect().await.map_err(|e| anyhow::anyhow!("the response body failed: {e:?}"))?;
+        Ok(status)
     }
 
     fn info(&self) -> Response<HyperOutgoingBody> {

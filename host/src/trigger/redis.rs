@@ -7,16 +7,20 @@
 //! trigger delivers it to every subscribing component, each a fresh
 //! instance, with the bus's retries and dead letters when a handler fails.
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
 use async_trait::async_trait;
+use futures::future::BoxFuture;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::app::App;
 use crate::bus::dispatch::{self, MessageHandler};
 use crate::bus::{Bus, Subscription};
+use crate::capabilities::redis::PublishInterceptor;
+use crate::metrics::{ChannelLabels, Metrics, SubscriptionLabels};
 
 pub struct RedisTrigger {
     app: Arc<App>,
@@ -74,6 +78,26 @@ impl RedisTrigger {
     }
 }
 
+/// Counts what components publish to the bus, then hands it to the bus.
+pub struct MeteredPublisher {
+    pub bus: Arc<Bus>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl PublishInterceptor for MeteredPublisher {
+    fn publish(&self, address: &str, channel: &str, payload: Vec<u8>) -> BoxFuture<'_, Option<Result<()>>> {
+        let published = self.bus.publish(address, channel, payload);
+        let counter = self.metrics.bus_published.get_or_create(&ChannelLabels { channel: channel.into() }).clone();
+        Box::pin(async move {
+            let result = published.await;
+            if matches!(result, Some(Ok(()))) {
+                counter.inc();
+            }
+            result
+        })
+    }
+}
+
 /// Runs the subscribing component on each message, in a fresh instance.
 struct ComponentHandler {
     app: Arc<App>,
@@ -82,9 +106,22 @@ struct ComponentHandler {
 #[async_trait]
 impl MessageHandler for ComponentHandler {
     async fn handle(&self, sub: &Subscription, payload: &[u8]) -> Result<(), String> {
+        let labels = SubscriptionLabels { channel: sub.channel.clone(), subscriber: sub.subscriber.clone() };
+        let result = self.run_component(sub, payload).await;
+        let counter = if result.is_ok() { &self.app.metrics.bus_delivered } else { &self.app.metrics.bus_failed };
+        counter.get_or_create(&labels).inc();
+        result
+    }
+}
+
+impl ComponentHandler {
+    async fn run_component(&self, sub: &Subscription, payload: &[u8]) -> Result<(), String> {
+        // The version current now handles the whole message, whatever swaps
+        // happen meanwhile.
         let component = self.app.component(&sub.subscriber).ok_or("component is not loaded")?;
+        component.requests.fetch_add(1, Ordering::Relaxed);
         let pre = component.redis.clone().ok_or("component does not export inbound-redis")?;
-        let mut store = self.app.new_store(component).map_err(|e| format!("{e:#}"))?;
+        let mut store = self.app.new_store(&component).map_err(|e| format!("{e:#}"))?;
         let payload = payload.to_vec();
         let call = async {
             let instance = pre.instantiate_async(&mut store).await?;

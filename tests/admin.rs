@@ -1,0 +1,178 @@
+//! End to end: the admin listener — its token, the component listing, the
+//! health probes (readiness naming a backend that is down), the Prometheus
+//! metrics moving as requests flow, and the bus's dead letters.
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::{Bazaar, Up, app, client, free_port, require_components};
+
+fn start(state: &Path, up: Up) -> Bazaar {
+    require_components(&["hello", "probe"]);
+    Bazaar::start(&app("examples"), up.state_dir(state))
+}
+
+async fn status(url: &str, token: Option<&str>) -> u16 {
+    let mut req = client().get(url);
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    req.send().await.unwrap().status().as_u16()
+}
+
+#[tokio::test]
+async fn admin_requests_need_the_token_the_host_wrote() {
+    let state = tempfile::tempdir().unwrap();
+    let bazaar = start(state.path(), Up::default().env("BAZAAR_ADMIN_TOKEN", ""));
+    let token_file = state.path().join("admin-token");
+    let token = std::fs::read_to_string(&token_file).unwrap();
+    assert_eq!(token.len(), 64, "{token}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
+    let components = bazaar.admin_url("/admin/components");
+    assert_eq!(status(&components, None).await, 401);
+    assert_eq!(status(&components, Some("wrong")).await, 401);
+    let resp = client().post(bazaar.admin_url("/admin/components/hello/rollback")).send().await.unwrap();
+    assert_eq!(resp.status(), 401);
+    assert!(resp.text().await.unwrap().contains("Bearer"));
+
+    // The probes are open, for load balancers.
+    assert_eq!(status(&bazaar.admin_url("/healthz"), None).await, 200);
+
+    let resp = client().get(&components).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let list: Value = resp.json().await.unwrap();
+    let ids: Vec<&str> = list["components"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["backend", "hello", "probe"]);
+    let hello = &list["components"][1];
+    assert_eq!(hello["version"].as_str().unwrap().len(), 64, "{hello}");
+    assert!(hello["loaded_at"].as_str().unwrap().ends_with('Z'), "{hello}");
+    assert_eq!(hello["previous_version"], Value::Null);
+
+    // Request counts follow the traffic.
+    for _ in 0..3 {
+        assert_eq!(status(&bazaar.url("/hello"), None).await, 200);
+    }
+    let list: Value = client().get(&components).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    assert_eq!(list["components"][1]["requests"], 3, "{list}");
+}
+
+/// The value of the sample `name` (with its labels, as exposed) in `text`.
+fn sample(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .map_or(0.0, |v| v.trim().parse().unwrap())
+}
+
+#[tokio::test]
+async fn metrics_move_as_requests_flow() {
+    let state = tempfile::tempdir().unwrap();
+    let bazaar = start(state.path(), Up::default());
+    let metrics = || async { client().get(bazaar.admin_url("/metrics")).send().await.unwrap().text().await.unwrap() };
+    let ok = r#"bazaar_http_requests_total{component="hello",route="/hello",status="200"}"#;
+    let before = sample(&metrics().await, ok);
+    for _ in 0..5 {
+        assert_eq!(status(&bazaar.url("/hello"), None).await, 200);
+    }
+    assert_eq!(status(&bazaar.url("/probe/panic"), None).await, 500);
+    let text = metrics().await;
+    assert_eq!(sample(&text, ok) - before, 5.0, "{text}");
+    assert_eq!(
+        sample(&text, r#"bazaar_http_requests_total{component="probe",route="/probe/...",status="500"}"#),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(sample(&text, r#"bazaar_component_failures_total{component="probe",kind="trap"}"#), 1.0, "{text}");
+    assert!(sample(&text, r#"bazaar_http_request_duration_seconds_count{component="hello",route="/hello"}"#) >= 5.0, "{text}");
+    assert!(sample(&text, r#"bazaar_instantiation_seconds_count{component="hello"}"#) >= 5.0, "{text}");
+    assert_eq!(sample(&text, r#"bazaar_http_requests_in_flight{component="hello"}"#), 0.0, "{text}");
+}
+
+#[tokio::test]
+async fn readyz_names_the_backend_that_is_down() {
+    let state = tempfile::tempdir().unwrap();
+    let ready = start(state.path(), Up::default());
+    let resp = client().get(ready.admin_url("/readyz")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+
+    // A key-value store on a Redis nobody listens on.
+    let closed = free_port();
+    let rc = state.path().join("runtime-config.toml");
+    std::fs::write(&rc, format!("[key_value_store.default]\ntype = \"redis\"\nurl = \"redis://127.0.0.1:{closed}\"\n")).unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let down = start(other.path(), Up::default().arg("--runtime-config-file").arg(rc.to_str().unwrap()));
+    let started = Instant::now();
+    let resp = client().get(down.admin_url("/readyz")).send().await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5), "readiness checks time out quickly");
+    assert_eq!(resp.status(), 503);
+    let body: Value = resp.json().await.unwrap();
+    let not_ready = body["not_ready"].as_array().unwrap();
+    assert_eq!(not_ready.len(), 1, "{body}");
+    assert_eq!(not_ready[0]["used_by"], "key_value_store.default", "{body}");
+    assert_eq!(not_ready[0]["address"], format!("redis://127.0.0.1:{closed}"), "{body}");
+    // Alive all the same: the process serves.
+    assert_eq!(status(&down.admin_url("/healthz"), None).await, 200);
+}
+
+#[tokio::test]
+async fn dead_letters_are_listed_and_replayed() {
+    require_components(&["probe", "subscriber"]);
+    let dir = tempfile::tempdir().unwrap();
+    let rc = dir.path().join("runtime-config.toml");
+    let store = dir.path().join("bus_log.db");
+    std::fs::write(
+        &rc,
+        format!(
+            "[key_value_store.bus_log]\ntype = \"spin\"\npath = \"{}\"\n[message_bus]\ntype = \"embedded\"\nmax_attempts = 2\nretry_backoff_ms = 10\n",
+            store.display()
+        ),
+    )
+    .unwrap();
+    let bazaar = Bazaar::start(
+        &app("bus"),
+        Up::default()
+            .state_dir(&dir.path().join("state"))
+            .arg("--runtime-config-file")
+            .arg(rc.to_str().unwrap())
+            .arg("--admin-token")
+            .arg("t"),
+    );
+    let publish = json!({"address": "redis://127.0.0.1:6379", "channel": "orders", "payload": "fail:poison"});
+    let resp = client().post(bazaar.url("/probe/redis/publish")).json(&publish).send().await.unwrap();
+    assert!(resp.status().is_success());
+
+    let dead_letters = || async {
+        let resp = client().get(bazaar.admin_url("/admin/bus/dead-letters")).bearer_auth("t").send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        resp.json::<Value>().await.unwrap()["dead_letters"].as_array().unwrap().clone()
+    };
+    let started = Instant::now();
+    let dead = loop {
+        let dead = dead_letters().await;
+        if dead.len() == 2 {
+            break dead;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "{dead:?}\n{}", bazaar.logs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(dead.iter().all(|d| d["payload"] == "fail:poison"), "{dead:?}");
+
+    let id = dead[0]["id"].as_str().unwrap();
+    let resp = client()
+        .post(bazaar.admin_url(&format!("/admin/bus/dead-letters/{id}/replay")))
+        .bearer_auth("t")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    // Replayed, it is delivered again (and, failing again, dead again).
+    let metrics = client().get(bazaar.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(r#"bazaar_bus_published_total{channel="orders"} 1"#), "{metrics}");
+    assert!(metrics.contains("bazaar_bus_failed_deliveries_total"), "{metrics}");
+}
