@@ -11,7 +11,6 @@
 mod support;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::jwk::JwkSet;
@@ -19,6 +18,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use support::postgres::TestDatabase;
 use support::{Bazaar, Up, app, client, require_components};
 
 const ADMIN_EMAIL: &str = "admin@bazaar.test";
@@ -689,64 +689,9 @@ async fn a_login_stays_fast_with_argon2id_at_the_owasp_cost() {
     assert!(median < Duration::from_millis(1500), "a login takes {median:?}");
 }
 
-/// A Postgres database of the test's own, dropped at the end.
-struct TestDb {
-    name: String,
-}
-
-const POSTGRES: &str = "postgres://postgres@127.0.0.1:5432";
-
-async fn postgres_server() -> tokio_postgres::Client {
-    let (client, connection) =
-        tokio_postgres::connect(&format!("{POSTGRES}/postgres"), tokio_postgres::NoTls).await.unwrap_or_else(|e| {
-            panic!(
-                "PostgreSQL is not reachable at {POSTGRES} ({e}); this test needs it running with trust auth for user \
-                 postgres: start it with `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`"
-            )
-        });
-    tokio::spawn(connection);
-    client
-}
-
-impl TestDb {
-    async fn create(service: &str) -> TestDb {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos();
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let name = format!("bazaar_test_{service}_{}_{nanos}_{n}", std::process::id());
-        postgres_server().await.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
-        TestDb { name }
-    }
-
-    fn url(&self) -> String {
-        format!("{POSTGRES}/{}", self.name)
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        // Drop runs inside the test's runtime, which cannot be blocked on.
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            runtime.block_on(async {
-                let dropped = postgres_server()
-                    .await
-                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .await;
-                if let Err(e) = dropped {
-                    eprintln!("dropping test database {name}: {e}");
-                }
-            });
-        })
-        .join()
-        .unwrap();
-    }
-}
-
 #[tokio::test]
 async fn production_mode_on_postgres() {
-    let (auth_db, users_db) = (TestDb::create("auth").await, TestDb::create("users").await);
+    let (auth_db, users_db) = (TestDatabase::create_for("auth").await, TestDatabase::create_for("users").await);
     let state = tempfile::tempdir().unwrap();
     let shop = start(
         state.path(),
@@ -761,8 +706,6 @@ async fn production_mode_on_postgres() {
     drop(shop);
 
     // The data is in Postgres, not in the state directory.
-    let accounts = tokio_postgres::connect(&auth_db.url(), tokio_postgres::NoTls).await.unwrap();
-    tokio::spawn(accounts.1);
-    let row = accounts.0.query_one("SELECT COUNT(*) FROM accounts WHERE status = 'active'", &[]).await.unwrap();
+    let row = auth_db.admin.query_one("SELECT COUNT(*) FROM accounts WHERE status = 'active'", &[]).await.unwrap();
     assert_eq!(row.get::<_, i64>(0), 2);
 }

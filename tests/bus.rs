@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{Bazaar, Up, app, bazaar_command, client, free_port, require_components};
+use support::{Bazaar, Up, app, bazaar_command, client, free_port, require_components, require_redis};
 
 /// A runtime config for one test: its own `bus_log` store file and bus.
 fn runtime_config(dir: &Path, bus: &str) -> PathBuf {
@@ -212,11 +212,6 @@ async fn embedded_bus_persists_across_restart() {
 }
 
 const REDIS: &str = "redis://127.0.0.1:6379";
-
-fn require_redis() {
-    let ok = std::net::TcpStream::connect("127.0.0.1:6379").is_ok();
-    assert!(ok, "Redis is not running on 127.0.0.1:6379; start it with: redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save \"\" --appendonly no");
-}
 
 #[tokio::test]
 async fn redis_streams_delivers_to_every_subscriber_in_order() {

@@ -9,13 +9,11 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use support::postgres::TestDatabase;
 use support::{Bazaar, Up, app, client, free_port, require_components};
-
-const POSTGRES_SERVER: &str = "postgres://postgres@127.0.0.1:5432";
 
 fn good_card() -> Value {
     json!({"number": "4242424242424242", "exp_month": 12, "exp_year": 2099, "cvc": "123"})
@@ -169,8 +167,7 @@ impl Shop {
                 }
             }
             Some(databases) => {
-                let orders = connect(&databases.orders.url()).await;
-                orders.batch_execute(&statements.join(";\n")).await.unwrap();
+                databases.orders.admin.batch_execute(&statements.join(";\n")).await.unwrap();
             }
         }
     }
@@ -718,67 +715,17 @@ async fn events_wait_in_the_outbox_until_the_bus_takes_them() {
 
 /// The three services' Postgres databases, dropped when the test ends.
 struct Databases {
-    orders: PostgresDatabase,
-    products: PostgresDatabase,
-    payments: PostgresDatabase,
+    orders: TestDatabase,
+    products: TestDatabase,
+    payments: TestDatabase,
 }
 
 impl Databases {
     async fn create() -> Databases {
         Databases {
-            orders: PostgresDatabase::create("orders").await,
-            products: PostgresDatabase::create("products").await,
-            payments: PostgresDatabase::create("payments").await,
+            orders: TestDatabase::create_for("orders").await,
+            products: TestDatabase::create_for("products").await,
+            payments: TestDatabase::create_for("payments").await,
         }
     }
-}
-
-struct PostgresDatabase {
-    name: String,
-}
-
-impl PostgresDatabase {
-    async fn create(service: &str) -> PostgresDatabase {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let name = format!("bazaar_test_{service}_{}_{nanos}_{n}", std::process::id());
-        let server = connect(&format!("{POSTGRES_SERVER}/postgres")).await;
-        server.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
-        PostgresDatabase { name }
-    }
-
-    fn url(&self) -> String {
-        format!("{POSTGRES_SERVER}/{}", self.name)
-    }
-}
-
-impl Drop for PostgresDatabase {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        // Drop runs inside the test's runtime, which cannot be blocked on:
-        // drop the database from a thread with a runtime of its own.
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            runtime.block_on(async {
-                let server = connect(&format!("{POSTGRES_SERVER}/postgres")).await;
-                if let Err(e) = server.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await {
-                    eprintln!("dropping test database {name}: {e}");
-                }
-            });
-        })
-        .join()
-        .unwrap();
-    }
-}
-
-async fn connect(url: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap_or_else(|e| {
-        panic!(
-            "PostgreSQL is not reachable at {url} ({e}); the postgres_* tests need it running with trust auth for \
-             user postgres: start it with `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`"
-        )
-    });
-    tokio::spawn(connection);
-    client
 }

@@ -15,17 +15,15 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
+use support::postgres::TestDatabase;
 use support::{Bazaar, Up, client, require_components, root};
 
 // ------------------------------------------------------------------ harness
-
-const PG_SERVER: &str = "postgres://postgres@127.0.0.1:5432";
 
 /// Where the services keep their data.
 enum Backend {
@@ -39,7 +37,7 @@ enum Backend {
 struct Shop {
     bazaar: Bazaar,
     dir: tempfile::TempDir,
-    _databases: Vec<PgDatabase>,
+    _databases: Vec<TestDatabase>,
 }
 
 impl Shop {
@@ -84,13 +82,13 @@ async fn start_app(file: &str, components: &[&str], backend: Backend) -> Shop {
 }
 
 /// Starts bazaar on the app `file` with its state in `dir`.
-async fn launch(file: &str, dir: &Path, backend: Backend) -> (Bazaar, Vec<PgDatabase>) {
+async fn launch(file: &str, dir: &Path, backend: Backend) -> (Bazaar, Vec<TestDatabase>) {
     let rc = runtime_config(dir);
     let mut up = Up::default().state_dir(&dir.join("state")).arg("--runtime-config-file").arg(rc.to_str().unwrap());
     let mut databases = Vec::new();
     if let Backend::Postgres = backend {
         for service in ["payments", "notifications"] {
-            let db = PgDatabase::create().await;
+            let db = TestDatabase::create_for(service).await;
             up = up.env(&format!("SPIN_VARIABLE_{}_DATABASE_URL", service.to_uppercase()), db.url());
             databases.push(db);
         }
@@ -100,57 +98,6 @@ async fn launch(file: &str, dir: &Path, backend: Backend) -> (Bazaar, Vec<PgData
 
 async fn start(backend: Backend) -> Shop {
     start_app("spin.toml", &["payments", "notifications", "users", "probe"], backend).await
-}
-
-/// A Postgres database of the test's own, dropped (with its connections)
-/// when the test ends.
-struct PgDatabase {
-    name: String,
-}
-
-async fn pg_connect(url: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap_or_else(|e| {
-        panic!(
-            "PostgreSQL is not reachable at {url} ({e}); production-mode tests need it running with trust auth for \
-             user postgres: start it with `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`"
-        )
-    });
-    tokio::spawn(connection);
-    client
-}
-
-impl PgDatabase {
-    async fn create() -> PgDatabase {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-        let name = format!("bazaar_test_{}_{nanos}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
-        let server = pg_connect(&format!("{PG_SERVER}/postgres")).await;
-        server.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
-        PgDatabase { name }
-    }
-
-    fn url(&self) -> String {
-        format!("{PG_SERVER}/{}", self.name)
-    }
-}
-
-impl Drop for PgDatabase {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        // Drop runs inside the test's runtime, which cannot be blocked on:
-        // drop the database from a thread with a runtime of its own.
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            runtime.block_on(async {
-                let server = pg_connect(&format!("{PG_SERVER}/postgres")).await;
-                if let Err(e) = server.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await {
-                    eprintln!("dropping test database {name}: {e}");
-                }
-            });
-        })
-        .join()
-        .unwrap();
-    }
 }
 
 /// A response as the tests look at it.

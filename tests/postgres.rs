@@ -1,79 +1,18 @@
 //! End to end: the Postgres capability against the real server at
 //! 127.0.0.1:5432, through the probe component's `/pg/{v2,v3,v4}` endpoints
 //! (tests/components/probe/src/pg.rs). Each test works in a database of its
-//! own, created here and dropped when the test ends, so tests run in
-//! parallel and leave nothing behind.
+//! own ([`support::postgres::TestDatabase`]), dropped when the test ends, so
+//! tests run in parallel and leave nothing behind.
 //!
 //! The server must be running: these tests fail (never skip) with the
 //! command that starts it when it is not.
 mod support;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use support::postgres::{SERVER, TestDatabase};
 use support::{Bazaar, Up, app, client, free_port, require_components};
-
-const SERVER: &str = "postgres://postgres@127.0.0.1:5432";
-
-/// A database of the test's own, dropped (with its connections) at the end.
-struct TestDb {
-    name: String,
-    /// A connection to it for setting up and checking, outside the guest.
-    admin: tokio_postgres::Client,
-}
-
-async fn connect(url: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap_or_else(|e| {
-        panic!(
-            "PostgreSQL is not reachable at {url} ({e}); these tests need it running with trust auth for user \
-             postgres: start it with `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`"
-        )
-    });
-    tokio::spawn(connection);
-    client
-}
-
-impl TestDb {
-    async fn create() -> TestDb {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-        let name =
-            format!("bazaar_test_{}_{nanos}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
-        let server = connect(&format!("{SERVER}/postgres")).await;
-        server.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
-        let admin = connect(&format!("{SERVER}/{name}")).await;
-        TestDb { name, admin }
-    }
-
-    /// The address a guest opens.
-    fn address(&self) -> String {
-        format!("{SERVER}/{}", self.name)
-    }
-
-    async fn setup(&self, sql: &str) {
-        self.admin.batch_execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e:?}"));
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        // Drop runs inside the test's runtime, which cannot be blocked on:
-        // drop the database from a thread with a runtime of its own.
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            runtime.block_on(async {
-                let server = connect(&format!("{SERVER}/postgres")).await;
-                if let Err(e) = server.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await {
-                    eprintln!("dropping test database {name}: {e}");
-                }
-            });
-        })
-        .join()
-        .unwrap();
-    }
-}
 
 /// Starts the postgres test app; `down_port` is a closed port the probe is
 /// granted.
@@ -196,7 +135,7 @@ fn v4_cases() -> Vec<(&'static str, &'static str, Value, &'static str, Value)> {
 
 #[tokio::test]
 async fn v4_every_type_round_trips_and_nulls_too() {
-    let db = TestDb::create().await;
+    let db = TestDatabase::create().await;
     let (b, _) = start();
     let cases = v4_cases();
     let columns: Vec<String> = cases.iter().map(|(c, ty, ..)| format!("{c} {ty}")).collect();
@@ -214,33 +153,33 @@ async fn v4_every_type_round_trips_and_nulls_too() {
     // Every value, bound as the interface's typed parameter...
     let mut params = vec![json!({"int32": 1})];
     params.extend(cases.iter().map(|(_, _, sent, ..)| sent.clone()));
-    assert_eq!(execute(&b, "v4", &db.address(), &insert, json!(params)).await, (200, json!({"rows_affected": 1})));
+    assert_eq!(execute(&b, "v4", &db.url(), &insert, json!(params)).await, (200, json!({"rows_affected": 1})));
     // ...and a row of nulls, one null per type.
     let mut nulls = vec![json!({"int32": 2})];
     nulls.extend(cases.iter().map(|_| json!({"null": true})));
-    assert_eq!(execute(&b, "v4", &db.address(), &insert, json!(nulls)).await.0, 200);
+    assert_eq!(execute(&b, "v4", &db.url(), &insert, json!(nulls)).await.0, 200);
 
     let select = format!("SELECT {} FROM everything WHERE id = $1", names.join(", "));
-    let (status, body) = query(&b, "v4", &db.address(), &select, json!([{"int32": 1}])).await;
+    let (status, body) = query(&b, "v4", &db.url(), &select, json!([{"int32": 1}])).await;
     let row = only_row(status, &body);
     let types = column_types(&body);
     for (i, (column, pg_type, sent, want_type, want)) in cases.iter().enumerate() {
         assert_eq!(types[i], *want_type, "type of {column} {pg_type}");
         assert_eq!(row[i], *want, "{column} {pg_type}: sent {sent}");
     }
-    let (status, body) = query(&b, "v4", &db.address(), &select, json!([{"int32": 2}])).await;
+    let (status, body) = query(&b, "v4", &db.url(), &select, json!([{"int32": 2}])).await;
     for (i, value) in only_row(status, &body).iter().enumerate() {
         assert_eq!(*value, json!({"null": true}), "{}", names[i]);
     }
 
     // Column types come from the statement even when no row matches.
-    let (status, body) = query(&b, "v4", &db.address(), &select, json!([{"int32": 3}])).await;
+    let (status, body) = query(&b, "v4", &db.url(), &select, json!([{"int32": 3}])).await;
     assert_eq!(status, 200);
     assert_eq!(body["rows"], json!([]));
     assert_eq!(column_types(&body).len(), cases.len());
 
     // A type 4.0.0 has no variant for: `other`, and the raw binary value.
-    let (status, body) = query(&b, "v4", &db.address(), "SELECT point(1, 2) AS p", json!([])).await;
+    let (status, body) = query(&b, "v4", &db.url(), "SELECT point(1, 2) AS p", json!([])).await;
     let row = only_row(status, &body);
     assert_eq!(column_types(&body), ["other(point)"]);
     // Two big-endian float8s, base64: 1.0 and 2.0.
@@ -249,37 +188,37 @@ async fn v4_every_type_round_trips_and_nulls_too() {
 
 #[tokio::test]
 async fn parameters_bind_by_the_type_postgres_expects() {
-    let db = TestDb::create().await;
+    let db = TestDatabase::create().await;
     let (b, _) = start();
     db.setup("CREATE TABLE t (big int8, small int2, price numeric, ratio float8, at timestamptz)").await;
     // Narrower integers widen, floats and integers go into numeric, an
     // epoch timestamp into timestamptz.
     let params = json!([{"int32": 7}, {"int64": 12}, {"int32": 5}, {"floating32": 0.5}, {"timestamp": 0}]);
-    let (status, _) = execute(&b, "v4", &db.address(), "INSERT INTO t VALUES ($1, $2, $3, $4, $5)", params).await;
+    let (status, _) = execute(&b, "v4", &db.url(), "INSERT INTO t VALUES ($1, $2, $3, $4, $5)", params).await;
     assert_eq!(status, 200);
-    let (status, body) = query(&b, "v4", &db.address(), "SELECT big, small, price, ratio, at FROM t WHERE big = $1", json!([{"int16": 7}])).await;
+    let (status, body) = query(&b, "v4", &db.url(), "SELECT big, small, price, ratio, at FROM t WHERE big = $1", json!([{"int16": 7}])).await;
     assert_eq!(
         only_row(status, &body),
         &vec![json!({"int64": 7}), json!({"int16": 12}), json!({"decimal": "5"}), json!({"floating64": 0.5}), json!({"datetime": [1970, 1, 1, 0, 0, 0, 0]})]
     );
 
     // What does not fit is the guest's bad parameter, named.
-    let (status, body) = execute(&b, "v4", &db.address(), "INSERT INTO t (small) VALUES ($1)", json!([{"int32": 70000}])).await;
+    let (status, body) = execute(&b, "v4", &db.url(), "INSERT INTO t (small) VALUES ($1)", json!([{"int32": 70000}])).await;
     assert_eq!((status, body["error"].as_str()), (500, Some("bad-parameter")), "{body}");
     assert_eq!(body["detail"], "parameter $1: 70000 is out of range for type int2");
-    let (status, body) = execute(&b, "v4", &db.address(), "INSERT INTO t (big) VALUES ($1)", json!([{"str": "x"}])).await;
+    let (status, body) = execute(&b, "v4", &db.url(), "INSERT INTO t (big) VALUES ($1)", json!([{"str": "x"}])).await;
     assert_eq!((status, body["error"].as_str()), (500, Some("bad-parameter")), "{body}");
     assert_eq!(body["detail"], "parameter $1: a str value cannot be bound to a parameter of type int8");
-    let (_, body) = execute(&b, "v4", &db.address(), "INSERT INTO t (big) VALUES ($1)", json!([])).await;
+    let (_, body) = execute(&b, "v4", &db.url(), "INSERT INTO t (big) VALUES ($1)", json!([])).await;
     assert_eq!(body["detail"], "the statement has 1 parameter but 0 values were given");
-    let (_, body) = query(&b, "v4", &db.address(), "SELECT $1::uuid", json!([{"uuid": "not-a-uuid"}])).await;
+    let (_, body) = query(&b, "v4", &db.url(), "SELECT $1::uuid", json!([{"uuid": "not-a-uuid"}])).await;
     assert_eq!(body["error"], "bad-parameter");
     assert!(body["detail"].as_str().unwrap().starts_with("parameter $1: invalid UUID \"not-a-uuid\""), "{body}");
 }
 
 #[tokio::test]
 async fn v3_types_round_trip() {
-    let db = TestDb::create().await;
+    let db = TestDatabase::create().await;
     let (b, _) = start();
     db.setup(
         "CREATE TABLE t (b bool, i2 int2, i4 int4, i8 int8, f4 float4, f8 float8, s text, by bytea,
@@ -292,10 +231,10 @@ async fn v3_types_round_trip() {
         {"datetime": [2038, 1, 19, 3, 14, 8, 0]}, {"timestamp": 1700000000}, {"null": true}
     ]);
     let insert = "INSERT INTO t VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
-    assert_eq!(execute(&b, "v3", &db.address(), insert, sent.clone()).await, (200, json!({"rows_affected": 1})));
+    assert_eq!(execute(&b, "v3", &db.url(), insert, sent.clone()).await, (200, json!({"rows_affected": 1})));
     db.setup("UPDATE t SET u = '67e55044-10b1-426f-9247-bb680e5fe0c8'").await;
 
-    let (status, body) = query(&b, "v3", &db.address(), "SELECT * FROM t", json!([])).await;
+    let (status, body) = query(&b, "v3", &db.url(), "SELECT * FROM t", json!([])).await;
     let row = only_row(status, &body);
     assert_eq!(
         column_types(&body),
@@ -308,13 +247,13 @@ async fn v3_types_round_trip() {
     assert_eq!(row[11], json!({"datetime": [2023, 11, 14, 22, 13, 20, 0]}));
     assert_eq!(row[12], json!({"unsupported": null}));
 
-    let (status, body) = query(&b, "v3", &db.address(), "SELECT NULL::int4 AS n", json!([])).await;
+    let (status, body) = query(&b, "v3", &db.url(), "SELECT NULL::int4 AS n", json!([])).await;
     assert_eq!(only_row(status, &body), &vec![json!({"null": true})]);
 }
 
 #[tokio::test]
 async fn v2_types_round_trip() {
-    let db = TestDb::create().await;
+    let db = TestDatabase::create().await;
     let (b, _) = start();
     db.setup("CREATE TABLE t (b bool, i2 int2, i4 int4, i8 int8, f4 float4, f8 float8, s varchar, by bytea, d date)").await;
     let sent = json!([
@@ -322,35 +261,35 @@ async fn v2_types_round_trip() {
         {"floating64": 3.5}, {"str": "v2"}, {"binary": ""}, {"null": true}
     ]);
     let insert = "INSERT INTO t VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
-    assert_eq!(execute(&b, "v2", &db.address(), insert, sent.clone()).await, (200, json!({"rows_affected": 1})));
+    assert_eq!(execute(&b, "v2", &db.url(), insert, sent.clone()).await, (200, json!({"rows_affected": 1})));
     db.setup("UPDATE t SET d = '2024-01-01'").await;
 
-    let (status, body) = query(&b, "v2", &db.address(), "SELECT * FROM t", json!([])).await;
+    let (status, body) = query(&b, "v2", &db.url(), "SELECT * FROM t", json!([])).await;
     let row = only_row(status, &body);
     assert_eq!(column_types(&body), ["boolean", "int16", "int32", "int64", "floating32", "floating64", "str", "binary", "other"]);
     assert_eq!(row[..8], sent.as_array().unwrap()[..8]);
     assert_eq!(row[8], json!({"unsupported": null}));
 
     // Postgres has no unsigned integers: refused as Spin refuses them.
-    let (status, body) = query(&b, "v2", &db.address(), "SELECT $1::int4", json!([{"uint8": 1}])).await;
+    let (status, body) = query(&b, "v2", &db.url(), "SELECT $1::int4", json!([{"uint8": 1}])).await;
     assert_eq!((status, body), (500, json!({"error": "value-conversion-failed", "detail": "Postgres does not support unsigned integers"})));
 }
 
 #[tokio::test]
 async fn errors_carry_postgres_message_and_sqlstate() {
-    let db = TestDb::create().await;
+    let db = TestDatabase::create().await;
     let (b, _) = start();
     db.setup("CREATE TABLE items (id int4 PRIMARY KEY)").await;
 
-    let (status, body) = query(&b, "v4", &db.address(), "SELECT * FROM nope", json!([])).await;
+    let (status, body) = query(&b, "v4", &db.url(), "SELECT * FROM nope", json!([])).await;
     assert_eq!((status, &body["error"], &body["code"]), (500, &json!("query-failed"), &json!("42P01")), "{body}");
     assert_eq!(body["message"], "relation \"nope\" does not exist");
     assert_eq!(body["severity"], "ERROR");
     assert_eq!(body["detail"], "ERROR: relation \"nope\" does not exist (SQLSTATE 42P01)");
 
     let insert = "INSERT INTO items VALUES ($1)";
-    assert_eq!(execute(&b, "v4", &db.address(), insert, json!([{"int32": 1}])).await.0, 200);
-    let (status, body) = execute(&b, "v4", &db.address(), insert, json!([{"int32": 1}])).await;
+    assert_eq!(execute(&b, "v4", &db.url(), insert, json!([{"int32": 1}])).await.0, 200);
+    let (status, body) = execute(&b, "v4", &db.url(), insert, json!([{"int32": 1}])).await;
     assert_eq!((status, &body["code"]), (500, &json!("23505")), "{body}");
     assert_eq!(body["message"], "duplicate key value violates unique constraint \"items_pkey\"");
     assert_eq!(body["pg_detail"], "Key (id)=(1) already exists.");
@@ -360,7 +299,7 @@ async fn errors_carry_postgres_message_and_sqlstate() {
 
     // Older versions get the same text.
     for v in ["v2", "v3"] {
-        let (status, body) = query(&b, v, &db.address(), "SELEC 1", json!([])).await;
+        let (status, body) = query(&b, v, &db.url(), "SELEC 1", json!([])).await;
         assert_eq!((status, &body["error"]), (500, &json!("query-failed")), "{v}: {body}");
         assert_eq!(body["detail"], "ERROR: syntax error at or near \"SELEC\" (SQLSTATE 42601)", "{v}");
     }
@@ -374,7 +313,7 @@ async fn errors_carry_postgres_message_and_sqlstate() {
 
     // sslmode=require is TLS, verified: the local server's self-signed
     // certificate (or its lack of TLS) is refused, saying so.
-    let tls = format!("{}?sslmode=require", db.address());
+    let tls = format!("{}?sslmode=require", db.url());
     let (status, body) = query(&b, "v4", &tls, "SELECT 1", json!([])).await;
     assert_eq!((status, &body["error"]), (500, &json!("connection-failed")), "{body}");
     assert!(body["detail"].as_str().unwrap().contains("error performing TLS handshake"), "{body}");
@@ -382,11 +321,11 @@ async fn errors_carry_postgres_message_and_sqlstate() {
 
 #[tokio::test]
 async fn an_address_not_in_allowed_outbound_hosts_is_denied() {
-    let db = TestDb::create().await;
+    let db = TestDatabase::create().await;
     let (b, _) = start();
     for v in ["v2", "v3", "v4"] {
         let (status, body) =
-            post(&b, &format!("/bare/pg/{v}/query"), json!({"address": db.address(), "sql": "SELECT 1"})).await;
+            post(&b, &format!("/bare/pg/{v}/query"), json!({"address": db.url(), "sql": "SELECT 1"})).await;
         assert_eq!(status, 403, "{v}: {body}");
         assert_eq!(body["error"], "connection-failed");
         assert_eq!(
@@ -431,10 +370,10 @@ async fn a_down_server_fails_fast_with_a_clear_error() {
 
 #[tokio::test]
 async fn transactions_and_session_state_do_not_leak_between_requests() {
-    let db = TestDb::create().await;
+    let db = TestDatabase::create().await;
     let (b, _) = start();
     db.setup("CREATE TABLE t (id int4)").await;
-    let batch = |statements: Value| post(&b, "/probe/pg/v4/batch", json!({"address": db.address(), "statements": statements}));
+    let batch = |statements: Value| post(&b, "/probe/pg/v4/batch", json!({"address": db.url(), "statements": statements}));
 
     // A transaction the guest leaves open is rolled back.
     let (status, body) = batch(json!([
@@ -465,11 +404,11 @@ async fn transactions_and_session_state_do_not_leak_between_requests() {
 
     // Whichever pooled connection the next requests get, none of it shows.
     for _ in 0..3 {
-        let (status, body) = query(&b, "v4", &db.address(), "SELECT id FROM public.t ORDER BY id", json!([])).await;
+        let (status, body) = query(&b, "v4", &db.url(), "SELECT id FROM public.t ORDER BY id", json!([])).await;
         assert_eq!((status, &body["rows"]), (200, &json!([[{"int32": 2}]])), "{body}");
-        let (_, body) = query(&b, "v4", &db.address(), "SELECT current_setting('search_path') AS p", json!([])).await;
+        let (_, body) = query(&b, "v4", &db.url(), "SELECT current_setting('search_path') AS p", json!([])).await;
         assert_eq!(body["rows"], json!([[{"str": "\"$user\", public"}]]));
-        let (_, body) = query(&b, "v4", &db.address(), "SELECT * FROM scratch", json!([])).await;
+        let (_, body) = query(&b, "v4", &db.url(), "SELECT * FROM scratch", json!([])).await;
         assert_eq!(body["code"], "42P01", "{body}");
     }
     let (count,): (i64,) = {
@@ -481,7 +420,7 @@ async fn transactions_and_session_state_do_not_leak_between_requests() {
 
 #[tokio::test]
 async fn cached_statements_follow_schema_changes() {
-    let db = TestDb::create().await;
+    let db = TestDatabase::create().await;
     let (b, _) = start();
     db.setup("CREATE TABLE t (a int4); INSERT INTO t VALUES (1)").await;
     // On one connection: the second SELECT * would reuse a plan whose
@@ -489,7 +428,7 @@ async fn cached_statements_follow_schema_changes() {
     let (status, body) = post(
         &b,
         "/probe/pg/v4/batch",
-        json!({"address": db.address(), "statements": [
+        json!({"address": db.url(), "statements": [
             {"sql": "SELECT * FROM t"},
             {"sql": "ALTER TABLE t ADD COLUMN b text DEFAULT 'x'", "execute": true},
             {"sql": "SELECT * FROM t"},
@@ -504,14 +443,14 @@ async fn cached_statements_follow_schema_changes() {
 
 #[tokio::test]
 async fn the_pool_is_bounded_and_shared() {
-    let db = TestDb::create().await;
+    let db = TestDatabase::create().await;
     let (b, _) = start();
     // More concurrent requests than the pool has connections: all succeed
     // (the rest wait for a free one), and the server never sees more than
     // the pool's bound from bazaar.
     let requests = (0..24).map(|i| {
         let b = &b;
-        let address = db.address();
+        let address = db.url();
         async move {
             let (status, body) = query(b, "v4", &address, "SELECT pg_sleep(0.3), $1::int4 AS i", json!([{"int32": i}])).await;
             assert_eq!(status, 200, "{body}");
@@ -540,13 +479,13 @@ async fn the_pool_is_bounded_and_shared() {
 
 #[tokio::test]
 async fn a_connection_abandoned_mid_statement_is_closed_not_reused() {
-    let db = TestDb::create().await;
+    let db = TestDatabase::create().await;
     require_components(&["probe"]);
     let b = Bazaar::start(
         &app("postgres"),
         Up::default().env("SPIN_VARIABLE_DOWN_PORT", free_port().to_string()).arg("--request-timeout").arg("1s"),
     );
-    let address = db.address();
+    let address = db.url();
     let slow = async {
         let body = json!({"address": address, "sql": "SELECT pg_sleep(3) AS slept"});
         let resp = client().post(b.url("/probe/pg/v4/query")).json(&body).send().await.unwrap();
@@ -570,7 +509,7 @@ async fn a_connection_abandoned_mid_statement_is_closed_not_reused() {
     assert_eq!((status, text.as_str()), (500, "component probe exceeded its 1s deadline\n"));
     // Meanwhile the pool still serves.
     let started = Instant::now();
-    let (status, body) = query(&b, "v4", &db.address(), "SELECT 1 AS one", json!([])).await;
+    let (status, body) = query(&b, "v4", &db.url(), "SELECT 1 AS one", json!([])).await;
     assert_eq!(status, 200, "{body}");
     assert!(started.elapsed() < Duration::from_millis(900), "{:?}", started.elapsed());
     // Once Postgres finishes the statement it finds the client gone: the

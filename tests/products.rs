@@ -12,14 +12,13 @@ mod support;
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures::future::join_all;
 use reqwest::Method;
 use serde_json::{Value, json};
+use support::postgres::TestDatabase;
 use support::{Bazaar, Up, app, client, require_components};
 
-const POSTGRES_SERVER: &str = "postgres://postgres@127.0.0.1:5432";
 /// Products in the seed catalog (components/products/migrations).
 const SEEDED: usize = 55;
 const ADMIN: &[(&str, &str)] = &[("x-user-id", "u-admin"), ("x-user-role", "admin")];
@@ -443,7 +442,7 @@ struct Shop {
     bazaar: Bazaar,
     state: tempfile::TempDir,
     /// Production mode's database, dropped after bazaar stops.
-    postgres: Option<PostgresDatabase>,
+    postgres: Option<TestDatabase>,
 }
 
 impl Shop {
@@ -457,7 +456,7 @@ impl Shop {
 
     /// Production mode: `database_url` names a new Postgres database.
     async fn on_postgres() -> Shop {
-        let database = PostgresDatabase::create().await;
+        let database = TestDatabase::create_for("products").await;
         let state = tempfile::tempdir().unwrap();
         let bazaar = start(state.path(), Some(&database.url()));
         Shop { bazaar, state, postgres: Some(database) }
@@ -467,7 +466,7 @@ impl Shop {
     fn restart(self) -> Shop {
         let Shop { bazaar, state, postgres } = self;
         drop(bazaar);
-        let bazaar = start(state.path(), postgres.as_ref().map(PostgresDatabase::url).as_deref());
+        let bazaar = start(state.path(), postgres.as_ref().map(TestDatabase::url).as_deref());
         Shop { bazaar, state, postgres }
     }
 
@@ -585,57 +584,4 @@ fn prices(page: &Value) -> Vec<i64> {
 fn fields(reply: &Value) -> Vec<String> {
     let fields = reply["error"]["fields"].as_array().unwrap_or_else(|| panic!("no fields: {reply}"));
     fields.iter().map(|f| f["field"].as_str().unwrap().to_string()).collect()
-}
-
-/// A Postgres database of the test's own, dropped (with its connections)
-/// when the test ends.
-struct PostgresDatabase {
-    name: String,
-}
-
-impl PostgresDatabase {
-    async fn create() -> PostgresDatabase {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-        let name =
-            format!("bazaar_test_products_{}_{nanos}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
-        let server = connect_to_server().await;
-        server.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
-        PostgresDatabase { name }
-    }
-
-    fn url(&self) -> String {
-        format!("{POSTGRES_SERVER}/{}", self.name)
-    }
-}
-
-impl Drop for PostgresDatabase {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        // Drop runs inside the test's runtime, which cannot be blocked on:
-        // drop the database from a thread with a runtime of its own.
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            runtime.block_on(async {
-                let server = connect_to_server().await;
-                if let Err(e) = server.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await {
-                    eprintln!("dropping test database {name}: {e}");
-                }
-            });
-        })
-        .join()
-        .unwrap();
-    }
-}
-
-async fn connect_to_server() -> tokio_postgres::Client {
-    let url = format!("{POSTGRES_SERVER}/postgres");
-    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap_or_else(|e| {
-        panic!(
-            "PostgreSQL is not reachable at {url} ({e}); the postgres::* tests need it running with trust auth for \
-             user postgres: start it with `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`"
-        )
-    });
-    tokio::spawn(connection);
-    client
 }

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{Bazaar, Up, client, require_components};
+use support::postgres::TestDatabase;
+use support::{Bazaar, Up, call, client, require_components, require_redis};
 
 const SERVICES: [&str; 7] = ["gateway", "auth", "users", "products", "orders", "payments", "notifications"];
 const GOOD_CARD: &str = "4242424242424242";
@@ -46,48 +47,27 @@ fn embedded_runtime_config(dir: &Path) -> PathBuf {
 /// Production mode: each service its own new Postgres database, the
 /// key-value stores and the bus in a Redis database of their own.
 struct Production {
-    databases: Vec<String>,
+    _databases: Vec<TestDatabase>,
     redis_db: u8,
 }
 
 impl Drop for Production {
     fn drop(&mut self) {
-        for db in &self.databases {
-            let _ = std::process::Command::new("psql")
-                .args(["-h", "127.0.0.1", "-U", "postgres", "-c", &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")])
-                .output();
-        }
         let _ = std::process::Command::new("redis-cli").args(["-n", &self.redis_db.to_string(), "FLUSHDB"]).output();
     }
 }
 
-fn start_production(redis_db: u8) -> Shop {
+async fn start_production(redis_db: u8) -> Shop {
     require_components(&SERVICES);
-    let pg = std::process::Command::new("pg_isready").args(["-q", "-h", "127.0.0.1", "-p", "5432"]).status();
-    assert!(
-        pg.is_ok_and(|s| s.success()),
-        "PostgreSQL is not running on 127.0.0.1:5432; start it with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
-    );
-    assert!(
-        std::net::TcpStream::connect("127.0.0.1:6379").is_ok(),
-        "Redis is not running on 127.0.0.1:6379; start it with: redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save \"\" --appendonly no"
-    );
-    let unique = format!("{}_{}", std::process::id(), support::free_port());
-    let mut production = Production { databases: Vec::new(), redis_db };
+    require_redis();
+    let mut databases = Vec::new();
     let mut up = Up::default();
     for service in ["auth", "users", "products", "orders", "payments", "notifications"] {
-        let db = format!("bazaar_test_{service}_{unique}");
-        let out = std::process::Command::new("psql")
-            .args(["-h", "127.0.0.1", "-U", "postgres", "-c", &format!("CREATE DATABASE {db}")])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "creating {db}: {}", String::from_utf8_lossy(&out.stderr));
-        production.databases.push(db.clone());
-        up = up.env(
-            &format!("SPIN_VARIABLE_{}_DATABASE_URL", service.to_uppercase()),
-            format!("postgres://postgres@127.0.0.1:5432/{db}"),
-        );
+        let db = TestDatabase::create_for(service).await;
+        up = up.env(&format!("SPIN_VARIABLE_{}_DATABASE_URL", service.to_uppercase()), db.url());
+        databases.push(db);
     }
+    let production = Production { _databases: databases, redis_db };
     let _ = std::process::Command::new("redis-cli").args(["-n", &redis_db.to_string(), "FLUSHDB"]).output();
     let state = tempfile::tempdir().unwrap();
     let rc = production_runtime_config(state.path(), redis_db);
@@ -113,27 +93,9 @@ struct Customer {
     user_id: String,
 }
 
-async fn call(b: &Bazaar, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
-    let mut req = client().request(method.parse().unwrap(), b.url(path));
-    if let Some(token) = token {
-        req = req.bearer_auth(token);
-    }
-    if let Some(body) = body {
-        req = req.json(&body);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
 async fn register_and_login(b: &Bazaar, email: &str) -> Customer {
-    let (s, v) = call(b, "POST", "/api/auth/register", None, Some(json!({"email": email, "password": "correct horse battery", "name": "Ada"}))).await;
-    assert_eq!(s, 201, "register: {v}");
-    let (s, v) = call(b, "POST", "/api/auth/login", None, Some(json!({"email": email, "password": "correct horse battery"}))).await;
-    assert_eq!(s, 200, "login: {v}");
-    Customer { token: v["access_token"].as_str().unwrap().to_string(), user_id: String::new() }
-        .with_profile(b)
-        .await
+    let token = support::register_and_login(b, email, "Ada").await;
+    Customer { token, user_id: String::new() }.with_profile(b).await
 }
 
 impl Customer {
@@ -287,15 +249,15 @@ async fn embedded_bad_input() {
 
 #[tokio::test]
 async fn production_happy_path() {
-    happy_path(&start_production(11)).await;
+    happy_path(&start_production(11).await).await;
 }
 
 #[tokio::test]
 async fn production_declined_payment() {
-    declined_payment_cancels_and_reserves_nothing(&start_production(12)).await;
+    declined_payment_cancels_and_reserves_nothing(&start_production(12).await).await;
 }
 
 #[tokio::test]
 async fn production_last_unit() {
-    the_last_unit_goes_to_exactly_one_checkout(&start_production(13), "admin@bazaar.example").await;
+    the_last_unit_goes_to_exactly_one_checkout(&start_production(13).await, "admin@bazaar.example").await;
 }

@@ -2,12 +2,16 @@
 //! it over HTTP, the way a user would.
 #![allow(dead_code)] // each test file uses a different part of the harness
 
+pub mod postgres;
+
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use serde_json::Value;
 
 /// The workspace root.
 pub fn root() -> PathBuf {
@@ -31,6 +35,12 @@ pub fn require_components(names: &[&str]) {
     }
 }
 
+/// Fails with how to start it when no Redis server listens on 127.0.0.1:6379.
+pub fn require_redis() {
+    let ok = std::net::TcpStream::connect("127.0.0.1:6379").is_ok();
+    assert!(ok, "Redis is not running on 127.0.0.1:6379; start it with: redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save \"\" --appendonly no");
+}
+
 /// A free port on loopback (bound then released).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -41,6 +51,9 @@ pub struct Bazaar {
     child: Child,
     pub port: u16,
     pub base: String,
+    /// The admin endpoint, `http://127.0.0.1:PORT` (each test host gets a
+    /// free port of its own, so hosts can run side by side).
+    pub admin: String,
     logs: Arc<Mutex<String>>,
 }
 
@@ -92,6 +105,10 @@ impl Bazaar {
         if let Some(dir) = &up.state_dir {
             cmd.arg("--state-dir").arg(dir);
         }
+        let admin_port = free_port();
+        if !up.args.iter().any(|a| a == "--admin-listen") {
+            cmd.arg("--admin-listen").arg(format!("127.0.0.1:{admin_port}"));
+        }
         cmd.args(&up.args);
         for (k, v) in &up.envs {
             cmd.env(k, v);
@@ -123,7 +140,8 @@ impl Bazaar {
                 return Err(logs.lock().unwrap().clone());
             }
             if let Ok(200) = ureq_get(&health) {
-                return Ok(Bazaar { child, port, base, logs });
+                let admin = format!("http://127.0.0.1:{admin_port}");
+                return Ok(Bazaar { child, port, base, admin, logs });
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -134,6 +152,10 @@ impl Bazaar {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("{}{}", self.admin, path)
     }
 
     /// Everything bazaar printed so far.
@@ -199,8 +221,41 @@ pub async fn put(b: &Bazaar, path: &str, body: &str) -> u16 {
 
 /// POST `body` as JSON to `path`: the status and the JSON answer (`Null`
 /// when the answer is not JSON).
-pub async fn post_json(b: &Bazaar, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+pub async fn post_json(b: &Bazaar, path: &str, body: Value) -> (u16, Value) {
     let resp = client().post(b.url(path)).json(&body).send().await.unwrap();
     let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// Sends `method path` to `b` with an optional bearer `token` and JSON
+/// `body`: the status and the JSON answer (`Null` when the answer is not
+/// JSON).
+pub async fn call(b: &Bazaar, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+    raw_call(&b.base, method, path, token, body).await
+}
+
+/// Registers `email` (named `name`, password `correct horse battery`) with
+/// the shop's auth service and logs in: the access token.
+pub async fn register_and_login(b: &Bazaar, email: &str, name: &str) -> String {
+    let password = "correct horse battery";
+    let (s, v) = call(b, "POST", "/api/auth/register", None, Some(serde_json::json!({"email": email, "password": password, "name": name}))).await;
+    assert_eq!(s, 201, "register: {v}");
+    let (s, v) = call(b, "POST", "/api/auth/login", None, Some(serde_json::json!({"email": email, "password": password}))).await;
+    assert_eq!(s, 200, "login: {v}");
+    v["access_token"].as_str().unwrap().to_string()
+}
+
+/// [`call`] by base URL (`http://host:port`), for tasks that do not hold
+/// the [`Bazaar`].
+pub async fn raw_call(base: &str, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+    let mut req = client().request(method.parse().unwrap(), format!("{base}{path}"));
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
 }
