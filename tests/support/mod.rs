@@ -2,7 +2,9 @@
 //! it over HTTP, the way a user would.
 #![allow(dead_code)] // each test file uses a different part of the harness
 
+pub mod consistency;
 pub mod postgres;
+pub mod shop;
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;

@@ -1,0 +1,2 @@
+//! The shop under a realistic mix (work in progress).
+fn main() {}

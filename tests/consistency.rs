@@ -1,0 +1,126 @@
+//! The consistency checker the shop benchmark runs after its load
+//! (tests/support/consistency.rs), exercised on a real shop: after a short
+//! session (confirmed checkouts, a declined card, a sold-out product) it
+//! finds nothing wrong, and after each deliberate corruption of a service's
+//! database it finds exactly that corruption. Embedded (SQLite files) and
+//! production (Postgres databases) modes, since it reads both.
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::consistency::{self, Snapshot, Violation};
+use support::shop::{Mode, Shop};
+use support::{Up, call, register_and_login};
+
+const GOOD_CARD: &str = "4242424242424242";
+const DECLINED_CARD: &str = "4000000000000002";
+
+fn card(number: &str) -> Value {
+    json!({"number": number, "exp_month": 12, "exp_year": 2099, "cvc": "123"})
+}
+
+/// Adds `quantity` of `sku` to the cart and checks out: status and order.
+async fn checkout(shop: &Shop, token: &str, sku: &str, quantity: i64, card_number: &str) -> (u16, Value) {
+    let b = &shop.bazaar;
+    let (s, v) = call(b, "POST", "/api/cart/items", Some(token), Some(json!({"sku": sku, "quantity": quantity}))).await;
+    assert!(s == 200 || s == 201, "add to cart: {s} {v}");
+    call(b, "POST", "/api/orders/checkout", Some(token), Some(json!({"card": card(card_number)}))).await
+}
+
+#[tokio::test]
+async fn embedded_session_is_consistent_and_corruptions_are_found() {
+    let shop = Shop::start(Mode::Embedded, Up::default()).await;
+    consistent_then_corrupted(&shop).await;
+}
+
+#[tokio::test]
+async fn production_session_is_consistent_and_corruptions_are_found() {
+    // Redis database 14 is this test's own (tests/shop.rs and
+    // tests/gateway.rs use 11 to 13, the shop benchmark 15).
+    let shop = Shop::start(Mode::Production { redis_db: 14 }, Up::default()).await;
+    consistent_then_corrupted(&shop).await;
+}
+
+async fn consistent_then_corrupted(shop: &Shop) {
+    let b = &shop.bazaar;
+    let source = &shop.source;
+    let admin = register_and_login(b, "admin@bazaar.example", "Admin").await;
+    let (s, last) = call(
+        b,
+        "POST",
+        "/api/products",
+        Some(&admin),
+        Some(json!({"sku": "LAST-1", "name": "The last one", "description": "One left", "category": "collectibles",
+                    "price_cents": 9900, "stock": 1})),
+    )
+    .await;
+    assert_eq!(s, 201, "{last}");
+    let start = Snapshot::starting(source).await;
+    assert_eq!(start.stock.get("LAST-1"), Some(&1), "{:?}", start.stock);
+
+    let ada = register_and_login(b, "ada@example.com", "Ada").await;
+    let bob = register_and_login(b, "bob@example.com", "Bob").await;
+    let (s, first) = checkout(shop, &ada, "ELEC-1002", 2, GOOD_CARD).await;
+    assert_eq!((s, &first["status"]), (201, &json!("CONFIRMED")), "{first}");
+    let (s, declined) = checkout(shop, &bob, "BOOK-2001", 1, DECLINED_CARD).await;
+    assert_eq!((s, &declined["status"]), (402, &json!("CANCELLED")), "{declined}");
+    // Bob's cart still holds the book: the same card again, now a good one.
+    let (s, second) = call(b, "POST", "/api/orders/checkout", Some(&bob), Some(json!({"card": card(GOOD_CARD)}))).await;
+    assert_eq!((s, &second["status"]), (201, &json!("CONFIRMED")), "{second}");
+    let (s, won) = checkout(shop, &ada, "LAST-1", 1, GOOD_CARD).await;
+    assert_eq!((s, &won["status"]), (201, &json!("CONFIRMED")), "{won}");
+    let (s, sold_out) = checkout(shop, &bob, "LAST-1", 1, GOOD_CARD).await;
+    assert_eq!((s, &sold_out["status"]), (409, &json!("CANCELLED")), "{sold_out}");
+
+    // Every event has been relayed and notified once the snapshot settles.
+    let now = consistency::settle(source, Duration::from_secs(30)).await;
+    assert_eq!(now.orders.len(), 5, "{:?}", now.orders);
+    assert_eq!(now.payments.len(), 3, "one payment per confirmed order: {:?}", now.payments);
+    assert!(now.events.len() >= 10, "OrderCreated and a final event per order: {:?}", now.events);
+    let violations = consistency::check(&start, &now);
+    assert!(violations.is_empty(), "a consistent session reported: {}", list(&violations));
+
+    // 1. A unit of stock appears from nowhere.
+    assert_eq!(source.execute("products", "UPDATE stock SET quantity = quantity + 1 WHERE sku = 'ELEC-1002'").await, 1);
+    let violations = consistency::check(&start, &Snapshot::load(source).await);
+    let start_qty = start.stock["ELEC-1002"];
+    assert_eq!(
+        violations,
+        [Violation::Stock { sku: "ELEC-1002".into(), start: start_qty, now: start_qty - 2 + 1, confirmed: 2 }],
+        "{}",
+        list(&violations)
+    );
+    assert_eq!(source.execute("products", "UPDATE stock SET quantity = quantity - 1 WHERE sku = 'ELEC-1002'").await, 1);
+    assert_eq!(consistency::check(&start, &Snapshot::load(source).await), []);
+
+    // 2. A confirmed order's payment disappears.
+    let order_id = first["id"].as_str().unwrap();
+    let payment_id = first["payment_id"].as_str().unwrap();
+    assert_eq!(source.execute("payments", &format!("DELETE FROM payments WHERE id = '{payment_id}'")).await, 1);
+    let violations = consistency::check(&start, &Snapshot::load(source).await);
+    let missing_payment = Violation::ConfirmedPayments { order_id: order_id.into(), payments: 0 };
+    assert_eq!(violations, [missing_payment.clone()], "{}", list(&violations));
+
+    // 3. An order event's notification disappears (on top of 2).
+    let event = now.events.iter().find(|e| e.order_id == second["id"].as_str().unwrap()).unwrap();
+    let deleted = source
+        .execute("notifications", &format!("DELETE FROM notifications WHERE event_id = '{}' AND channel = 'email'", event.event_id))
+        .await;
+    assert_eq!(deleted, 1);
+    let violations = consistency::check(&start, &Snapshot::load(source).await);
+    let lost_email = Violation::EventNotifications {
+        event_id: event.event_id.clone(),
+        order_id: event.order_id.clone(),
+        kind: event.kind.clone(),
+        sent: true,
+        emails: 0,
+    };
+    let mut expected = vec![missing_payment, lost_email];
+    expected.sort();
+    assert_eq!(violations, expected, "{}", list(&violations));
+}
+
+fn list(violations: &[Violation]) -> String {
+    violations.iter().map(|v| format!("\n  - {v}")).collect()
+}
