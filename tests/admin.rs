@@ -1,13 +1,17 @@
 //! End to end: the admin listener — its token, the component listing, the
-//! health probes (readiness naming a backend that is down), the Prometheus
-//! metrics moving as requests flow, and the bus's dead letters.
+//! health probes (readiness naming a backend that is down, and the shop in
+//! production mode losing and regaining its Postgres), the Prometheus
+//! metrics moving as requests flow (connection pools and bus retries
+//! included), and the bus's dead letters.
 mod support;
 
-use std::path::Path;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{Bazaar, Up, app, client, free_port, require_components};
+use support::postgres::TestDatabase;
+use support::{Bazaar, Up, app, call, client, free_port, require_components, require_redis};
 
 fn start(state: &Path, up: Up) -> Bazaar {
     require_components(&["hello", "probe"]);
@@ -95,6 +99,40 @@ async fn metrics_move_as_requests_flow() {
 }
 
 #[tokio::test]
+async fn pool_metrics_move_as_components_connect() {
+    require_components(&["probe"]);
+    require_redis();
+    let db = TestDatabase::create().await;
+    let state = tempfile::tempdir().unwrap();
+    let bazaar = Bazaar::start(&app("pools"), Up::default().state_dir(state.path()));
+    let metrics = || async { client().get(bazaar.admin_url("/metrics")).send().await.unwrap().text().await.unwrap() };
+    let pool = |metric: &str| format!(r#"bazaar_postgres_pool_{metric}{{address="postgres://127.0.0.1:5432/{}"}}"#, db.name);
+    let shared = r#"bazaar_redis_connections{address="redis://127.0.0.1:6379",kind="shared"}"#;
+    let text = metrics().await;
+    assert!(!text.contains(&pool("size")) && sample(&text, shared) == 0.0, "nothing open yet: {text}");
+
+    let query = json!({"address": db.url(), "sql": "SELECT 1", "params": []});
+    let resp = client().post(bazaar.url("/probe/pg/v4/query")).json(&query).send().await.unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    let get = json!({"address": "redis://127.0.0.1:6379", "key": format!("bazaar-test-pools-{}", std::process::id())});
+    let resp = client().post(bazaar.url("/probe/redis/get")).json(&get).send().await.unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+
+    let text = metrics().await;
+    // The connection went back to its pool when the request ended.
+    assert_eq!(sample(&text, &pool("size")), 1.0, "{text}");
+    assert_eq!(sample(&text, &pool("available")), 1.0, "{text}");
+    assert_eq!(sample(&text, &pool("max_size")), 16.0, "{text}");
+    assert!(text.contains(&format!("{} 0", pool("waiting"))), "{text}");
+    assert!(!text.contains("postgres@"), "no credentials in labels: {text}");
+    assert_eq!(sample(&text, shared), 1.0, "{text}");
+    assert!(
+        text.contains(r#"bazaar_redis_connections{address="redis://127.0.0.1:6379",kind="dedicated"} 0"#),
+        "the guest's own connections close with it: {text}"
+    );
+}
+
+#[tokio::test]
 async fn readyz_names_the_backend_that_is_down() {
     let state = tempfile::tempdir().unwrap();
     let ready = start(state.path(), Up::default());
@@ -118,6 +156,126 @@ async fn readyz_names_the_backend_that_is_down() {
     assert_eq!(not_ready[0]["address"], format!("redis://127.0.0.1:{closed}"), "{body}");
     // Alive all the same: the process serves.
     assert_eq!(status(&down.admin_url("/healthz"), None).await, 200);
+}
+
+/// A TCP proxy in front of a server, on a port of its own: stopping it is
+/// the server going away (its listener closed, every connection cut)
+/// without touching the server other tests share.
+struct Proxy {
+    port: u16,
+    target: SocketAddr,
+    running: Option<(tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>)>,
+}
+
+impl Proxy {
+    async fn start(target: SocketAddr) -> Proxy {
+        let mut proxy = Proxy { port: free_port(), target, running: None };
+        proxy.restart().await;
+        proxy
+    }
+
+    /// Listens on the same port again.
+    async fn restart(&mut self) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port)).await.unwrap();
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let target = self.target;
+        let task = tokio::spawn(async move {
+            let mut stop_accepting = stopped.clone();
+            loop {
+                let mut client = tokio::select! {
+                    accepted = listener.accept() => match accepted {
+                        Ok((client, _)) => client,
+                        Err(_) => continue,
+                    },
+                    _ = stop_accepting.wait_for(|stop| *stop) => return,
+                };
+                let mut cut = stopped.clone();
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(target).await else { return };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cut.wait_for(|stop| *stop) => {}
+                    }
+                });
+            }
+        });
+        self.running = Some((stop, task));
+    }
+
+    /// Closes the listener and cuts every connection.
+    async fn stop(&mut self) {
+        if let Some((stop, task)) = self.running.take() {
+            stop.send(true).unwrap();
+            task.await.unwrap();
+        }
+    }
+}
+
+/// runtime-config/production.toml with its Redis URLs on database `db`.
+fn production_runtime_config(dir: &Path, db: u8) -> PathBuf {
+    let text = std::fs::read_to_string(support::root().join("runtime-config/production.toml")).unwrap();
+    let text = text.replace("redis://127.0.0.1:6379\"", &format!("redis://127.0.0.1:6379/{db}\""));
+    let path = dir.join("production.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The shop in production mode, its products database reached through a
+/// proxy: with the proxy stopped the host is not ready, naming Postgres;
+/// started again, it is ready again.
+#[tokio::test]
+async fn readyz_follows_postgres_in_production_mode() {
+    const REDIS_DB: u8 = 9;
+    require_components(&["gateway", "auth", "users", "products", "orders", "payments", "notifications"]);
+    require_redis();
+    let db = TestDatabase::create_for("products").await;
+    let mut proxy = Proxy::start("127.0.0.1:5432".parse().unwrap()).await;
+    let proxied = format!("127.0.0.1:{}", proxy.port);
+    let state = tempfile::tempdir().unwrap();
+    let rc = production_runtime_config(state.path(), REDIS_DB);
+    let bazaar = Bazaar::start(
+        &support::root().join("spin.toml"),
+        Up::default()
+            .state_dir(state.path())
+            .arg("--runtime-config-file")
+            .arg(rc.to_str().unwrap())
+            .env("SPIN_VARIABLE_POSTGRES_HOST", &proxied)
+            .env("SPIN_VARIABLE_PRODUCTS_DATABASE_URL", format!("postgres://postgres@{proxied}/{}", db.name)),
+    );
+    let readyz = || async {
+        let resp = client().get(bazaar.admin_url("/readyz")).send().await.unwrap();
+        (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
+    };
+    let (s, v) = call(&bazaar, "GET", "/api/products", None, None).await;
+    assert_eq!(s, 200, "the products service reads its database through the proxy: {v}");
+
+    let (s, body) = readyz().await;
+    assert_eq!(s, 200, "{body}");
+    let address = format!("postgres://{proxied}");
+    let backends = body["backends"].as_array().unwrap();
+    let postgres = backends.iter().find(|b| b["address"] == address.as_str()).unwrap_or_else(|| panic!("{body}"));
+    let used_by = postgres["used_by"].as_str().unwrap();
+    for use_ in ["variable products.database_url", "allowed_outbound_hosts of products", "an open connection pool"] {
+        assert!(used_by.contains(use_), "{use_}: {body}");
+    }
+    assert!(!body.to_string().contains("postgres@"), "no credentials: {body}");
+
+    proxy.stop().await;
+    let (s, body) = readyz().await;
+    assert_eq!(s, 503, "{body}");
+    let not_ready = body["not_ready"].as_array().unwrap();
+    assert_eq!(not_ready.len(), 1, "only Postgres is down: {body}");
+    assert_eq!(not_ready[0]["address"], address.as_str(), "{body}");
+    assert!(not_ready[0]["error"].as_str().is_some_and(|e| !e.is_empty()), "{body}");
+    assert_eq!(status(&bazaar.admin_url("/healthz"), None).await, 200, "alive all the same");
+
+    proxy.restart().await;
+    let (s, body) = readyz().await;
+    assert_eq!(s, 200, "{body}");
+    let (s, v) = call(&bazaar, "GET", "/api/products", None, None).await;
+    assert_eq!(s, 200, "the pool replaces the connections the outage cut: {v}");
+
+    let _ = std::process::Command::new("redis-cli").args(["-n", &REDIS_DB.to_string(), "FLUSHDB"]).output();
 }
 
 #[tokio::test]
@@ -163,6 +321,7 @@ async fn dead_letters_are_listed_and_replayed() {
     };
     assert!(dead.iter().all(|d| d["payload"] == "fail:poison"), "{dead:?}");
 
+    let before_replay = client().get(bazaar.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
     let id = dead[0]["id"].as_str().unwrap();
     let resp = client()
         .post(bazaar.admin_url(&format!("/admin/bus/dead-letters/{id}/replay")))
@@ -171,6 +330,13 @@ async fn dead_letters_are_listed_and_replayed() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
+    // Before the replay: each subscriber tried twice (one retry), then gave up.
+    for subscriber in ["mailer", "audit"] {
+        let labels = format!(r#"{{channel="orders",subscriber="{subscriber}"}}"#);
+        assert_eq!(sample(&before_replay, &format!("bazaar_bus_retried_total{labels}")), 1.0, "{before_replay}");
+        assert_eq!(sample(&before_replay, &format!("bazaar_bus_dead_lettered_total{labels}")), 1.0, "{before_replay}");
+        assert_eq!(sample(&before_replay, &format!("bazaar_bus_failed_deliveries_total{labels}")), 2.0, "{before_replay}");
+    }
     // Replayed, it is delivered again (and, failing again, dead again).
     let metrics = client().get(bazaar.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains(r#"bazaar_bus_published_total{channel="orders"} 1"#), "{metrics}");

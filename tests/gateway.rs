@@ -160,14 +160,19 @@ async fn request_ids_and_trace_context_are_kept_or_made_and_passed_on() {
     let parts: Vec<&str> = traceparent.split('-').collect();
     assert_eq!((parts[0], parts[1].len(), parts[2].len(), parts[3]), ("00", 32, 16, "01"), "{traceparent}");
 
-    // Valid ones are kept, with the trace's tracestate.
+    // Valid ones are kept: the same trace (each hop a span of its own, so
+    // the parent id the service sees is the host's span, not the client's),
+    // with the trace's tracestate.
     let parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
     let mut headers = user.auth();
     headers.extend([("x-request-id", "client-42"), ("traceparent", parent), ("tracestate", "shop=1")]);
     let reply = shop.call(Method::GET, path, &headers, None).await;
     assert_eq!(reply.header("x-request-id"), Some("client-42"));
     let seen = reply.json();
-    assert_eq!((seen["x-request-id"].as_str(), seen["traceparent"].as_str(), seen["tracestate"].as_str()), (Some("client-42"), Some(parent), Some("shop=1")));
+    assert_eq!((seen["x-request-id"].as_str(), seen["tracestate"].as_str()), (Some("client-42"), Some("shop=1")), "{seen}");
+    let seen_parts: Vec<&str> = seen["traceparent"].as_str().unwrap().split('-').collect();
+    assert_eq!((seen_parts[0], seen_parts[1], seen_parts[3]), ("00", "0af7651916cd43dd8448eb211c80319c", "01"), "{seen}");
+    assert!(seen_parts[2].len() == 16 && seen_parts[2] != "b7ad6b7169203331", "{seen}");
 
     // Invalid ones are replaced (and an invalid trace loses its tracestate).
     let long = "x".repeat(129);

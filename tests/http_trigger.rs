@@ -176,11 +176,34 @@ async fn instance_memory_is_capped() {
 #[tokio::test]
 async fn component_output_goes_to_the_host_log_tagged_with_the_component() {
     let bazaar = start_routes();
-    let resp = client().get(bazaar.url("/static/log?msg=marker-123")).send().await.unwrap();
+    let resp = client().get(bazaar.url("/static/log?msg=marker-123")).header("x-request-id", "abc").send().await.unwrap();
     assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-request-id"], "abc", "the response names the request");
     assert!(bazaar.wait_for_log("probe-stdout: marker-123"), "{}", bazaar.logs());
     let logs = bazaar.logs();
     let line = logs.lines().find(|l| l.contains("probe-stdout: marker-123")).unwrap();
     assert!(line.contains("component=wild") && line.contains("stdout"), "{line}");
-    assert!(logs.lines().any(|l| l.contains("probe-stderr: marker-123") && l.contains("stderr")), "{logs}");
+    // Within the request's span: its id, method and route.
+    assert!(line.contains("request_id=abc") && line.contains("method=\"GET\"") && line.contains("route=\"/static/...\""), "{line}");
+    let stderr = logs.lines().find(|l| l.contains("probe-stderr: marker-123") && l.contains("stderr"));
+    assert!(stderr.is_some_and(|l| l.contains("request_id=abc")), "{logs}");
+
+    // The host's own lines about a request carry its id too.
+    let resp = client().get(bazaar.url("/static/panic")).header("x-request-id", "boom-1").send().await.unwrap();
+    assert_eq!(resp.status(), 500);
+    assert!(bazaar.wait_for_log("component failed"), "{}", bazaar.logs());
+    let logs = bazaar.logs();
+    assert!(logs.lines().any(|l| l.contains("component failed") && l.contains("request_id=boom-1")), "{logs}");
+
+    // No id, or one that could forge a log line: a new one, sent back.
+    for given in [None, Some("bad id\"x")] {
+        let mut req = client().get(bazaar.url("/static/log?msg=no-id"));
+        if let Some(id) = given {
+            req = req.header("x-request-id", id);
+        }
+        let resp = req.send().await.unwrap();
+        let id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
+        assert_eq!(id.len(), 32, "{id}");
+        assert!(bazaar.wait_for_log(&format!("request_id={id}")), "{}", bazaar.logs());
+    }
 }

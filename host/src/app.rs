@@ -172,6 +172,7 @@ impl App {
         let id = component.id.as_str();
         let state = InstanceState {
             component_id: id.into(),
+            request: None,
             table: Default::default(),
             wasi: component.wasi.instance()?,
             http: WasiHttpCtx::new(),

@@ -26,6 +26,9 @@ use crate::trigger::redis::{MeteredPublisher, RedisTrigger, bus_addresses};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Commands,
+    /// Log format and trace export, for every subcommand.
+    #[command(flatten)]
+    pub telemetry: crate::telemetry::TelemetryArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -156,6 +159,10 @@ pub struct UpArgs {
     /// Hot-swap a component whenever its wasm file changes.
     #[arg(long)]
     pub watch: bool,
+    /// Add `bazaar-served-by: <component>@<version>` to every response, naming
+    /// the build that served it (off by default: it reveals which builds run).
+    #[arg(long = "version-header")]
+    pub version_header: bool,
 }
 
 /// Where the admin endpoint listens, if anywhere.
@@ -253,6 +260,7 @@ async fn up(args: UpArgs) -> Result<()> {
     let app = tokio::task::spawn_blocking(move || App::load(&options)).await??;
     let app = Arc::new(app);
     let trigger = HttpTrigger::new(app.clone())?;
+    trigger.set_version_header(args.version_header);
     let redis_trigger = RedisTrigger::new(app.clone())?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut subscribers = Vec::new();

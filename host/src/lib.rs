@@ -11,6 +11,7 @@
 //! - [`swap`] replaces a component while the app serves; [`watch`] does it
 //!   when a wasm file changes, [`rebuild`] when its sources do;
 //! - [`admin`] is the operators' listener (swap, health, [`metrics`]);
+//! - [`telemetry`] is logging, request ids and traces (W3C, OTLP);
 //! - [`cli`] is the `bazaar` command line.
 pub mod admin;
 pub mod app;
@@ -26,5 +27,6 @@ pub mod routing;
 pub mod runtime_config;
 pub mod state;
 pub mod swap;
+pub mod telemetry;
 pub mod trigger;
 pub mod watch;

@@ -58,6 +58,21 @@ pub struct SubscriptionLabels {
     pub subscriber: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AddressLabels {
+    /// A server, without credentials: `postgres://host:port/db`,
+    /// `redis://host:port/db`.
+    pub address: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RedisConnectionLabels {
+    pub address: String,
+    /// `shared` (the address's multiplexed connection, used by every
+    /// instance) or `dedicated` (a guest's own, after SELECT, MULTI, ...).
+    pub kind: &'static str,
+}
+
 /// Latency buckets from 0.5 ms to about 16 s: a cached read and a slow
 /// checkout both land in a bucket of their own.
 fn latency() -> Histogram {
@@ -81,10 +96,43 @@ pub struct Metrics {
     pub bus_delivered: Family<SubscriptionLabels, Counter>,
     /// Failed deliveries; each is retried until `max_attempts`, then dead-lettered.
     pub bus_failed: Family<SubscriptionLabels, Counter>,
+    /// Deliveries after a failed one (or a crash before the acknowledgement).
+    pub bus_retried: Family<SubscriptionLabels, Counter>,
+    /// Messages that failed their last attempt and became dead letters.
+    pub bus_dead_lettered: Family<SubscriptionLabels, Counter>,
     /// Set when scraped, from the backend: what is still waiting.
     pub bus_lag: Family<SubscriptionLabels, Gauge>,
     /// Set when scraped: the dead letters waiting for a replay.
     pub bus_dead_letters: Gauge<i64, AtomicI64>,
+    /// Set when scraped, from the Postgres pools ([`Metrics::set_postgres_pools`]).
+    pub postgres_pool_size: Family<AddressLabels, Gauge>,
+    pub postgres_pool_available: Family<AddressLabels, Gauge>,
+    pub postgres_pool_waiting: Family<AddressLabels, Gauge>,
+    pub postgres_pool_max_size: Family<AddressLabels, Gauge>,
+    /// Set when scraped, from the Redis capability's connections.
+    pub redis_connections: Family<RedisConnectionLabels, Gauge>,
+}
+
+/// One Postgres pool as scraped (pools of one address added up).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PoolUsage {
+    pub address: String,
+    /// Connections open.
+    pub size: usize,
+    /// Of those, idle ones ready to hand out.
+    pub available: usize,
+    /// Instances waiting for a connection, all being in use.
+    pub waiting: usize,
+    pub max_size: usize,
+}
+
+/// One Redis address's connections as scraped.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RedisUsage {
+    pub address: String,
+    /// 1 once the shared connection has connected.
+    pub shared: usize,
+    pub dedicated: usize,
 }
 
 impl Default for Metrics {
@@ -120,8 +168,26 @@ impl Metrics {
         );
         let bus_lag = Family::default();
         registry.register("bus_consumer_lag", "Messages a subscriber has not acknowledged yet", bus_lag.clone());
+        let bus_retried = Family::default();
+        registry.register("bus_retried", "Deliveries retried after a failure", bus_retried.clone());
+        let bus_dead_lettered = Family::default();
+        registry.register("bus_dead_lettered", "Messages moved to the dead letters after their last attempt failed", bus_dead_lettered.clone());
         let bus_dead_letters = Gauge::<i64, AtomicI64>::default();
         registry.register("bus_dead_letters", "Dead letters waiting for a replay", bus_dead_letters.clone());
+        let postgres_pool_size = Family::default();
+        registry.register("postgres_pool_size", "Connections open in a Postgres pool", postgres_pool_size.clone());
+        let postgres_pool_available = Family::default();
+        registry.register("postgres_pool_available", "Idle connections of a Postgres pool", postgres_pool_available.clone());
+        let postgres_pool_waiting = Family::default();
+        registry.register(
+            "postgres_pool_waiting",
+            "Instances waiting for a Postgres connection, every one being in use",
+            postgres_pool_waiting.clone(),
+        );
+        let postgres_pool_max_size = Family::default();
+        registry.register("postgres_pool_max_size", "Most connections a Postgres pool opens", postgres_pool_max_size.clone());
+        let redis_connections = Family::default();
+        registry.register("redis_connections", "Connections open to a Redis server, shared or dedicated", redis_connections.clone());
         Self {
             registry,
             requests,
@@ -133,8 +199,47 @@ impl Metrics {
             bus_published,
             bus_delivered,
             bus_failed,
+            bus_retried,
+            bus_dead_lettered,
             bus_lag,
             bus_dead_letters,
+            postgres_pool_size,
+            postgres_pool_available,
+            postgres_pool_waiting,
+            postgres_pool_max_size,
+            redis_connections,
+        }
+    }
+
+    /// Replaces the Postgres pool gauges with `pools` (a pool closed since
+    /// the last scrape disappears).
+    pub fn set_postgres_pools(&self, pools: &[PoolUsage]) {
+        let families = [
+            &self.postgres_pool_size,
+            &self.postgres_pool_available,
+            &self.postgres_pool_waiting,
+            &self.postgres_pool_max_size,
+        ];
+        for family in families {
+            family.clear();
+        }
+        for pool in pools {
+            let labels = AddressLabels { address: pool.address.clone() };
+            self.postgres_pool_size.get_or_create(&labels).set(pool.size as i64);
+            self.postgres_pool_available.get_or_create(&labels).set(pool.available as i64);
+            self.postgres_pool_waiting.get_or_create(&labels).set(pool.waiting as i64);
+            self.postgres_pool_max_size.get_or_create(&labels).set(pool.max_size as i64);
+        }
+    }
+
+    /// Replaces the Redis connection gauges with `servers`.
+    pub fn set_redis_connections(&self, servers: &[RedisUsage]) {
+        self.redis_connections.clear();
+        for server in servers {
+            for (kind, count) in [("shared", server.shared), ("dedicated", server.dedicated)] {
+                let labels = RedisConnectionLabels { address: server.address.clone(), kind };
+                self.redis_connections.get_or_create(&labels).set(count as i64);
+            }
         }
     }
 
@@ -177,5 +282,20 @@ mod tests {
         let text = m.encode();
         assert!(text.contains(r#"bazaar_http_requests_total{component="hello",route="/hello",status="200"} 1"#), "{text}");
         assert!(text.contains(r#"bazaar_http_requests_in_flight{component="hello"} 0"#), "{text}");
+    }
+
+    #[test]
+    fn pool_gauges_follow_the_last_scrape() {
+        let m = Metrics::new();
+        let pool = PoolUsage { address: "postgres://h:5432/a".into(), size: 3, available: 1, waiting: 2, max_size: 16 };
+        m.set_postgres_pools(std::slice::from_ref(&pool));
+        let text = m.encode();
+        assert!(text.contains(r#"bazaar_postgres_pool_size{address="postgres://h:5432/a"} 3"#), "{text}");
+        assert!(text.contains(r#"bazaar_postgres_pool_waiting{address="postgres://h:5432/a"} 2"#), "{text}");
+        m.set_postgres_pools(&[]);
+        assert!(!m.encode().contains("postgres://h:5432/a"), "a closed pool is not reported");
+        m.set_redis_connections(&[RedisUsage { address: "redis://h:6379".into(), shared: 1, dedicated: 2 }]);
+        let text = m.encode();
+        assert!(text.contains(r#"bazaar_redis_connections{address="redis://h:6379",kind="dedicated"} 2"#), "{text}");
     }
 }

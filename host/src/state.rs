@@ -18,9 +18,12 @@ use crate::capabilities::postgres::PostgresInstance;
 use crate::capabilities::redis::RedisInstance;
 use crate::capabilities::sqlite::SqliteInstance;
 use crate::capabilities::variables::VariablesInstance;
+use crate::telemetry::RequestContext;
 
 pub struct InstanceState {
     pub component_id: Arc<str>,
+    /// The HTTP request this instance serves (its id and trace), if any.
+    pub request: Option<Arc<RequestContext>>,
     pub table: ResourceTable,
     pub wasi: WasiCtx,
     pub http: WasiHttpCtx,
@@ -31,6 +34,15 @@ pub struct InstanceState {
     pub postgres: PostgresInstance,
     pub redis: RedisInstance,
     pub limits: StoreLimits,
+}
+
+impl InstanceState {
+    /// Sets the request this instance serves; outbound HTTP passes its
+    /// trace (and, when chaining, its id) on.
+    pub fn set_request(&mut self, request: Arc<RequestContext>) {
+        self.outbound_http.set_request(request.clone());
+        self.request = Some(request);
+    }
 }
 
 impl WasiView for InstanceState {

@@ -43,6 +43,16 @@ pub fn require_redis() {
     assert!(ok, "Redis is not running on 127.0.0.1:6379; start it with: redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save \"\" --appendonly no");
 }
 
+/// runtime-config/embedded.toml with its files in `dir` instead of the
+/// app's .bazaar/, so a test has a shop of its own.
+pub fn embedded_runtime_config(dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(root().join("runtime-config/embedded.toml")).unwrap();
+    let text = text.replace("path = \".bazaar/", &format!("path = \"{}/", dir.display()));
+    let path = dir.join("embedded.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 /// A free port on loopback (bound then released).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()

@@ -2,11 +2,23 @@
 //!
 //! Alive (`/healthz`) only says the process answers. Ready (`/readyz`) also
 //! says every component is loaded and every backend the app is configured
-//! to use answers: the Redis servers of the runtime config (key-value
-//! stores, the message bus) and the Postgres and Redis servers named by the
-//! components' variables (their database URLs). A load balancer stops
-//! sending traffic to a host that is not ready instead of letting its
-//! requests fail one by one.
+//! to use answers. A load balancer stops sending traffic to a host that is
+//! not ready instead of letting its requests fail one by one.
+//!
+//! A component opens Postgres and Redis by an address it computes, so no
+//! list of them exists before it runs; the configured backends are:
+//! - the Redis servers of the runtime config (key-value stores, the bus);
+//! - the `postgres://` and `redis://` URLs among the components' variables
+//!   (their database URLs);
+//! - the servers `allowed_outbound_hosts` names one by one
+//!   (`postgres://db:5432`, `redis://cache`; a wildcard, port range or
+//!   network names no server to check);
+//! - the servers the host has opened a Postgres pool or a Redis
+//!   connection to, which covers addresses granted by a wildcard.
+//!
+//! A Redis trigger's address is only the name of the app's bus (which
+//! may be embedded), never a server to check. One server used in several
+//! ways is checked once, its `used_by` naming every use.
 use std::time::Duration;
 
 use serde::Serialize;
@@ -57,6 +69,7 @@ pub fn backends(app: &App) -> Vec<Backend> {
     if let (BusKind::Redis, Some(url)) = (bus.kind, &bus.url) {
         found.push(backend("message_bus".into(), url, Kind::Redis));
     }
+    let mut used = Vec::new();
     for id in app.component_ids() {
         for (name, value) in app.capabilities.variables.all(id) {
             let kind = match value.split_once("://").map(|(scheme, _)| scheme) {
@@ -64,10 +77,50 @@ pub fn backends(app: &App) -> Vec<Backend> {
                 Some("redis" | "rediss") => Kind::Redis,
                 _ => continue,
             };
-            found.push(backend(format!("variable {id}.{name}"), &value, kind));
+            used.push(backend(format!("variable {id}.{name}"), &value, kind));
+        }
+        let allowed = app.capabilities.outbound_http.allowed_hosts(id);
+        for (scheme, kind) in [("postgres", Kind::Postgres), ("redis", Kind::Redis), ("rediss", Kind::Redis)] {
+            for (host, port) in allowed.exact_servers(scheme) {
+                let host = if host.contains(':') { format!("[{host}]") } else { host };
+                used.push(backend(format!("allowed_outbound_hosts of {id}"), &format!("{scheme}://{host}:{port}"), kind));
+            }
         }
     }
-    found.into_iter().flatten().collect()
+    for server in app.capabilities.postgres.servers_in_use() {
+        used.push(backend("an open connection pool".into(), &server, Kind::Postgres));
+    }
+    for server in app.capabilities.redis.connection_usage() {
+        used.push(backend("an open connection".into(), &server.address, Kind::Redis));
+    }
+    // A bus address is a name, not a server (the runtime config's
+    // message_bus.url is the bus's server, checked above).
+    let bus_names: Vec<String> = crate::trigger::redis::bus_addresses(app)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|a| backend(String::new(), a, Kind::Redis))
+        .map(|b| b.address)
+        .collect();
+    let used = used.into_iter().flatten().filter(|b| b.kind != Kind::Redis || !bus_names.contains(&b.address));
+    merge(found.into_iter().flatten().chain(used))
+}
+
+/// One entry per server, its `used_by` listing every use, in first-seen
+/// order (so a URL with credentials, from the runtime config or a
+/// variable, is the one checked).
+fn merge(backends: impl Iterator<Item = Backend>) -> Vec<Backend> {
+    let mut merged: Vec<Backend> = Vec::new();
+    for b in backends {
+        match merged.iter_mut().find(|m| m.kind == b.kind && m.address == b.address) {
+            Some(m) if m.used_by.split(", ").any(|u| u == b.used_by) => {}
+            Some(m) => {
+                m.used_by.push_str(", ");
+                m.used_by.push_str(&b.used_by);
+            }
+            None => merged.push(b),
+        }
+    }
+    merged
 }
 
 fn backend(used_by: String, url: &str, kind: Kind) -> Option<Backend> {
@@ -76,7 +129,11 @@ fn backend(used_by: String, url: &str, kind: Kind) -> Option<Backend> {
         Kind::Redis => 6379,
         Kind::Postgres => 5432,
     });
-    let address = format!("{}://{}:{port}", parsed.scheme(), parsed.host_str()?);
+    let scheme = match parsed.scheme() {
+        "postgresql" => "postgres",
+        other => other,
+    };
+    let address = format!("{scheme}://{}:{port}", parsed.host_str()?);
     Some(Backend { used_by, address, kind, url: url.to_string() })
 }
 
@@ -100,7 +157,13 @@ async fn check_one(backend: &Backend) -> Result<(), String> {
         Kind::Redis => {
             let client = redis::Client::open(backend.url.as_str()).map_err(|e| e.to_string())?;
             let mut conn = client.get_multiplexed_async_connection().await.map_err(|e| e.to_string())?;
-            redis::cmd("PING").query_async::<String>(&mut conn).await.map(drop).map_err(|e| e.to_string())
+            match redis::cmd("PING").query_async::<String>(&mut conn).await {
+                Ok(_) => Ok(()),
+                // An error reply (NOAUTH: this check has no password) is
+                // Redis answering all the same.
+                Err(e) if e.code().is_some() => Ok(()),
+                Err(e) => Err(e.to_string()),
+            }
         }
         // Whether the server accepts connections; logging in is the
         // component's business and needs its credentials.
@@ -121,6 +184,24 @@ mod tests {
         assert_eq!(b.address, "postgres://db.local:5432");
         let b = backend("x".into(), "redis://127.0.0.1", Kind::Redis).unwrap();
         assert_eq!(b.address, "redis://127.0.0.1:6379");
+    }
+
+    #[test]
+    fn one_server_used_several_ways_is_checked_once() {
+        let merged = merge(
+            [
+                backend("variable a.url".into(), "postgres://u:p@db/a", Kind::Postgres),
+                backend("allowed_outbound_hosts of a".into(), "postgres://db:5432", Kind::Postgres),
+                backend("allowed_outbound_hosts of a".into(), "postgresql://db:5432", Kind::Postgres),
+                backend("an open connection pool".into(), "postgres://db:5432", Kind::Postgres),
+                backend("an open connection".into(), "redis://db:5432", Kind::Redis),
+            ]
+            .into_iter()
+            .flatten(),
+        );
+        assert_eq!(merged.len(), 2, "{merged:?}");
+        assert_eq!(merged[0].used_by, "variable a.url, allowed_outbound_hosts of a, an open connection pool");
+        assert_eq!(merged[0].url, "postgres://u:p@db/a", "the URL with credentials is checked");
     }
 
     #[tokio::test]

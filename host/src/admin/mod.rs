@@ -215,7 +215,8 @@ impl Admin {
         }
     }
 
-    /// Refreshes what is read from the bus rather than counted, then encodes.
+    /// Refreshes what is read rather than counted (the bus's lag and dead
+    /// letters, the connection pools), then encodes.
     async fn metrics(&self) -> AdminResponse {
         if let Some(bus) = &self.bus {
             let metrics = &self.app.metrics;
@@ -231,6 +232,9 @@ impl Admin {
                 metrics.bus_dead_letters.set(dead.len() as i64);
             }
         }
+        let capabilities = &self.app.capabilities;
+        self.app.metrics.set_postgres_pools(&capabilities.postgres.pool_usage());
+        self.app.metrics.set_redis_connections(&capabilities.redis.connection_usage());
         let mut response = Response::new(Full::new(Bytes::from(self.app.metrics.encode())));
         response.headers_mut().insert(
             http::header::CONTENT_TYPE,

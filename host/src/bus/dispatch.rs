@@ -12,11 +12,32 @@ use super::{Bus, Delivery, Subscription};
 /// How long one `next` call waits before checking for shutdown again.
 const POLL: Duration = Duration::from_millis(500);
 
+/// Which delivery of a message this is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Attempt {
+    /// 1 for the first delivery; more is a retry after a failure (or after
+    /// a crash between delivery and acknowledgement).
+    pub number: u32,
+    /// `max_attempts`: when attempt `max` fails, the message is dead-lettered.
+    pub max: u32,
+}
+
+impl Attempt {
+    pub fn is_retry(&self) -> bool {
+        self.number > 1
+    }
+
+    /// Whether failing this attempt moves the message to the dead letters.
+    pub fn is_last(&self) -> bool {
+        self.number >= self.max
+    }
+}
+
 /// What a delivered message is handed to (the Redis trigger: a component).
 #[async_trait]
 pub trait MessageHandler: Send + Sync {
     /// `Err` carries the reason the message failed, for logs and dead letters.
-    async fn handle(&self, sub: &Subscription, payload: &[u8]) -> Result<(), String>;
+    async fn handle(&self, sub: &Subscription, payload: &[u8], attempt: Attempt) -> Result<(), String>;
 }
 
 /// Consumes `sub` until `shutdown` turns true. A message being handled when
@@ -72,7 +93,8 @@ async fn deliver(
     let mut attempts = delivery.previous_attempts;
     loop {
         attempts += 1;
-        let error = match handler.handle(sub, &delivery.payload).await {
+        let attempt = Attempt { number: attempts, max: config.max_attempts };
+        let error = match handler.handle(sub, &delivery.payload, attempt).await {
             Ok(()) => return settle(shutdown, || bus.backend().ack(sub, &delivery.id)).await,
             Err(error) => error,
         };
@@ -138,7 +160,7 @@ mod tests {
 
     #[async_trait]
     impl MessageHandler for Recorder {
-        async fn handle(&self, _: &Subscription, payload: &[u8]) -> Result<(), String> {
+        async fn handle(&self, _: &Subscription, payload: &[u8], _: Attempt) -> Result<(), String> {
             let text = String::from_utf8_lossy(payload).to_string();
             self.seen.lock().unwrap().push(text.clone());
             let mut left = self.failures_left.lock().unwrap();

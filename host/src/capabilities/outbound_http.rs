@@ -12,6 +12,11 @@
 //!   process, when `http://self` or `http://self.alt` is allowed;
 //! - everything else goes out over the network with wasmtime-wasi-http's
 //!   default client.
+//!
+//! Every request that is let through carries the W3C `traceparent` of the
+//! request the instance serves (same trace, this request's span as the
+//! parent) unless the component set one itself; chained and `self.alt`
+//! requests also carry its `x-request-id` (see [`crate::telemetry::request`]).
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -25,6 +30,7 @@ use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpH
 use super::allowed_hosts::{AllowedHosts, CHAINING_SUFFIX, Destination};
 use super::variables::Variables;
 use crate::manifest::Manifest;
+use crate::telemetry::RequestContext;
 
 /// The host name that addresses the app itself.
 pub const SELF_HOST: &str = "self.alt";
@@ -81,6 +87,7 @@ impl OutboundHttp {
             component_id: component_id.into(),
             allowed: self.allowed_hosts(component_id),
             in_process: self.in_process.get().and_then(Weak::upgrade),
+            request: None,
         }
     }
 }
@@ -90,6 +97,8 @@ pub struct OutboundHttpInstance {
     component_id: Arc<str>,
     allowed: Arc<AllowedHosts>,
     in_process: Option<Arc<dyn InProcessHandler>>,
+    /// The request the instance serves, whose trace its requests continue.
+    request: Option<Arc<RequestContext>>,
 }
 
 /// Where one outgoing request goes, once checked.
@@ -101,6 +110,17 @@ enum Route {
 }
 
 impl OutboundHttpInstance {
+    pub fn set_request(&mut self, request: Arc<RequestContext>) {
+        self.request = Some(request);
+    }
+
+    /// Adds the trace (and, in process, the request id) to `request`.
+    fn propagate(&self, request: &mut http::Request<WasiBody>, in_process: bool) {
+        if let Some(ctx) = &self.request {
+            ctx.propagate(request.headers_mut(), in_process);
+        }
+    }
+
     fn decide(&self, uri: &http::Uri) -> Route {
         let scheme = uri.scheme_str().unwrap_or("http");
         let Some(host) = uri.host() else {
@@ -130,7 +150,7 @@ type SendResult = Result<(http::Response<WasiBody>, Box<dyn Future<Output = Resu
 impl WasiHttpHooks for OutboundHttpInstance {
     fn send_request(
         &mut self,
-        request: http::Request<WasiBody>,
+        mut request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
         _fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
     ) -> Box<dyn Future<Output = SendResult> + Send> {
@@ -140,6 +160,7 @@ impl WasiHttpHooks for OutboundHttpInstance {
                 Box::new(async { Err(HttpError::HttpRequestDenied) })
             }
             Route::InProcess(target) => {
+                self.propagate(&mut request, true);
                 let Some(handler) = self.in_process.clone() else {
                     return Box::new(async { Err(HttpError::DestinationUnavailable) });
                 };
@@ -150,14 +171,17 @@ impl WasiHttpHooks for OutboundHttpInstance {
                     Ok((response, done))
                 })
             }
-            Route::Network => Box::new(
+            Route::Network => {
+                self.propagate(&mut request, false);
+                Box::new(
                 async move {
                     let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
                     let io: Box<dyn Future<Output = Result<(), HttpError>> + Send> = Box::new(io);
                     Ok((response.map(BodyExt::boxed_unsync), io))
                 }
                 .boxed(),
-            ),
+                )
+            }
         }
     }
 }
@@ -172,6 +196,7 @@ mod tests {
             component_id: "caller".into(),
             allowed: Arc::new(AllowedHosts::parse(&entries, |_| None).unwrap()),
             in_process: None,
+            request: None,
         }
     }
 

@@ -6,7 +6,8 @@
 //!   the host's environment leaks in);
 //! - `files` directory mounts are preopened read-only, as in Spin;
 //! - stdout and stderr become host log lines tagged with the component id,
-//!   so a component's `println!` shows up next to the request that caused it;
+//!   within the span of the request that caused them (its request id and
+//!   trace id), so a component's `println!` shows up next to that request;
 //! - sockets are not granted: outbound traffic goes through wasi:http (and
 //!   later the Postgres/Redis capabilities), where allowed_outbound_hosts is
 //!   enforced.
@@ -74,11 +75,15 @@ impl Wasi {
 struct LogStream {
     component_id: Arc<str>,
     stream: &'static str,
+    /// The span current when the instance was made: its request's. The
+    /// guest's writes are flushed by tasks of wasmtime-wasi's own, outside
+    /// it, so each line enters it again.
+    span: tracing::Span,
 }
 
 impl LogStream {
     fn new(component_id: Arc<str>, stream: &'static str) -> Self {
-        Self { component_id, stream }
+        Self { component_id, stream, span: tracing::Span::current() }
     }
 }
 
@@ -108,7 +113,9 @@ impl LineWriter {
     fn emit(&self, line: &[u8]) {
         let text = String::from_utf8_lossy(line);
         let text = text.trim_end_matches('\r');
-        tracing::info!(target: "component", component = %self.target.component_id, stream = self.target.stream, "{text}");
+        self.target.span.in_scope(|| {
+            tracing::info!(target: "component", component = %self.target.component_id, stream = self.target.stream, "{text}");
+        });
     }
 
     fn drain_lines(&mut self) {

@@ -12,7 +12,7 @@
 //! through [`InProcessHandler`].
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -25,16 +25,19 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tracing::Instrument;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{Error as HttpError, WasiBody, WasiHttpView};
 
-use super::spin_headers;
+use super::{served_by, spin_headers};
 use crate::app::{App, LoadedComponent};
 use crate::capabilities::outbound_http::{ChainFuture, ChainTarget, InProcessHandler};
 use crate::manifest::HttpRoute;
 use crate::metrics::{ComponentLabels, FailureLabels, InFlight, RequestLabels, RouteLabels};
 use crate::routing::{RouteMatch, Router};
+use crate::telemetry::RequestContext;
+use crate::telemetry::request::REQUEST_ID_HEADER;
 
 /// Spin's reserved endpoints, answered by the host itself.
 pub const HEALTH_PATH: &str = "/.well-known/spin/health";
@@ -48,6 +51,8 @@ pub struct HttpTrigger {
     router: Router,
     base: String,
     this: Weak<HttpTrigger>,
+    /// `bazaar up --version-header`: see [`served_by`].
+    version_header: AtomicBool,
 }
 
 /// Why a request produced no response from its component.
@@ -87,10 +92,21 @@ impl HttpTrigger {
                 );
             }
         }
-        let trigger = Arc::new_cyclic(|this| HttpTrigger { app, router, base, this: this.clone() });
+        let trigger = Arc::new_cyclic(|this| HttpTrigger {
+            app,
+            router,
+            base,
+            this: this.clone(),
+            version_header: AtomicBool::new(false),
+        });
         let handler: Weak<dyn InProcessHandler> = trigger.this.clone();
         trigger.app.capabilities.outbound_http.set_in_process_handler(handler);
         Ok(trigger)
+    }
+
+    /// Whether responses name the component version that served them.
+    pub fn set_version_header(&self, on: bool) {
+        self.version_header.store(on, Ordering::Relaxed);
     }
 
     /// The routes users can reach, for the start-up banner: (component, route).
@@ -170,8 +186,36 @@ impl HttpTrigger {
         response
     }
 
-    /// Runs `component_id` on `req`, turning every failure into a response.
+    /// Runs `component_id` on `req` within the request's span (its request
+    /// id and trace: see [`crate::telemetry::request`]), which the
+    /// instance gets through the request's extensions.
     async fn dispatch<B>(
+        &self,
+        component_id: &str,
+        mut req: Request<B>,
+        full_url: &str,
+        route: &RouteMatch<'_>,
+        client_addr: &str,
+    ) -> Response<HyperOutgoingBody>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<HttpError>,
+    {
+        let method = req.method().to_string();
+        let (request, span) = RequestContext::begin(req.headers_mut(), component_id, &method, route.raw_route);
+        req.extensions_mut().insert(request.clone());
+        let mut response = self.dispatch_in_span(component_id, req, full_url, route, client_addr).instrument(span.clone()).await;
+        span.record("status", response.status().as_u16());
+        if !response.headers().contains_key(REQUEST_ID_HEADER)
+            && let Ok(id) = http::HeaderValue::from_str(&request.request_id)
+        {
+            response.headers_mut().insert(REQUEST_ID_HEADER, id);
+        }
+        response
+    }
+
+    /// Runs `component_id` on `req`, turning every failure into a response.
+    async fn dispatch_in_span<B>(
         &self,
         component_id: &str,
         mut req: Request<B>,
@@ -202,7 +246,10 @@ impl HttpTrigger {
             };
             metrics.failures.get_or_create(&FailureLabels { component: component_id.into(), kind }).inc();
         }
-        let response = self.failure_response(component_id, result);
+        let mut response = self.failure_response(component_id, result);
+        if self.version_header.load(Ordering::Relaxed) {
+            served_by::append(&mut response, &component);
+        }
         let route = route.raw_route.to_string();
         metrics
             .request_duration
@@ -252,6 +299,9 @@ impl HttpTrigger {
     {
         let pre = component.http.clone().ok_or_else(|| Failure::Trap("component does not export wasi:http".into()))?;
         let mut store = self.app.new_store(component).map_err(|e| Failure::Trap(format!("{e:#}")))?;
+        if let Some(request) = req.extensions().get::<Arc<RequestContext>>() {
+            store.data_mut().set_request(request.clone());
+        }
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let incoming = store
             .data_mut()
@@ -280,7 +330,7 @@ impl HttpTrigger {
                     Failure::Trap(text)
                 }
             })
-        });
+        }.in_current_span());
 
         let deadline = self.app.request_timeout + Duration::from_millis(100);
         match tokio::time::timeout(deadline, receiver).await {
@@ -291,7 +341,7 @@ impl HttpTrigger {
                     if let Ok(Err(failure)) = task.await {
                         tracing::error!(component = %id, "component failed while streaming its response: {failure:?}");
                     }
-                });
+                }.in_current_span());
                 Ok(response)
             }
             Ok(Ok(Err(code))) => Err(Failure::Trap(format!("component answered with error code {code:?}"))),

@@ -2,4 +2,5 @@
 //! Spin app has; the Redis trigger runs components on messages from the bus.
 pub mod http;
 pub mod redis;
+pub mod served_by;
 pub mod spin_headers;

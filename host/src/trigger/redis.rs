@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::app::App;
-use crate::bus::dispatch::{self, MessageHandler};
+use crate::bus::dispatch::{self, Attempt, MessageHandler};
 use crate::bus::{Bus, Subscription};
 use crate::capabilities::redis::PublishInterceptor;
 use crate::metrics::{ChannelLabels, Metrics, SubscriptionLabels};
@@ -105,11 +105,18 @@ struct ComponentHandler {
 
 #[async_trait]
 impl MessageHandler for ComponentHandler {
-    async fn handle(&self, sub: &Subscription, payload: &[u8]) -> Result<(), String> {
+    async fn handle(&self, sub: &Subscription, payload: &[u8], attempt: Attempt) -> Result<(), String> {
         let labels = SubscriptionLabels { channel: sub.channel.clone(), subscriber: sub.subscriber.clone() };
+        let metrics = &self.app.metrics;
+        if attempt.is_retry() {
+            metrics.bus_retried.get_or_create(&labels).inc();
+        }
         let result = self.run_component(sub, payload).await;
-        let counter = if result.is_ok() { &self.app.metrics.bus_delivered } else { &self.app.metrics.bus_failed };
+        let counter = if result.is_ok() { &metrics.bus_delivered } else { &metrics.bus_failed };
         counter.get_or_create(&labels).inc();
+        if result.is_err() && attempt.is_last() {
+            metrics.bus_dead_lettered.get_or_create(&labels).inc();
+        }
         result
     }
 }

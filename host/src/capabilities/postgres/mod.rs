@@ -76,6 +76,16 @@ impl Postgres {
             connections,
         }
     }
+
+    /// Each pool's connections, for `/metrics`.
+    pub fn pool_usage(&self) -> Vec<crate::metrics::PoolUsage> {
+        self.pools.usage()
+    }
+
+    /// The servers (`postgres://host:port`) pools are open to, for `/readyz`.
+    pub fn servers_in_use(&self) -> Vec<String> {
+        self.pools.servers()
+    }
 }
 
 impl PostgresInstance {

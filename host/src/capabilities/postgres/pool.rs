@@ -17,6 +17,10 @@
 //!
 //! At most [`MAX_POOLS`] addresses keep a pool; the least recently used is
 //! closed to make room.
+//!
+//! [`Pools::usage`] reports each pool's size, idle and waiting counts for
+//! `/metrics`, by server and database (`postgres://host:port/db`): never
+//! the user or password, which the address a guest opens may carry.
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -25,6 +29,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, Recycli
 use tokio_postgres::config::SslMode;
 
 use super::tls;
+use crate::metrics::PoolUsage;
 
 /// Most connections open to one address at once.
 pub const MAX_CONNECTIONS_PER_ADDRESS: usize = 16;
@@ -54,7 +59,14 @@ pub const RESET_SQL: &str = "DO $$BEGIN IF now() <> statement_timestamp() THEN \
 /// The pools of the host, by address.
 #[derive(Default)]
 pub struct Pools {
-    pools: Mutex<HashMap<String, (Pool, Instant)>>,
+    pools: Mutex<HashMap<String, Entry>>,
+}
+
+struct Entry {
+    pool: Pool,
+    last_used: Instant,
+    /// `postgres://host:port/db`, for metrics.
+    shown: String,
 }
 
 impl Pools {
@@ -62,7 +74,7 @@ impl Pools {
     /// The error is the guest's `connection-failed` message; `target`
     /// names the server without credentials.
     pub async fn get(&self, address: &str, config: &tokio_postgres::Config, target: &str) -> Result<Object, String> {
-        let pool = self.pool(address, config)?;
+        let pool = self.pool(address, config, target)?;
         pool.get().await.map_err(|e| match e {
             PoolError::Timeout(TimeoutType::Wait) => format!(
                 "no free connection to {target} within {ACQUIRE_TIMEOUT:?}: \
@@ -80,21 +92,50 @@ impl Pools {
     }
 
     /// The pool for `address`, created on first use.
-    fn pool(&self, address: &str, config: &tokio_postgres::Config) -> Result<Pool, String> {
+    fn pool(&self, address: &str, config: &tokio_postgres::Config, target: &str) -> Result<Pool, String> {
         let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((pool, last_used)) = pools.get_mut(address) {
-            *last_used = Instant::now();
-            return Ok(pool.clone());
+        if let Some(entry) = pools.get_mut(address) {
+            entry.last_used = Instant::now();
+            return Ok(entry.pool.clone());
         }
         if pools.len() >= MAX_POOLS {
-            let oldest = pools.iter().min_by_key(|(_, (_, used))| *used).map(|(a, _)| a.clone());
-            if let Some((pool, _)) = oldest.and_then(|a| pools.remove(&a)) {
-                pool.close();
+            let oldest = pools.iter().min_by_key(|(_, entry)| entry.last_used).map(|(a, _)| a.clone());
+            if let Some(entry) = oldest.and_then(|a| pools.remove(&a)) {
+                entry.pool.close();
             }
         }
         let pool = new_pool(config.clone())?;
-        pools.insert(address.to_string(), (pool.clone(), Instant::now()));
+        let shown = format!("{target}/{}", config.get_dbname().unwrap_or_default());
+        pools.insert(address.to_string(), Entry { pool: pool.clone(), last_used: Instant::now(), shown });
         Ok(pool)
+    }
+
+    /// Every pool's usage, those of one server and database (opened with
+    /// different credentials, say) added up, sorted by address.
+    pub fn usage(&self) -> Vec<PoolUsage> {
+        let pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        let mut by_address: std::collections::BTreeMap<&str, PoolUsage> = Default::default();
+        for entry in pools.values() {
+            let status = entry.pool.status();
+            let usage = by_address
+                .entry(&entry.shown)
+                .or_insert_with(|| PoolUsage { address: entry.shown.clone(), ..Default::default() });
+            usage.size += status.size;
+            usage.available += status.available;
+            usage.waiting += status.waiting;
+            usage.max_size += status.max_size;
+        }
+        by_address.into_values().collect()
+    }
+
+    /// The servers pools are open to, `postgres://host:port`.
+    pub fn servers(&self) -> Vec<String> {
+        let pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        let mut servers: Vec<String> =
+            pools.values().map(|e| e.shown.rsplit_once('/').map_or(e.shown.clone(), |(s, _)| s.to_string())).collect();
+        servers.sort();
+        servers.dedup();
+        servers
     }
 }
 
@@ -134,4 +175,54 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    /// The server the tests use (trust auth for user postgres).
+    fn address() -> String {
+        std::env::var("BAZAAR_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    }
+
+    #[tokio::test]
+    async fn usage_counts_open_idle_and_waiting_connections() {
+        let address = address();
+        let config: tokio_postgres::Config = address.parse().unwrap();
+        let pools = Arc::new(Pools::default());
+        let target = "postgres://127.0.0.1:5432";
+        let get = |pools: Arc<Pools>| {
+            let (address, config) = (address.clone(), config.clone());
+            async move { pools.get(&address, &config, target).await }
+        };
+        let first = get(pools.clone()).await.unwrap_or_else(|e| {
+            panic!("this test needs PostgreSQL at {address} with trust auth for user postgres: {e}")
+        });
+        let usage = |pools: &Pools| pools.usage().into_iter().next().unwrap();
+        let shown = "postgres://127.0.0.1:5432/postgres".to_string();
+        let one = PoolUsage { address: shown.clone(), size: 1, available: 0, waiting: 0, max_size: MAX_CONNECTIONS_PER_ADDRESS };
+        assert_eq!(usage(&pools), one, "no credentials in the address");
+        drop(first);
+        assert_eq!(usage(&pools).available, 1, "back in the pool, idle");
+        assert_eq!(pools.servers(), [target]);
+
+        let mut held = Vec::new();
+        for _ in 0..MAX_CONNECTIONS_PER_ADDRESS {
+            held.push(get(pools.clone()).await.unwrap());
+        }
+        let waiter = tokio::spawn(get(pools.clone()));
+        let started = Instant::now();
+        while usage(&pools).waiting == 0 {
+            assert!(started.elapsed() < Duration::from_secs(5), "{:?}", usage(&pools));
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let full = usage(&pools);
+        assert_eq!((full.size, full.available, full.waiting), (MAX_CONNECTIONS_PER_ADDRESS, 0, 1));
+        drop(held);
+        assert!(waiter.await.unwrap().is_ok(), "the waiter gets a freed connection");
+        assert_eq!(usage(&pools).waiting, 0);
+    }
 }

@@ -12,16 +12,22 @@
 //! command whose reply does not come within [`RESPONSE_TIMEOUT`]. A down
 //! server therefore costs a request a clear error, not a hang.
 //!
+//! [`Connections::usage`] counts them for `/metrics`: per address, whether
+//! the shared connection is up and how many guests' own are open.
+//!
 //! A manager's background task lives on the tokio runtime it was created on,
 //! so managers are owned by the app (never a process-wide cache) and are
 //! created from within async calls.
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::{AsyncConnectionConfig, Client, Cmd, Pipeline, RedisError, RedisFuture, Value};
 use tokio::sync::OnceCell;
+
+use crate::metrics::RedisUsage;
 
 /// How long one attempt to reach a server may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -38,13 +44,20 @@ pub struct LazyConnection {
     /// The address without its password, for messages.
     shown: String,
     manager: OnceCell<ConnectionManager>,
+    /// Guests' own connections open now (see [`Dedicated`]).
+    dedicated: Arc<AtomicUsize>,
 }
 
 impl LazyConnection {
     /// Checks that `address` is a Redis URL (`redis://`, `rediss://`,
     /// `redis+unix://`) without connecting.
     pub fn new(address: &str) -> Result<Self, RedisError> {
-        Ok(Self { client: Client::open(address)?, shown: redacted(address), manager: OnceCell::new() })
+        Ok(Self {
+            client: Client::open(address)?,
+            shown: redacted(address),
+            manager: OnceCell::new(),
+            dedicated: Arc::default(),
+        })
     }
 
     /// The address as it may be shown in logs and errors (no password).
@@ -74,14 +87,35 @@ impl LazyConnection {
     /// A connection of its own, not shared, with the same timeouts: for a
     /// guest that changes connection state (`SELECT`, `MULTI`, `SUBSCRIBE`,
     /// ...), which must not leak to the other users of the shared one.
-    pub async fn dedicated(&self) -> Result<MultiplexedConnection, String> {
+    pub async fn dedicated(&self) -> Result<Dedicated, String> {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(CONNECT_TIMEOUT)
             .set_response_timeout(RESPONSE_TIMEOUT);
-        self.client
+        let connection = self
+            .client
             .get_multiplexed_async_connection_with_config(&config)
             .await
-            .map_err(|e| format!("cannot connect to Redis at {}: {e}", self.shown))
+            .map_err(|e| format!("cannot connect to Redis at {}: {e}", self.shown))?;
+        self.dedicated.fetch_add(1, Ordering::Relaxed);
+        Ok(Dedicated { connection, open: self.dedicated.clone() })
+    }
+
+    /// Whether the shared connection has connected (the manager then
+    /// reconnects by itself).
+    fn shared_connected(&self) -> bool {
+        self.manager.initialized()
+    }
+}
+
+/// A guest's own connection, counted as open until dropped.
+pub struct Dedicated {
+    pub connection: MultiplexedConnection,
+    open: Arc<AtomicUsize>,
+}
+
+impl Drop for Dedicated {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -134,6 +168,34 @@ impl Connections {
         by_address.insert(address.to_string(), connection.clone());
         Ok(connection)
     }
+
+    /// Connections per server (`redis://host:port/db`, no credentials),
+    /// sorted; addresses spelled differently for one server are added up.
+    pub fn usage(&self) -> Vec<RedisUsage> {
+        let by_address = self.by_address.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut servers: std::collections::BTreeMap<String, RedisUsage> = Default::default();
+        for (address, connection) in by_address.iter() {
+            let shown = server_of(address);
+            let usage = servers.entry(shown.clone()).or_insert_with(|| RedisUsage { address: shown, ..Default::default() });
+            usage.shared += usize::from(connection.shared_connected());
+            usage.dedicated += connection.dedicated.load(Ordering::Relaxed);
+        }
+        servers.into_values().collect()
+    }
+}
+
+/// `scheme://host:port[/db]` of a Redis address: no user, no password, the
+/// default port filled in.
+pub fn server_of(address: &str) -> String {
+    match url::Url::parse(address) {
+        Ok(url) => {
+            let port = url.port().unwrap_or(6379);
+            let db = url.path().trim_matches('/');
+            let db = if db.is_empty() { String::new() } else { format!("/{db}") };
+            format!("{}://{}:{port}{db}", url.scheme(), url.host_str().unwrap_or_default())
+        }
+        Err(_) => redacted(address),
+    }
 }
 
 #[cfg(test)]
@@ -159,6 +221,26 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
+
+    #[test]
+    fn servers_are_shown_without_credentials() {
+        assert_eq!(server_of("redis://user:hunter2@cache/1"), "redis://cache:6379/1");
+        assert_eq!(server_of("rediss://cache:6380"), "rediss://cache:6380");
+    }
+
+    #[tokio::test]
+    async fn usage_counts_shared_and_dedicated_connections() {
+        let connections = Connections::default();
+        let url = crate::capabilities::redis::test_support::url();
+        let server = connections.get(&url).unwrap();
+        let usage = || connections.usage().into_iter().next().unwrap();
+        assert_eq!((usage().shared, usage().dedicated), (0, 0), "not connected before first use");
+        server.get().await.unwrap_or_else(|e| panic!("this test needs Redis at {url}: {e}"));
+        let own = server.dedicated().await.unwrap();
+        assert_eq!((usage().shared, usage().dedicated), (1, 1));
+        drop(own);
+        assert_eq!(usage().dedicated, 0);
+    }
 
     #[test]
     fn passwords_are_not_shown() {

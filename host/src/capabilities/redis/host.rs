@@ -58,11 +58,12 @@ impl RedisInstance {
     {
         let open = self.connection(handle)?;
         let connection = match (&open.dedicated, own) {
-            (Some(c), _) => GuestConnection::Dedicated(c.clone()),
+            (Some(c), _) => GuestConnection::Dedicated(c.connection.clone()),
             (None, true) => match open.server.dedicated().await {
                 Ok(c) => {
-                    open.dedicated = Some(c.clone());
-                    GuestConnection::Dedicated(c)
+                    let connection = c.connection.clone();
+                    open.dedicated = Some(c);
+                    GuestConnection::Dedicated(connection)
                 }
                 Err(e) => return Ok(Err(Error::Other(e))),
             },

@@ -27,7 +27,6 @@ use std::sync::{Arc, OnceLock};
 
 use anyhow::Result;
 use futures::future::BoxFuture;
-use redis::aio::MultiplexedConnection;
 use wasmtime::component::{Resource, ResourceTable, ResourceTableError};
 
 use super::allowed_hosts::{AllowedHosts, Destination};
@@ -38,7 +37,7 @@ use crate::manifest::Manifest;
 pub mod connection;
 mod host;
 
-use connection::{Connections, LazyConnection, redacted};
+use connection::{Connections, Dedicated, LazyConnection, redacted};
 
 /// Something that takes over `publish` for some addresses (the durable bus).
 pub trait PublishInterceptor: Send + Sync {
@@ -69,7 +68,7 @@ pub struct RedisInstance {
 struct OpenConnection {
     address: String,
     server: Arc<LazyConnection>,
-    dedicated: Option<MultiplexedConnection>,
+    dedicated: Option<Dedicated>,
 }
 
 impl Redis {
@@ -90,6 +89,11 @@ impl Redis {
         if self.interceptor.set(interceptor).is_err() {
             tracing::warn!("a Redis publish interceptor is already installed; ignoring another");
         }
+    }
+
+    /// Connections per server, for `/metrics`.
+    pub fn connection_usage(&self) -> Vec<crate::metrics::RedisUsage> {
+        self.connections.usage()
     }
 
     pub fn instance(self: &Arc<Self>, component_id: &str) -> RedisInstance {

@@ -1,2 +1,0 @@
-//! The shop under a realistic mix (work in progress).
-fn main() {}

@@ -1,0 +1,184 @@
+//! The load: one task per logged-in customer, each a closed loop (the next
+//! request leaves when the answer to the last one is in, no think time) over
+//! a keep-alive connection of its own, recording every request's latency in
+//! an HDR histogram per kind.
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde_json::json;
+
+use crate::mix::{Catalog, Kind, Outcome};
+
+/// The simulated processor's card that always succeeds.
+const GOOD_CARD: &str = "4242424242424242";
+
+/// A logged-in customer and what the driver knows of their cart.
+pub struct Customer {
+    pub token: String,
+    client: reqwest::Client,
+    /// Units in the cart (a checkout drawn on an empty cart first adds one,
+    /// as a person would).
+    cart_units: u32,
+    rng: fastrand::Rng,
+}
+
+impl Customer {
+    pub fn new(token: String, seed: u64) -> Customer {
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+        Customer { token, client, cart_units: 0, rng: fastrand::Rng::with_seed(seed) }
+    }
+}
+
+/// What one run measured.
+pub struct Stats {
+    /// Latency in microseconds, per [`Kind::index`].
+    pub latency: Vec<Histogram<u64>>,
+    pub errors: Vec<u64>,
+    /// How the errors went: `"<kind> <status>"` (or `transport: ...`) → count.
+    pub error_detail: BTreeMap<String, u64>,
+    pub confirmed: u64,
+    pub sold_out: u64,
+    /// From the first request sent to the last answer received.
+    pub elapsed: Duration,
+}
+
+impl Stats {
+    fn new() -> Stats {
+        Stats {
+            latency: Kind::ALL.iter().map(|_| Histogram::new_with_bounds(1, 120_000_000, 3).unwrap()).collect(),
+            errors: vec![0; Kind::ALL.len()],
+            error_detail: BTreeMap::new(),
+            confirmed: 0,
+            sold_out: 0,
+            elapsed: Duration::ZERO,
+        }
+    }
+
+    fn merge(&mut self, other: &Stats) {
+        for (mine, theirs) in self.latency.iter_mut().zip(&other.latency) {
+            mine.add(theirs).unwrap();
+        }
+        for (mine, theirs) in self.errors.iter_mut().zip(&other.errors) {
+            *mine += theirs;
+        }
+        for (detail, n) in &other.error_detail {
+            *self.error_detail.entry(detail.clone()).or_default() += n;
+        }
+        self.confirmed += other.confirmed;
+        self.sold_out += other.sold_out;
+    }
+
+    pub fn count(&self, kind: Kind) -> u64 {
+        self.latency[kind.index()].len()
+    }
+
+    pub fn total(&self) -> u64 {
+        Kind::ALL.iter().map(|k| self.count(*k)).sum()
+    }
+
+    pub fn total_errors(&self) -> u64 {
+        self.errors.iter().sum()
+    }
+
+    /// All kinds in one histogram.
+    pub fn all(&self) -> Histogram<u64> {
+        let mut all = Histogram::new_with_bounds(1, 120_000_000, 3).unwrap();
+        for h in &self.latency {
+            all.add(h).unwrap();
+        }
+        all
+    }
+}
+
+/// Runs the mix with every customer until `duration` has passed (each
+/// finishes the request it is in), then hands the customers back, carts as
+/// they are, with what was measured.
+pub async fn run(base: &str, customers: Vec<Customer>, catalog: Arc<Catalog>, duration: Duration, anonymous_catalog: bool) -> (Vec<Customer>, Stats) {
+    let started = Instant::now();
+    let deadline = started + duration;
+    let tasks: Vec<_> = customers
+        .into_iter()
+        .map(|mut customer| {
+            let base = base.to_string();
+            let catalog = catalog.clone();
+            tokio::spawn(async move {
+                let mut stats = Stats::new();
+                while Instant::now() < deadline {
+                    let kind = Kind::draw(&mut customer.rng);
+                    if kind == Kind::Checkout && customer.cart_units == 0 {
+                        one(&base, &mut customer, &catalog, Kind::AddToCart, anonymous_catalog, &mut stats).await;
+                    }
+                    one(&base, &mut customer, &catalog, kind, anonymous_catalog, &mut stats).await;
+                }
+                (customer, stats)
+            })
+        })
+        .collect();
+    let mut total = Stats::new();
+    let mut customers = Vec::new();
+    for task in tasks {
+        let (customer, stats) = task.await.expect("a customer's task panicked");
+        total.merge(&stats);
+        customers.push(customer);
+    }
+    total.elapsed = started.elapsed();
+    (customers, total)
+}
+
+/// Sends one request of `kind` and records it.
+async fn one(base: &str, customer: &mut Customer, catalog: &Catalog, kind: Kind, anonymous_catalog: bool, stats: &mut Stats) {
+    let rng = &mut customer.rng;
+    let request = match kind {
+        Kind::Browse => customer.client.get(format!("{base}{}", catalog.browse_path(rng))),
+        Kind::View => customer.client.get(format!("{base}{}", catalog.view_path(rng))),
+        Kind::Search => customer.client.get(format!("{base}{}", catalog.search_path(rng))),
+        Kind::AddToCart => {
+            customer.client.post(format!("{base}/api/cart/items")).json(&json!({"sku": catalog.sku(rng), "quantity": 1}))
+        }
+        Kind::Checkout => customer
+            .client
+            .post(format!("{base}/api/orders/checkout"))
+            .json(&json!({"card": {"number": GOOD_CARD, "exp_month": 12, "exp_year": 2099, "cvc": "123"}})),
+    };
+    let is_read = matches!(kind, Kind::Browse | Kind::View | Kind::Search);
+    let request = if is_read && anonymous_catalog { request } else { request.bearer_auth(&customer.token) };
+    let sent = Instant::now();
+    let answer = match request.send().await {
+        // The whole body is read, so the latency is the customer's and the
+        // connection can be reused.
+        Ok(response) => {
+            let status = response.status().as_u16();
+            response.bytes().await.map(|_| status).map_err(|e| e.to_string())
+        }
+        Err(e) => Err(e.to_string()),
+    };
+    let micros = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX).max(1);
+    stats.latency[kind.index()].saturating_record(micros);
+    let failure = match answer {
+        Ok(status) => match kind.outcome(status) {
+            Outcome::Ok => {
+                if kind == Kind::AddToCart {
+                    customer.cart_units += 1;
+                }
+                None
+            }
+            Outcome::Confirmed => {
+                customer.cart_units = 0;
+                stats.confirmed += 1;
+                None
+            }
+            Outcome::SoldOut => {
+                stats.sold_out += 1;
+                None
+            }
+            Outcome::Error => Some(format!("{} {status}", kind.name())),
+        },
+        Err(e) => Some(format!("{} transport: {e}", kind.name())),
+    };
+    if let Some(detail) = failure {
+        stats.errors[kind.index()] += 1;
+        *stats.error_detail.entry(detail).or_default() += 1;
+    }
+}

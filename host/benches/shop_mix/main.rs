@@ -1,0 +1,221 @@
+//! The shop under a realistic mix of logged-in customers: browse the catalog
+//! 60%, view a product 15%, search 10%, add to cart 10%, check out 5%, for a
+//! fixed time at each number of concurrent customers, in embedded and
+//! production modes. Prints per request kind: count, req/s, p50, p99 and
+//! errors (see `mix::Kind::outcome` for what counts as one); then checks the
+//! shop's data for consistency (tests/support/consistency.rs).
+//!
+//! ```sh
+//! make wasm && cargo bench -p bazaar --bench shop_mix -- --duration 30s --clients 16,64 --modes embedded,production
+//! ```
+//!
+//! Each (mode, clients) run gets a shop of its own, started from the
+//! release host with the repo's spin.toml: fresh SQLite files, or a fresh
+//! Postgres database per service (dropped afterwards) and Redis database 15
+//! (flushed). The gateway's rate limits are lifted (a benchmark is not an
+//! abuse) and every product gets a million units, so checkouts succeed.
+//! Customers register and log in through the gateway, the mix warms up,
+//! then it is measured. `--url` drives a shop that is already running
+//! instead (no consistency check: its data is not the driver's to read).
+//!
+//! The driver shares the machine with the shop: the summary says how much
+//! CPU it took.
+#[path = "../../../tests/support/mod.rs"]
+mod support;
+
+mod cpu;
+mod load;
+mod mix;
+mod report;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+use support::consistency::{self, Snapshot};
+use support::shop::{Mode, Shop};
+use support::{Up, raw_call};
+
+/// The Redis database production-mode runs use (tests use 11 to 14).
+const REDIS_DB: u8 = 15;
+/// The units every product gets before the run.
+const STOCK: i64 = 1_000_000;
+const PASSWORD: &str = "correct horse battery";
+
+#[derive(Parser, Debug)]
+#[command(name = "shop_mix", about = "The shop under a realistic mix of logged-in customers")]
+struct Args {
+    /// How long each measured run lasts.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// How long the mix runs, unmeasured, before each measured run.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    warmup: Duration,
+    /// Concurrent customers, one run each (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "16,64")]
+    clients: Vec<usize>,
+    /// The shop's configurations to run (comma-separated).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "embedded,production")]
+    modes: Vec<ModeArg>,
+    /// Drive the shop already serving at this URL instead of starting one.
+    #[arg(long)]
+    url: Option<String>,
+    /// Catalog reads without the customer's token, as a storefront that
+    /// sends it only where needed would: the gateway then answers them from
+    /// its cache. By default every request carries the token.
+    #[arg(long)]
+    anonymous_catalog: bool,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum ModeArg {
+    Embedded,
+    Production,
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    assert!(!args.clients.is_empty() && args.clients.iter().all(|c| *c > 0), "--clients: give at least one number above 0");
+    println!(
+        "## The shop under the mix ({} measured after {} warm-up; catalog reads {})\n",
+        humantime::format_duration(args.duration),
+        humantime::format_duration(args.warmup),
+        if args.anonymous_catalog { "anonymous (gateway cache)" } else { "with the customer's token (no gateway cache)" }
+    );
+    let mut runs = Vec::new();
+    match &args.url {
+        Some(url) => {
+            for &clients in &args.clients {
+                runs.push(run(&args, url, "external", clients, None).await);
+            }
+        }
+        None => {
+            for mode in &args.modes {
+                let mode = match mode {
+                    ModeArg::Embedded => Mode::Embedded,
+                    ModeArg::Production => Mode::Production { redis_db: REDIS_DB },
+                };
+                for &clients in &args.clients {
+                    let shop = Shop::start(mode, limits_lifted()).await;
+                    let base = shop.bazaar.base.clone();
+                    runs.push(run(&args, &base, mode.name(), clients, Some(&shop)).await);
+                    if std::env::var_os("SHOP_BENCH_LOGS").is_some() {
+                        eprintln!("{}", shop.bazaar.logs());
+                    }
+                }
+            }
+        }
+    }
+    println!("### Summary\n\n{}", report::summary(&runs));
+    println!(
+        "Goals: embedded ≥ 3,000 req/s with p99 < 25 ms and no error; production within 2x of embedded \
+         (req/s and p99). The load generator runs on the same machine (its CPU is in the table)."
+    );
+}
+
+/// The gateway's limits, lifted: they would turn the load into 429s.
+fn limits_lifted() -> Up {
+    Up::default()
+        .env("SPIN_VARIABLE_RATE_LIMIT_WRITES", "1000000000")
+        .env("SPIN_VARIABLE_RATE_LIMIT_READS", "1000000000")
+        .env("SPIN_VARIABLE_RATE_LIMIT_AUTH", "1000000000")
+}
+
+/// One measured run of the mix with `clients` customers.
+async fn run(args: &Args, base: &str, mode: &str, clients: usize, shop: Option<&Shop>) -> report::Run {
+    eprintln!("shop_mix: {mode}, {clients} clients: preparing");
+    let admin = login(base, "admin@bazaar.example", "Bench admin").await;
+    let catalog = Arc::new(stock_up(base, &admin).await);
+    let customers = customers(base, clients).await;
+    let start = match shop {
+        Some(shop) => Some(Snapshot::starting(&shop.source).await),
+        None => None,
+    };
+
+    eprintln!("shop_mix: {mode}, {clients} clients: warming up for {}", humantime::format_duration(args.warmup));
+    let (customers, _) = load::run(base, customers, catalog.clone(), args.warmup, args.anonymous_catalog).await;
+    eprintln!("shop_mix: {mode}, {clients} clients: measuring for {}", humantime::format_duration(args.duration));
+    let cpu = cpu::Reading::now();
+    let (_, stats) = load::run(base, customers, catalog, args.duration, args.anonymous_catalog).await;
+    let (driver_cores, machine_cores) = cpu.cores_since();
+
+    let mut run = report::Run { mode: mode.to_string(), clients, stats, violations: None, driver_cores, machine_cores };
+    println!("### {mode}, {clients} concurrent customers\n\n{}", report::run_table(&run));
+    println!(
+        "Checkouts: {} confirmed, {} sold out (409). Load generator: {:.2} cores; whole machine: {:.2} of 2 cores.",
+        run.stats.confirmed, run.stats.sold_out, driver_cores, machine_cores
+    );
+    if !run.stats.error_detail.is_empty() {
+        println!("\nErrors:");
+        for (detail, n) in &run.stats.error_detail {
+            println!("- {n} × {detail}");
+        }
+    }
+    if let (Some(shop), Some(start)) = (shop, start) {
+        // The bus delivers the last events after their requests were answered.
+        let now = consistency::settle(&shop.source, Duration::from_secs(120)).await;
+        let violations = consistency::check(&start, &now);
+        let confirmed = now.orders.iter().filter(|o| o.status == "CONFIRMED").count();
+        println!(
+            "\nConsistency ({} orders, {confirmed} confirmed; {} payments; {} order events): {}",
+            now.orders.len(),
+            now.payments.len(),
+            now.events.len(),
+            if violations.is_empty() { "no violation".to_string() } else { format!("**{} violations**", violations.len()) }
+        );
+        for v in violations.iter().take(20) {
+            println!("- {v}");
+        }
+        if violations.len() > 20 {
+            println!("- ... and {} more", violations.len() - 20);
+        }
+        run.violations = Some(violations.len());
+    }
+    println!();
+    run
+}
+
+/// Registers `email` (or finds it registered) and logs in: the token.
+async fn login(base: &str, email: &str, name: &str) -> String {
+    let (s, v) = raw_call(base, "POST", "/api/auth/register", None, Some(json!({"email": email, "password": PASSWORD, "name": name}))).await;
+    assert!(s == 201 || s == 409, "registering {email}: {s} {v}");
+    let (s, v) = raw_call(base, "POST", "/api/auth/login", None, Some(json!({"email": email, "password": PASSWORD}))).await;
+    assert_eq!(s, 200, "logging in {email}: {v}");
+    v["access_token"].as_str().unwrap().to_string()
+}
+
+/// The catalog, each product with [`STOCK`] units.
+async fn stock_up(base: &str, admin: &str) -> mix::Catalog {
+    let (s, v) = raw_call(base, "GET", "/api/products?per_page=100", Some(admin), None).await;
+    assert_eq!(s, 200, "listing the catalog: {v}");
+    let items: Vec<Value> = v["items"].as_array().cloned().unwrap_or_default();
+    for product in &items {
+        let id = product["id"].as_str().unwrap();
+        let (s, v) = raw_call(base, "PUT", &format!("/api/products/{id}"), Some(admin), Some(json!({"stock": STOCK}))).await;
+        assert_eq!(s, 200, "stocking {id} up: {v}");
+    }
+    mix::Catalog::from_listing(&items)
+}
+
+/// `n` new customers, registered and logged in through the gateway.
+async fn customers(base: &str, n: usize) -> Vec<load::Customer> {
+    let run = format!("{}-{}", std::process::id(), support::free_port());
+    futures::stream::iter(0..n)
+        .map(|i| {
+            let run = run.clone();
+            async move {
+                let token = login(base, &format!("bench-{run}-{i}@example.com"), "Bench customer").await;
+                load::Customer::new(token, i as u64 + 1)
+            }
+        })
+        .buffered(8)
+        .collect()
+        .await
+}

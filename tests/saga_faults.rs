@@ -1,0 +1,349 @@
+//! End to end: the checkout saga when a service it calls traps midway.
+//!
+//! The app (tests/apps/saga-faults) is the orders app with a fault proxy
+//! (tests/components/fault) in front of products and of payments: each
+//! test makes one of them trap on its first N requests for one step, either
+//! before the real service sees the request or after it did the work (so
+//! orders cannot tell whether it happened). Whatever the fault, what a user
+//! sees must hold: the order ends CONFIRMED, or CANCELLED with its money
+//! given back, never stuck PENDING once resumed, and it is charged once.
+//!
+//! Orders tries each step 3 times per run; a run that still has no answer
+//! leaves the order PENDING, and `POST /internal/sagas/resume` finishes it
+//! once its lease has run out. The tests end the lease by writing it in
+//! orders' database (through the probe) instead of waiting for it.
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+use support::{Bazaar, Up, app, client, require_components};
+
+/// Tries orders makes of one step within one run (`ATTEMPTS` in
+/// components/orders/src/saga/runner.rs).
+const ATTEMPTS: i64 = 3;
+
+fn good_card() -> Value {
+    json!({"number": "4242424242424242", "exp_month": 12, "exp_year": 2099, "cvc": "123"})
+}
+
+/// Where a proxy traps and when (the `*_fault_*` variables of the app).
+#[derive(Clone, Copy)]
+enum When {
+    /// The service never sees the request.
+    Before,
+    /// The service did the work; its answer is lost.
+    After,
+}
+
+/// A fault of the products or payments proxy: the first `times` requests
+/// for the step's path trap.
+struct Fault {
+    service: &'static str,
+    /// The path that traps; `None` for the app's default (reserve for
+    /// products, charges for payments).
+    path: Option<&'static str>,
+    times: i64,
+    when: When,
+}
+
+/// Products traps on `POST /internal/inventory/reserve`.
+fn reserve_traps(times: i64, when: When) -> Fault {
+    Fault { service: "products", path: None, times, when }
+}
+
+/// Products traps on `POST /internal/inventory/commit`.
+fn commit_traps(times: i64, when: When) -> Fault {
+    Fault { service: "products", path: Some("/internal/inventory/commit"), times, when }
+}
+
+/// Payments traps on `POST /api/payments/charges`.
+fn charge_traps(times: i64, when: When) -> Fault {
+    Fault { service: "payments", path: None, times, when }
+}
+
+/// The app on its own state, with one fault.
+struct Shop {
+    bazaar: Bazaar,
+    _state: tempfile::TempDir,
+}
+
+/// An answer: its status and JSON body.
+struct Reply {
+    status: u16,
+    body: Value,
+}
+
+impl Reply {
+    fn expect(self, status: u16) -> Value {
+        assert_eq!(self.status, status, "{}", self.body);
+        self.body
+    }
+}
+
+impl Shop {
+    fn with(fault: Fault) -> Shop {
+        require_components(&["orders", "products", "payments", "probe", "fault"]);
+        let state = tempfile::tempdir().unwrap();
+        let prefix = format!("SPIN_VARIABLE_{}_FAULT", fault.service.to_uppercase());
+        let when = match fault.when {
+            When::Before => "before",
+            When::After => "after",
+        };
+        let mut up = Up::default()
+            .state_dir(&state.path().join("state"))
+            .arg("--runtime-config-file")
+            .arg(runtime_config(state.path()).display().to_string())
+            .env(&format!("{prefix}_TIMES"), fault.times.to_string())
+            .env(&format!("{prefix}_WHEN"), when);
+        if let Some(path) = fault.path {
+            up = up.env(&format!("{prefix}_PATH_PREFIX"), path);
+        }
+        let bazaar = Bazaar::start(&app("saga-faults"), up);
+        Shop { bazaar, _state: state }
+    }
+
+    async fn send(&self, method: &str, path: &str, user: Option<&str>, body: Option<Value>, admin: bool) -> Reply {
+        let mut request = client().request(method.parse().unwrap(), self.bazaar.url(path));
+        if let Some(user) = user {
+            request = request.header("x-user-id", user);
+        }
+        if admin {
+            request = request.header("x-user-role", "admin");
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        Reply { status, body: serde_json::from_str(&text).unwrap_or(Value::String(text)) }
+    }
+
+    /// Creates a product (as an admin); returns its id.
+    async fn product(&self, sku: &str, price_cents: i64, stock: i64) -> String {
+        let body = json!({"sku": sku, "name": format!("Test {sku}"), "category": "test", "price_cents": price_cents, "stock": stock});
+        let created = self.send("POST", "/api/products", Some("admin"), Some(body), true).await;
+        created.expect(201)["id"].as_str().unwrap().to_string()
+    }
+
+    async fn stock(&self, product_id: &str) -> i64 {
+        let product = self.send("GET", &format!("/api/products/{product_id}"), None, None, false).await;
+        product.expect(200)["stock"].as_i64().unwrap()
+    }
+
+    async fn set_stock(&self, product_id: &str, stock: i64) {
+        let path = format!("/api/products/{product_id}");
+        let mut product = self.send("GET", &path, None, None, false).await.expect(200);
+        product["stock"] = json!(stock);
+        self.send("PUT", &path, Some("admin"), Some(product), true).await.expect(200);
+    }
+
+    /// Puts `quantity` of `sku` in `user`'s cart and checks out.
+    async fn checkout(&self, user: &str, sku: &str, quantity: i64) -> Reply {
+        let line = json!({"sku": sku, "quantity": quantity});
+        self.send("POST", "/api/cart/items", Some(user), Some(line), false).await.expect(201);
+        self.send("POST", "/api/orders/checkout", Some(user), Some(json!({"card": good_card()})), false).await
+    }
+
+    async fn order(&self, order_id: &str, user: &str) -> Value {
+        self.send("GET", &format!("/api/orders/{order_id}"), Some(user), None, false).await.expect(200)
+    }
+
+    /// Every payment made for an order (as services see them).
+    async fn payments(&self, order_id: &str) -> Vec<Value> {
+        let reply = self.send("GET", &format!("/api/payments?order_id={order_id}"), None, None, false).await;
+        reply.expect(200)["items"].as_array().unwrap().clone()
+    }
+
+    /// `POST /internal/sagas/resume`'s list of resumed sagas.
+    async fn resume(&self) -> Value {
+        self.send("POST", "/internal/sagas/resume", None, None, false).await.expect(200)["resumed"].clone()
+    }
+
+    /// Ends the lease of `order_id`'s saga, as if its run had given up long
+    /// ago, so the next resume takes it over.
+    async fn expire_lease(&self, order_id: &str) {
+        let sql = format!("UPDATE orders SET lease_until_ms = 0 WHERE id = '{order_id}'");
+        let done = self.orders_sql(&sql).await;
+        assert_eq!(done["changes"], 1, "no saga {order_id} to expire: {done}");
+    }
+
+    /// What orders' journal says of `step`: its outcome and how many
+    /// attempts it took (`None` if the step was never tried).
+    async fn journal(&self, order_id: &str, step: &str) -> Option<(String, i64)> {
+        let sql = format!("SELECT outcome, attempts FROM saga_steps WHERE order_id = '{order_id}' AND step = '{step}'");
+        let rows = self.orders_sql(&sql).await["rows"].clone();
+        let row = rows.as_array().unwrap().first()?.clone();
+        Some((row[0].as_str().unwrap().to_string(), row[1].as_i64().unwrap()))
+    }
+
+    async fn orders_sql(&self, sql: &str) -> Value {
+        let body = json!({"sql": sql, "params": []});
+        self.send("POST", "/probe/sqlite3/orders", None, Some(body), false).await.expect(200)
+    }
+}
+
+/// Every store and database in `state`.
+fn runtime_config(state: &Path) -> PathBuf {
+    let mut text = String::new();
+    for store in ["carts", "faults"] {
+        text += &format!("[key_value_store.{store}]\ntype = \"spin\"\npath = {:?}\n\n", file(state, store));
+    }
+    for database in ["orders", "products", "payments"] {
+        text += &format!("[sqlite_database.{database}]\ntype = \"spin\"\npath = {:?}\n\n", file(state, database));
+    }
+    let path = state.join("runtime-config.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn file(state: &Path, name: &str) -> String {
+    state.join(format!("{name}.db")).display().to_string()
+}
+
+fn id(order: &Value) -> String {
+    order["id"].as_str().unwrap().to_string()
+}
+
+/// The order was charged exactly once, nothing of it refunded, and that
+/// payment is the order's.
+async fn charged_once(shop: &Shop, order: &Value) {
+    let payments = shop.payments(&id(order)).await;
+    assert_eq!(payments.len(), 1, "one charge for {}: {payments:?}", id(order));
+    assert_eq!(payments[0]["amount_cents"], order["total_cents"]);
+    assert_eq!(payments[0]["refunded_cents"], 0);
+    assert_eq!(order["payment_id"], payments[0]["payment_id"], "{order}");
+}
+
+// ------------------------------------------------------ products, at reserve
+
+/// Products traps once at reserve: the run's next try reserves, and the
+/// checkout answers CONFIRMED as if nothing happened.
+#[tokio::test]
+async fn products_trapping_once_at_reserve_is_retried_within_the_checkout() {
+    let shop = Shop::with(reserve_traps(1, When::Before));
+    let product = shop.product("TRAP-1", 1200, 10).await;
+
+    let order = shop.checkout("ann", "TRAP-1", 2).await.expect(201);
+    assert_eq!(order["status"], "CONFIRMED", "{order}");
+    charged_once(&shop, &order).await;
+    assert_eq!(shop.stock(&product).await, 8);
+    assert_eq!(shop.journal(&id(&order), "reserve").await, Some(("available".into(), 2)), "a trap, then a reservation");
+    assert_eq!(shop.resume().await, json!([]), "nothing left to resume");
+}
+
+/// Products traps on every try of the run (and once more): the checkout
+/// answers 202 PENDING with the card charged; once the run's lease is over,
+/// a resume reserves (after one more trap) and confirms, without charging
+/// again.
+#[tokio::test]
+async fn products_trapping_past_every_retry_is_finished_by_a_resume() {
+    let shop = Shop::with(reserve_traps(ATTEMPTS + 1, When::Before));
+    let product = shop.product("TRAP-2", 1500, 10).await;
+
+    let pending = shop.checkout("ann", "TRAP-2", 3).await.expect(202);
+    let order_id = id(&pending);
+    assert_eq!(pending["status"], "PENDING", "{pending}");
+    charged_once(&shop, &pending).await;
+    assert_eq!(shop.stock(&product).await, 10, "nothing reserved yet");
+    assert_eq!(shop.journal(&order_id, "reserve").await, Some(("unknown".into(), ATTEMPTS)));
+    assert_eq!(shop.order(&order_id, "ann").await["status"], "PENDING");
+
+    shop.expire_lease(&order_id).await;
+    assert_eq!(shop.resume().await, json!([{"order_id": order_id, "status": "CONFIRMED"}]));
+    let order = shop.order(&order_id, "ann").await;
+    assert_eq!(order["status"], "CONFIRMED", "{order}");
+    charged_once(&shop, &order).await;
+    assert_eq!(shop.stock(&product).await, 7);
+    assert_eq!(shop.journal(&order_id, "reserve").await, Some(("available".into(), ATTEMPTS + 2)));
+    assert_eq!(shop.resume().await, json!([]), "a finished saga is not resumed again");
+}
+
+/// As above, but the stock was sold out while the order waited: the resume
+/// cannot reserve, so it refunds the charge and cancels.
+#[tokio::test]
+async fn products_trapping_past_every_retry_is_compensated_if_the_stock_went_meanwhile() {
+    let shop = Shop::with(reserve_traps(ATTEMPTS + 1, When::Before));
+    let product = shop.product("TRAP-3", 900, 4).await;
+
+    let pending = shop.checkout("ann", "TRAP-3", 2).await.expect(202);
+    let order_id = id(&pending);
+    charged_once(&shop, &pending).await;
+    shop.set_stock(&product, 1).await;
+
+    shop.expire_lease(&order_id).await;
+    assert_eq!(shop.resume().await, json!([{"order_id": order_id, "status": "CANCELLED"}]));
+    let order = shop.order(&order_id, "ann").await;
+    assert_eq!((order["cancel_reason"].as_str(), &order["refunded"]), (Some("out_of_stock"), &json!(true)), "{order}");
+    let payments = shop.payments(&order_id).await;
+    assert_eq!(payments.len(), 1, "charged once: {payments:?}");
+    assert_eq!(payments[0]["refunded_cents"], payments[0]["amount_cents"], "refunded in full");
+    assert_eq!(shop.stock(&product).await, 1, "no unit taken or given back");
+}
+
+// ------------------------------------------------------- products, at commit
+
+/// Products sells the reserved units, then every answer of the run is lost:
+/// the order is PENDING with its units sold. The resume commits again,
+/// learns the sale was made (commit is idempotent per order), and confirms;
+/// it must not take the lost answer for a lost reservation and refund.
+#[tokio::test]
+async fn products_trapping_after_every_commit_of_a_run_is_confirmed_by_a_resume_not_refunded() {
+    let shop = Shop::with(commit_traps(ATTEMPTS, When::After));
+    let product = shop.product("TRAP-6", 700, 6).await;
+
+    let pending = shop.checkout("ann", "TRAP-6", 2).await.expect(202);
+    let order_id = id(&pending);
+    assert_eq!(pending["status"], "PENDING", "{pending}");
+    assert_eq!(shop.stock(&product).await, 4, "the first try sold the units");
+    assert_eq!(shop.journal(&order_id, "commit").await, Some(("unknown".into(), ATTEMPTS)));
+
+    shop.expire_lease(&order_id).await;
+    assert_eq!(shop.resume().await, json!([{"order_id": order_id, "status": "CONFIRMED"}]));
+    let order = shop.order(&order_id, "ann").await;
+    assert_eq!((order["status"].as_str(), &order["refunded"]), (Some("CONFIRMED"), &json!(false)), "{order}");
+    charged_once(&shop, &order).await;
+    assert_eq!(shop.stock(&product).await, 4, "sold once");
+}
+
+// ------------------------------------------------------- payments, at charge
+
+/// Payments captures the charge, then traps instead of answering: the run's
+/// next try sends the same Idempotency-Key, learns of that payment, and the
+/// order is confirmed with one charge, not two.
+#[tokio::test]
+async fn payments_trapping_after_charging_is_retried_without_charging_twice() {
+    let shop = Shop::with(charge_traps(1, When::After));
+    let product = shop.product("TRAP-4", 2500, 5).await;
+
+    let order = shop.checkout("ann", "TRAP-4", 1).await.expect(201);
+    assert_eq!(order["status"], "CONFIRMED", "{order}");
+    charged_once(&shop, &order).await;
+    assert_eq!(shop.stock(&product).await, 4);
+    assert_eq!(shop.journal(&id(&order), "charge").await, Some(("captured".into(), 2)), "a trap, then the answer");
+}
+
+/// Payments captures the charge but every answer of the run is lost: the
+/// user's money is taken while the order is PENDING and knows no payment;
+/// the resume charges again with the same key, learns of the one payment,
+/// and confirms.
+#[tokio::test]
+async fn payments_trapping_after_every_charge_of_a_run_is_finished_by_a_resume_with_one_charge() {
+    let shop = Shop::with(charge_traps(ATTEMPTS, When::After));
+    let product = shop.product("TRAP-5", 3100, 5).await;
+
+    let pending = shop.checkout("ann", "TRAP-5", 2).await.expect(202);
+    let order_id = id(&pending);
+    assert_eq!((pending["status"].as_str(), &pending["payment_id"]), (Some("PENDING"), &Value::Null), "{pending}");
+    assert_eq!(shop.payments(&order_id).await.len(), 1, "the first try reached payments");
+    assert_eq!(shop.journal(&order_id, "charge").await, Some(("unknown".into(), ATTEMPTS)));
+    assert_eq!(shop.stock(&product).await, 5);
+
+    shop.expire_lease(&order_id).await;
+    assert_eq!(shop.resume().await, json!([{"order_id": order_id, "status": "CONFIRMED"}]));
+    let order = shop.order(&order_id, "ann").await;
+    assert_eq!(order["status"], "CONFIRMED", "{order}");
+    charged_once(&shop, &order).await;
+    assert_eq!(shop.stock(&product).await, 3);
+}
