@@ -299,6 +299,12 @@ async fn products_swapped_three_times_and_rolled_back_under_shop_load_fails_no_r
             .env("SPIN_VARIABLE_RATE_LIMIT_AUTH", "1000000"),
     );
     let b = &bazaar;
+    // Embedded mode needs no server: ready, though spin.toml grants the
+    // services a Postgres server for production.
+    let ready = client().get(b.admin_url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let ready: Value = ready.json().await.unwrap();
+    assert_eq!(ready["backends"], json!([]), "{ready}");
 
     // The builds, in the order they will serve: the original, three swaps,
     // then the rollback back to the third.

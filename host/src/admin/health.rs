@@ -10,11 +10,13 @@
 //! - the Redis servers of the runtime config (key-value stores, the bus);
 //! - the `postgres://` and `redis://` URLs among the components' variables
 //!   (their database URLs);
-//! - the servers `allowed_outbound_hosts` names one by one
-//!   (`postgres://db:5432`, `redis://cache`; a wildcard, port range or
-//!   network names no server to check);
 //! - the servers the host has opened a Postgres pool or a Redis
-//!   connection to, which covers addresses granted by a wildcard.
+//!   connection to, which covers addresses a component computes.
+//!
+//! What `allowed_outbound_hosts` grants is not a backend: the shop's
+//! manifest grants its Postgres server so the same manifest runs in
+//! production, yet in embedded mode no component uses it, and a host
+//! serving on SQLite with no Postgres around is ready.
 //!
 //! A Redis trigger's address is only the name of the app's bus (which
 //! may be embedded), never a server to check. One server used in several
@@ -78,13 +80,6 @@ pub fn backends(app: &App) -> Vec<Backend> {
                 _ => continue,
             };
             used.push(backend(format!("variable {id}.{name}"), &value, kind));
-        }
-        let allowed = app.capabilities.outbound_http.allowed_hosts(id);
-        for (scheme, kind) in [("postgres", Kind::Postgres), ("redis", Kind::Redis), ("rediss", Kind::Redis)] {
-            for (host, port) in allowed.exact_servers(scheme) {
-                let host = if host.contains(':') { format!("[{host}]") } else { host };
-                used.push(backend(format!("allowed_outbound_hosts of {id}"), &format!("{scheme}://{host}:{port}"), kind));
-            }
         }
     }
     for server in app.capabilities.postgres.servers_in_use() {
@@ -191,8 +186,8 @@ mod tests {
         let merged = merge(
             [
                 backend("variable a.url".into(), "postgres://u:p@db/a", Kind::Postgres),
-                backend("allowed_outbound_hosts of a".into(), "postgres://db:5432", Kind::Postgres),
-                backend("allowed_outbound_hosts of a".into(), "postgresql://db:5432", Kind::Postgres),
+                backend("variable b.url".into(), "postgres://db:5432", Kind::Postgres),
+                backend("variable b.url".into(), "postgresql://db:5432", Kind::Postgres),
                 backend("an open connection pool".into(), "postgres://db:5432", Kind::Postgres),
                 backend("an open connection".into(), "redis://db:5432", Kind::Redis),
             ]
@@ -200,7 +195,7 @@ mod tests {
             .flatten(),
         );
         assert_eq!(merged.len(), 2, "{merged:?}");
-        assert_eq!(merged[0].used_by, "variable a.url, allowed_outbound_hosts of a, an open connection pool");
+        assert_eq!(merged[0].used_by, "variable a.url, variable b.url, an open connection pool");
         assert_eq!(merged[0].url, "postgres://u:p@db/a", "the URL with credentials is checked");
     }
 

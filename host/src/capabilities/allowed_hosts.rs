@@ -94,20 +94,6 @@ impl AllowedHosts {
         })
     }
 
-    /// The servers the list names one by one under `scheme` (an exact host
-    /// and a single port), as `(host, port)`: what readiness checks.
-    /// Wildcards, port ranges and networks name no particular server.
-    pub fn exact_servers(&self, scheme: &str) -> Vec<(String, u16)> {
-        self.rules
-            .iter()
-            .filter(|r| r.scheme.as_deref() == Some(scheme))
-            .filter_map(|r| match (&r.host, &r.port) {
-                (HostPattern::Exact(host), PortPattern::Range(lo, hi)) if lo == hi => Some((host.clone(), *lo)),
-                _ => None,
-            })
-            .collect()
-    }
-
     /// Whether the component may call its own app with relative URLs.
     pub fn allows_self(&self) -> bool {
         self.allow_all || self.rules.iter().any(|r| r.host == HostPattern::SelfApp)
@@ -264,13 +250,6 @@ mod tests {
 
     fn dest<'a>(scheme: &'a str, host: &'a str, port: Option<u16>) -> Destination<'a> {
         Destination { scheme, host, port }
-    }
-
-    #[test]
-    fn exact_servers_are_those_named_one_by_one() {
-        let h = hosts(&["postgres://db:6000", "postgres://db2", "postgres://*:5432", "postgres://db3:1-9", "redis://cache"]);
-        assert_eq!(h.exact_servers("postgres"), [("db".to_string(), 6000), ("db2".to_string(), 5432)]);
-        assert_eq!(h.exact_servers("redis"), [("cache".to_string(), 6379)]);
     }
 
     #[test]
