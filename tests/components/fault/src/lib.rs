@@ -99,8 +99,9 @@ fn variable(name: &str) -> Option<String> {
 /// A store that cannot count is a trap too: a test must not silently run
 /// without the faults it asked for.
 fn take_fault(prefix: &str) -> u64 {
-    let bucket = store::open("faults")
-        .unwrap_or_else(|e| panic!("fault: cannot open the key-value store \"faults\" (declare it in key_value_stores): {e:?}"));
+    let bucket = store::open("faults").unwrap_or_else(|e| {
+        panic!("fault: cannot open the key-value store \"faults\" (declare it in key_value_stores): {e:?}")
+    });
     let count = atomics::increment(&bucket, &format!("trapped {prefix}"), 1)
         .unwrap_or_else(|e| panic!("fault: cannot count requests in the store \"faults\": {e:?}"));
     count as u64
