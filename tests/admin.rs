@@ -6,7 +6,7 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -211,15 +211,6 @@ impl Proxy {
     }
 }
 
-/// runtime-config/production.toml with its Redis URLs on database `db`.
-fn production_runtime_config(dir: &Path, db: u8) -> PathBuf {
-    let text = std::fs::read_to_string(support::root().join("runtime-config/production.toml")).unwrap();
-    let text = text.replace("redis://127.0.0.1:6379\"", &format!("redis://127.0.0.1:6379/{db}\""));
-    let path = dir.join("production.toml");
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
 /// The shop in production mode, its products database reached through a
 /// proxy: with the proxy stopped the host is not ready, naming Postgres;
 /// started again, it is ready again.
@@ -232,7 +223,7 @@ async fn readyz_follows_postgres_in_production_mode() {
     let mut proxy = Proxy::start("127.0.0.1:5432".parse().unwrap()).await;
     let proxied = format!("127.0.0.1:{}", proxy.port);
     let state = tempfile::tempdir().unwrap();
-    let rc = production_runtime_config(state.path(), REDIS_DB);
+    let rc = support::production_runtime_config(state.path(), REDIS_DB);
     let bazaar = Bazaar::start(
         &support::root().join("spin.toml"),
         Up::default()

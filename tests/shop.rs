@@ -5,7 +5,6 @@
 //! per service, key-value stores on Redis, the bus on Redis Streams).
 mod support;
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -26,22 +25,12 @@ struct Shop {
 fn start_embedded() -> Shop {
     require_components(&SERVICES);
     let state = tempfile::tempdir().unwrap();
-    let rc = embedded_runtime_config(state.path());
+    let rc = support::embedded_runtime_config(state.path());
     let bazaar = Bazaar::start(
         &support::root().join("spin.toml"),
         Up::default().state_dir(state.path()).arg("--runtime-config-file").arg(rc.to_str().unwrap()),
     );
     Shop { bazaar, _state: state, _production: None }
-}
-
-/// runtime-config/embedded.toml with its files in `dir` instead of the
-/// app's .bazaar/, so each test has a shop of its own.
-fn embedded_runtime_config(dir: &Path) -> PathBuf {
-    let text = std::fs::read_to_string(support::root().join("runtime-config/embedded.toml")).unwrap();
-    let text = text.replace("path = \".bazaar/", &format!("path = \"{}/", dir.display()));
-    let path = dir.join("embedded.toml");
-    std::fs::write(&path, text).unwrap();
-    path
 }
 
 /// Production mode: each service its own new Postgres database, the
@@ -70,21 +59,12 @@ async fn start_production(redis_db: u8) -> Shop {
     let production = Production { _databases: databases, redis_db };
     let _ = std::process::Command::new("redis-cli").args(["-n", &redis_db.to_string(), "FLUSHDB"]).output();
     let state = tempfile::tempdir().unwrap();
-    let rc = production_runtime_config(state.path(), redis_db);
+    let rc = support::production_runtime_config(state.path(), redis_db);
     let bazaar = Bazaar::start(
         &support::root().join("spin.toml"),
         up.state_dir(state.path()).arg("--runtime-config-file").arg(rc.to_str().unwrap()),
     );
     Shop { bazaar, _state: state, _production: Some(production) }
-}
-
-/// runtime-config/production.toml with its Redis URLs on database `db`.
-fn production_runtime_config(dir: &Path, db: u8) -> PathBuf {
-    let text = std::fs::read_to_string(support::root().join("runtime-config/production.toml")).unwrap();
-    let text = text.replace("redis://127.0.0.1:6379\"", &format!("redis://127.0.0.1:6379/{db}\""));
-    let path = dir.join("production.toml");
-    std::fs::write(&path, text).unwrap();
-    path
 }
 
 /// A logged-in customer.

@@ -53,6 +53,17 @@ pub fn embedded_runtime_config(dir: &Path) -> PathBuf {
     path
 }
 
+/// runtime-config/production.toml with its Redis URLs on database `db`,
+/// so a test's stores and bus are its own (Postgres URLs come from the
+/// variables the test sets).
+pub fn production_runtime_config(dir: &Path, db: u8) -> PathBuf {
+    let text = std::fs::read_to_string(root().join("runtime-config/production.toml")).unwrap();
+    let text = text.replace("redis://127.0.0.1:6379\"", &format!("redis://127.0.0.1:6379/{db}\""));
+    let path = dir.join("production.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 /// A free port on loopback (bound then released).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()

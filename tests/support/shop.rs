@@ -7,11 +7,11 @@
 //!   and after).
 //!
 //! Also says where the data lives, for the consistency checker.
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::consistency::Source;
 use super::postgres::TestDatabase;
-use super::{Bazaar, Up, require_components, require_redis, root};
+use super::{Bazaar, Up, embedded_runtime_config, production_runtime_config, require_components, require_redis, root};
 
 /// The shop's components, all needed to serve it.
 pub const COMPONENTS: [&str; 7] = ["gateway", "auth", "users", "products", "orders", "payments", "notifications"];
@@ -92,23 +92,4 @@ impl Drop for Shop {
 
 fn flush_redis(db: u8) {
     let _ = std::process::Command::new("redis-cli").args(["-n", &db.to_string(), "FLUSHDB"]).output();
-}
-
-/// runtime-config/embedded.toml with its files in `dir` instead of the
-/// app's .bazaar/.
-fn embedded_runtime_config(dir: &Path) -> PathBuf {
-    let text = std::fs::read_to_string(root().join("runtime-config/embedded.toml")).unwrap();
-    let text = text.replace("path = \".bazaar/", &format!("path = \"{}/", dir.display()));
-    let path = dir.join("embedded.toml");
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-/// runtime-config/production.toml with its Redis URLs on database `db`.
-fn production_runtime_config(dir: &Path, db: u8) -> PathBuf {
-    let text = std::fs::read_to_string(root().join("runtime-config/production.toml")).unwrap();
-    let text = text.replace("redis://127.0.0.1:6379\"", &format!("redis://127.0.0.1:6379/{db}\""));
-    let path = dir.join("production.toml");
-    std::fs::write(&path, text).unwrap();
-    path
 }
