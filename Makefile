@@ -35,8 +35,16 @@ test: host wasm
 	$(CARGO) test -p bazaar
 	$(CARGO) test -p shop-shared $(addprefix -p ,$(SHOP_COMPONENTS))
 
+# Benchmarks (scripts/bench/bench.sh): hello world against wasmtime serve and
+# native hyper, start-up time, the shop under load; writes BENCHMARKS.md.
+# Builds and installs what it needs (wrk, wasmtime-cli into ~/.cache).
+.PHONY: bench-quick
 bench: setup
-	$(CARGO) bench -p bazaar
+	scripts/bench/bench.sh
+
+# The same, short (under 3 minutes once built).
+bench-quick: setup
+	scripts/bench/bench.sh --quick
 
 clean:
 	$(CARGO) clean

@@ -198,7 +198,12 @@ async fn stock_up(base: &str, admin: &str) -> mix::Catalog {
     let items: Vec<Value> = v["items"].as_array().cloned().unwrap_or_default();
     for product in &items {
         let id = product["id"].as_str().unwrap();
-        let (s, v) = raw_call(base, "PUT", &format!("/api/products/{id}"), Some(admin), Some(json!({"stock": STOCK}))).await;
+        // PUT replaces the product: its fields as listed, the stock raised.
+        let body = json!({
+            "sku": product["sku"], "name": product["name"], "description": product["description"],
+            "category": product["category"], "price_cents": product["price_cents"], "stock": STOCK,
+        });
+        let (s, v) = raw_call(base, "PUT", &format!("/api/products/{id}"), Some(admin), Some(body)).await;
         assert_eq!(s, 200, "stocking {id} up: {v}");
     }
     mix::Catalog::from_listing(&items)
