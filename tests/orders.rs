@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::postgres::TestDatabase;
+use support::postgres::SagaDatabases as Databases;
 use support::{Bazaar, Up, app, client, free_port, require_components};
 
 fn good_card() -> Value {
@@ -712,20 +712,3 @@ async fn events_wait_in_the_outbox_until_the_bus_takes_them() {
 }
 
 // ----------------------------------------------------------------- Postgres
-
-/// The three services' Postgres databases, dropped when the test ends.
-struct Databases {
-    orders: TestDatabase,
-    products: TestDatabase,
-    payments: TestDatabase,
-}
-
-impl Databases {
-    async fn create() -> Databases {
-        Databases {
-            orders: TestDatabase::create_for("orders").await,
-            products: TestDatabase::create_for("products").await,
-            payments: TestDatabase::create_for("payments").await,
-        }
-    }
-}

@@ -11,12 +11,15 @@
 //! Orders tries each step 3 times per run; a run that still has no answer
 //! leaves the order PENDING, and `POST /internal/sagas/resume` finishes it
 //! once its lease has run out. The tests end the lease by writing it in
-//! orders' database (through the probe) instead of waiting for it.
+//! orders' database (through the probe, or straight to Postgres) instead of
+//! waiting for it. Every scenario runs in embedded mode (SQLite) and in
+//! production mode (each service its own Postgres database).
 mod support;
 
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
+use support::postgres::SagaDatabases;
 use support::{Bazaar, Up, app, client, require_components};
 
 /// Tries orders makes of one step within one run (`ATTEMPTS` in
@@ -66,6 +69,15 @@ fn charge_traps(times: i64, when: When) -> Fault {
 struct Shop {
     bazaar: Bazaar,
     _state: tempfile::TempDir,
+    /// Production mode's databases; `None` in embedded mode.
+    postgres: Option<SagaDatabases>,
+}
+
+/// Where the services keep their data.
+#[derive(Clone, Copy)]
+enum Mode {
+    Embedded,
+    Production,
 }
 
 /// An answer: its status and JSON body.
@@ -82,7 +94,7 @@ impl Reply {
 }
 
 impl Shop {
-    fn with(fault: Fault) -> Shop {
+    async fn with(fault: Fault, mode: Mode) -> Shop {
         require_components(&["orders", "products", "payments", "probe", "fault"]);
         let state = tempfile::tempdir().unwrap();
         let prefix = format!("SPIN_VARIABLE_{}_FAULT", fault.service.to_uppercase());
@@ -99,8 +111,18 @@ impl Shop {
         if let Some(path) = fault.path {
             up = up.env(&format!("{prefix}_PATH_PREFIX"), path);
         }
+        let postgres = match mode {
+            Mode::Embedded => None,
+            Mode::Production => Some(SagaDatabases::create().await),
+        };
+        if let Some(databases) = &postgres {
+            up = up
+                .env("SPIN_VARIABLE_ORDERS_DATABASE_URL", databases.orders.url())
+                .env("SPIN_VARIABLE_PRODUCTS_DATABASE_URL", databases.products.url())
+                .env("SPIN_VARIABLE_PAYMENTS_DATABASE_URL", databases.payments.url());
+        }
         let bazaar = Bazaar::start(&app("saga-faults"), up);
-        Shop { bazaar, _state: state }
+        Shop { bazaar, _state: state, postgres }
     }
 
     async fn send(&self, method: &str, path: &str, user: Option<&str>, body: Option<Value>, admin: bool) -> Reply {
@@ -165,14 +187,22 @@ impl Shop {
     /// ago, so the next resume takes it over.
     async fn expire_lease(&self, order_id: &str) {
         let sql = format!("UPDATE orders SET lease_until_ms = 0 WHERE id = '{order_id}'");
-        let done = self.orders_sql(&sql).await;
-        assert_eq!(done["changes"], 1, "no saga {order_id} to expire: {done}");
+        let changes = match &self.postgres {
+            None => self.orders_sql(&sql).await["changes"].as_u64().unwrap(),
+            Some(databases) => databases.orders.admin.execute(&sql, &[]).await.unwrap(),
+        };
+        assert_eq!(changes, 1, "no saga {order_id} to expire");
     }
 
     /// What orders' journal says of `step`: its outcome and how many
     /// attempts it took (`None` if the step was never tried).
     async fn journal(&self, order_id: &str, step: &str) -> Option<(String, i64)> {
         let sql = format!("SELECT outcome, attempts FROM saga_steps WHERE order_id = '{order_id}' AND step = '{step}'");
+        if let Some(databases) = &self.postgres {
+            let sql = sql.replace("attempts FROM", "attempts::bigint FROM");
+            let row = databases.orders.admin.query_opt(&sql, &[]).await.unwrap()?;
+            return Some((row.get(0), row.get(1)));
+        }
         let rows = self.orders_sql(&sql).await["rows"].clone();
         let row = rows.as_array().unwrap().first()?.clone();
         Some((row[0].as_str().unwrap().to_string(), row[1].as_i64().unwrap()))
@@ -220,9 +250,8 @@ async fn charged_once(shop: &Shop, order: &Value) {
 
 /// Products traps once at reserve: the run's next try reserves, and the
 /// checkout answers CONFIRMED as if nothing happened.
-#[tokio::test]
-async fn products_trapping_once_at_reserve_is_retried_within_the_checkout() {
-    let shop = Shop::with(reserve_traps(1, When::Before));
+async fn products_trapping_once_at_reserve_is_retried_within_the_checkout(mode: Mode) {
+    let shop = Shop::with(reserve_traps(1, When::Before), mode).await;
     let product = shop.product("TRAP-1", 1200, 10).await;
 
     let order = shop.checkout("ann", "TRAP-1", 2).await.expect(201);
@@ -237,9 +266,8 @@ async fn products_trapping_once_at_reserve_is_retried_within_the_checkout() {
 /// answers 202 PENDING with the card charged; once the run's lease is over,
 /// a resume reserves (after one more trap) and confirms, without charging
 /// again.
-#[tokio::test]
-async fn products_trapping_past_every_retry_is_finished_by_a_resume() {
-    let shop = Shop::with(reserve_traps(ATTEMPTS + 1, When::Before));
+async fn products_trapping_past_every_retry_is_finished_by_a_resume(mode: Mode) {
+    let shop = Shop::with(reserve_traps(ATTEMPTS + 1, When::Before), mode).await;
     let product = shop.product("TRAP-2", 1500, 10).await;
 
     let pending = shop.checkout("ann", "TRAP-2", 3).await.expect(202);
@@ -262,9 +290,8 @@ async fn products_trapping_past_every_retry_is_finished_by_a_resume() {
 
 /// As above, but the stock was sold out while the order waited: the resume
 /// cannot reserve, so it refunds the charge and cancels.
-#[tokio::test]
-async fn products_trapping_past_every_retry_is_compensated_if_the_stock_went_meanwhile() {
-    let shop = Shop::with(reserve_traps(ATTEMPTS + 1, When::Before));
+async fn products_trapping_past_every_retry_is_compensated_if_the_stock_went_meanwhile(mode: Mode) {
+    let shop = Shop::with(reserve_traps(ATTEMPTS + 1, When::Before), mode).await;
     let product = shop.product("TRAP-3", 900, 4).await;
 
     let pending = shop.checkout("ann", "TRAP-3", 2).await.expect(202);
@@ -288,9 +315,8 @@ async fn products_trapping_past_every_retry_is_compensated_if_the_stock_went_mea
 /// the order is PENDING with its units sold. The resume commits again,
 /// learns the sale was made (commit is idempotent per order), and confirms;
 /// it must not take the lost answer for a lost reservation and refund.
-#[tokio::test]
-async fn products_trapping_after_every_commit_of_a_run_is_confirmed_by_a_resume_not_refunded() {
-    let shop = Shop::with(commit_traps(ATTEMPTS, When::After));
+async fn products_trapping_after_every_commit_of_a_run_is_confirmed_by_a_resume_not_refunded(mode: Mode) {
+    let shop = Shop::with(commit_traps(ATTEMPTS, When::After), mode).await;
     let product = shop.product("TRAP-6", 700, 6).await;
 
     let pending = shop.checkout("ann", "TRAP-6", 2).await.expect(202);
@@ -312,9 +338,8 @@ async fn products_trapping_after_every_commit_of_a_run_is_confirmed_by_a_resume_
 /// Payments captures the charge, then traps instead of answering: the run's
 /// next try sends the same Idempotency-Key, learns of that payment, and the
 /// order is confirmed with one charge, not two.
-#[tokio::test]
-async fn payments_trapping_after_charging_is_retried_without_charging_twice() {
-    let shop = Shop::with(charge_traps(1, When::After));
+async fn payments_trapping_after_charging_is_retried_without_charging_twice(mode: Mode) {
+    let shop = Shop::with(charge_traps(1, When::After), mode).await;
     let product = shop.product("TRAP-4", 2500, 5).await;
 
     let order = shop.checkout("ann", "TRAP-4", 1).await.expect(201);
@@ -328,9 +353,8 @@ async fn payments_trapping_after_charging_is_retried_without_charging_twice() {
 /// user's money is taken while the order is PENDING and knows no payment;
 /// the resume charges again with the same key, learns of the one payment,
 /// and confirms.
-#[tokio::test]
-async fn payments_trapping_after_every_charge_of_a_run_is_finished_by_a_resume_with_one_charge() {
-    let shop = Shop::with(charge_traps(ATTEMPTS, When::After));
+async fn payments_trapping_after_every_charge_of_a_run_is_finished_by_a_resume_with_one_charge(mode: Mode) {
+    let shop = Shop::with(charge_traps(ATTEMPTS, When::After), mode).await;
     let product = shop.product("TRAP-5", 3100, 5).await;
 
     let pending = shop.checkout("ann", "TRAP-5", 2).await.expect(202);
@@ -346,4 +370,66 @@ async fn payments_trapping_after_every_charge_of_a_run_is_finished_by_a_resume_w
     assert_eq!(order["status"], "CONFIRMED", "{order}");
     charged_once(&shop, &order).await;
     assert_eq!(shop.stock(&product).await, 3);
+}
+
+// ------------------------------------------------ each scenario in both modes
+
+#[tokio::test]
+async fn embedded_products_trapping_once_at_reserve_is_retried_within_the_checkout() {
+    products_trapping_once_at_reserve_is_retried_within_the_checkout(Mode::Embedded).await
+}
+
+#[tokio::test]
+async fn production_products_trapping_once_at_reserve_is_retried_within_the_checkout() {
+    products_trapping_once_at_reserve_is_retried_within_the_checkout(Mode::Production).await
+}
+
+#[tokio::test]
+async fn embedded_products_trapping_past_every_retry_is_finished_by_a_resume() {
+    products_trapping_past_every_retry_is_finished_by_a_resume(Mode::Embedded).await
+}
+
+#[tokio::test]
+async fn production_products_trapping_past_every_retry_is_finished_by_a_resume() {
+    products_trapping_past_every_retry_is_finished_by_a_resume(Mode::Production).await
+}
+
+#[tokio::test]
+async fn embedded_products_trapping_past_every_retry_is_compensated_if_the_stock_went_meanwhile() {
+    products_trapping_past_every_retry_is_compensated_if_the_stock_went_meanwhile(Mode::Embedded).await
+}
+
+#[tokio::test]
+async fn production_products_trapping_past_every_retry_is_compensated_if_the_stock_went_meanwhile() {
+    products_trapping_past_every_retry_is_compensated_if_the_stock_went_meanwhile(Mode::Production).await
+}
+
+#[tokio::test]
+async fn embedded_products_trapping_after_every_commit_of_a_run_is_confirmed_by_a_resume_not_refunded() {
+    products_trapping_after_every_commit_of_a_run_is_confirmed_by_a_resume_not_refunded(Mode::Embedded).await
+}
+
+#[tokio::test]
+async fn production_products_trapping_after_every_commit_of_a_run_is_confirmed_by_a_resume_not_refunded() {
+    products_trapping_after_every_commit_of_a_run_is_confirmed_by_a_resume_not_refunded(Mode::Production).await
+}
+
+#[tokio::test]
+async fn embedded_payments_trapping_after_charging_is_retried_without_charging_twice() {
+    payments_trapping_after_charging_is_retried_without_charging_twice(Mode::Embedded).await
+}
+
+#[tokio::test]
+async fn production_payments_trapping_after_charging_is_retried_without_charging_twice() {
+    payments_trapping_after_charging_is_retried_without_charging_twice(Mode::Production).await
+}
+
+#[tokio::test]
+async fn embedded_payments_trapping_after_every_charge_of_a_run_is_finished_by_a_resume_with_one_charge() {
+    payments_trapping_after_every_charge_of_a_run_is_finished_by_a_resume_with_one_charge(Mode::Embedded).await
+}
+
+#[tokio::test]
+async fn production_payments_trapping_after_every_charge_of_a_run_is_finished_by_a_resume_with_one_charge() {
+    payments_trapping_after_every_charge_of_a_run_is_finished_by_a_resume_with_one_charge(Mode::Production).await
 }

@@ -81,3 +81,21 @@ impl Drop for TestDatabase {
         .unwrap();
     }
 }
+
+/// The databases of the checkout saga's three services (orders, products,
+/// payments), each a [`TestDatabase`] of its own.
+pub struct SagaDatabases {
+    pub orders: TestDatabase,
+    pub products: TestDatabase,
+    pub payments: TestDatabase,
+}
+
+impl SagaDatabases {
+    pub async fn create() -> SagaDatabases {
+        SagaDatabases {
+            orders: TestDatabase::create_for("orders").await,
+            products: TestDatabase::create_for("products").await,
+            payments: TestDatabase::create_for("payments").await,
+        }
+    }
+}
