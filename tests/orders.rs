@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::postgres::SagaDatabases as Databases;
-use support::{Bazaar, Up, app, client, free_port, require_components};
+use support::{Bazaar, Reply, Up, app, client, free_port, require_components};
 
 fn good_card() -> Value {
     json!({"number": "4242424242424242", "exp_month": 12, "exp_year": 2099, "cvc": "123"})
@@ -32,19 +32,6 @@ struct Shop {
     state: tempfile::TempDir,
     /// Production mode: the services' Postgres databases.
     postgres: Option<Databases>,
-}
-
-/// An answer: its status and JSON body.
-struct Reply {
-    status: u16,
-    body: Value,
-}
-
-impl Reply {
-    fn expect(self, status: u16) -> Value {
-        assert_eq!(self.status, status, "{}", self.body);
-        self.body
-    }
 }
 
 impl Shop {

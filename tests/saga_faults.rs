@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 use support::postgres::SagaDatabases;
-use support::{Bazaar, Up, app, client, require_components};
+use support::{Bazaar, Reply, Up, app, client, require_components};
 
 /// Tries orders makes of one step within one run (`ATTEMPTS` in
 /// components/orders/src/saga/runner.rs).
@@ -78,19 +78,6 @@ struct Shop {
 enum Mode {
     Embedded,
     Production,
-}
-
-/// An answer: its status and JSON body.
-struct Reply {
-    status: u16,
-    body: Value,
-}
-
-impl Reply {
-    fn expect(self, status: u16) -> Value {
-        assert_eq!(self.status, status, "{}", self.body);
-        self.body
-    }
 }
 
 impl Shop {

@@ -64,6 +64,20 @@ pub fn production_runtime_config(dir: &Path, db: u8) -> PathBuf {
     path
 }
 
+/// An answer: its status and JSON body (text when it is not JSON).
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Reply {
+    /// The body, once the status is `status` (else the test fails, showing it).
+    pub fn expect(self, status: u16) -> Value {
+        assert_eq!(self.status, status, "{}", self.body);
+        self.body
+    }
+}
+
 /// A free port on loopback (bound then released).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
