@@ -179,7 +179,9 @@ async fn component_output_goes_to_the_host_log_tagged_with_the_component() {
     let resp = client().get(bazaar.url("/static/log?msg=marker-123")).header("x-request-id", "abc").send().await.unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["x-request-id"], "abc", "the response names the request");
+    // Stdout and stderr reach the log separately: wait for both.
     assert!(bazaar.wait_for_log("probe-stdout: marker-123"), "{}", bazaar.logs());
+    assert!(bazaar.wait_for_log("probe-stderr: marker-123"), "{}", bazaar.logs());
     let logs = bazaar.logs();
     let line = logs.lines().find(|l| l.contains("probe-stdout: marker-123")).unwrap();
     assert!(line.contains("component=wild") && line.contains("stdout"), "{line}");
