@@ -81,24 +81,19 @@ impl fmt::Display for TraceParent {
     }
 }
 
-/// The spec allows lowercase hex only.
-fn hex_digit(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        _ => None,
+/// Decodes `text` into `out`. The spec allows lowercase hex only; the hex
+/// crate also reads uppercase, so that is refused first.
+fn hex_into(text: &[u8], out: &mut [u8]) -> Option<()> {
+    if text.iter().any(u8::is_ascii_uppercase) {
+        return None;
     }
+    hex::decode_to_slice(text, out).ok()
 }
 
 fn hex_u8(pair: &[u8]) -> Option<u8> {
-    Some(hex_digit(pair[0])? << 4 | hex_digit(pair[1])?)
-}
-
-fn hex_into(text: &[u8], out: &mut [u8]) -> Option<()> {
-    for (byte, pair) in out.iter_mut().zip(text.chunks(2)) {
-        *byte = hex_u8(pair)?;
-    }
-    Some(())
+    let mut byte = [0u8];
+    hex_into(pair, &mut byte)?;
+    Some(byte[0])
 }
 
 /// Random ids for a new trace or span; never all zeros, which the spec
