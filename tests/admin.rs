@@ -3,7 +3,7 @@
 //! production mode losing and regaining its Postgres), the Prometheus
 //! metrics moving as requests flow (connection pools and bus retries
 //! included), and the bus's dead letters.
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -216,7 +216,7 @@ impl Proxy {
 /// started again, it is ready again.
 #[tokio::test]
 async fn readyz_follows_postgres_in_production_mode() {
-    const REDIS_DB: u8 = 9;
+    const REDIS_DB: u8 = support::redis_dbs::ADMIN_READYZ;
     require_components(&["gateway", "auth", "users", "products", "orders", "payments", "notifications"]);
     require_redis();
     let db = TestDatabase::create_for("products").await;

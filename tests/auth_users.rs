@@ -8,7 +8,7 @@
 //! runs the same races and journey against databases of its own on the
 //! Postgres server at 127.0.0.1:5432 (it fails, never skips, when that is
 //! down).
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

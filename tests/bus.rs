@@ -2,7 +2,7 @@
 //! backends — delivery to every subscriber in order, retries, dead letters
 //! and replay, and no message lost when the host is killed between delivery
 //! and acknowledgement or when the bus's Redis restarts.
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -1,7 +1,7 @@
 //! End to end: what components can reach — key-value, SQLite, variables,
 //! outbound HTTP and chaining — and that everything spin.toml does not grant
 //! is denied.
-mod support;
+use crate::support;
 
 use serde_json::{Value, json};
 use support::{Bazaar, Up, app, client, free_port, get, post_json, put, require_components};

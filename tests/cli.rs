@@ -1,6 +1,6 @@
 //! End to end: the `bazaar` command line — `build`, start-up errors a user
 //! can act on, and graceful shutdown.
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

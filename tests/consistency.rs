@@ -4,7 +4,7 @@
 //! finds nothing wrong, and after each deliberate corruption of a service's
 //! database it finds exactly that corruption. Embedded (SQLite files) and
 //! production (Postgres databases) modes, since it reads both.
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
@@ -38,7 +38,7 @@ async fn embedded_session_is_consistent_and_corruptions_are_found() {
 async fn production_session_is_consistent_and_corruptions_are_found() {
     // Redis database 14 is this test's own (tests/shop.rs and
     // tests/gateway.rs use 11 to 13, the shop benchmark 15).
-    let shop = Shop::start(Mode::Production { redis_db: 14 }, Up::default()).await;
+    let shop = Shop::start(Mode::Production { redis_db: support::redis_dbs::CONSISTENCY }, Up::default()).await;
     consistent_then_corrupted(&shop).await;
 }
 

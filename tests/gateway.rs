@@ -12,7 +12,7 @@
 //! directory. Production mode (`on_redis_*`) keeps the gateway's stores in
 //! Redis databases 12 and 13 of the server at 127.0.0.1:6379, which this
 //! test file alone uses, and runs two hosts on them.
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -40,7 +40,7 @@ const GATEWAY_NO_ROUTE: &str = "the gateway has no route for";
 const MAX_BODY: usize = 1024 * 1024;
 const REDIS: &str = "redis://127.0.0.1:6379";
 /// The Redis databases of the production-mode test's `gateway` and `gateway-cache` stores.
-const REDIS_DBS: (u8, u8) = (12, 13);
+const REDIS_DBS: (u8, u8) = support::redis_dbs::GATEWAY_STORES;
 
 // ------------------------------------------------------------------ auth
 

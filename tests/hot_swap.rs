@@ -3,7 +3,7 @@
 //! new version; a build that does not compile, link, export what its
 //! trigger calls or pass its smoke request is refused while the old one
 //! keeps serving; `bazaar up --watch` swaps a rebuilt wasm by itself.
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -1,6 +1,6 @@
 //! End to end: the HTTP trigger as a client sees it — Spin's route matching,
 //! the spin-* headers, streamed bodies, and failures that stay contained.
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

@@ -6,7 +6,7 @@
 //! crash, finished or compensated on resume; and events that wait in the
 //! outbox until the bus takes them. Embedded (SQLite) and production
 //! (Postgres) modes.
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

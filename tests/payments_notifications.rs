@@ -12,7 +12,7 @@
 //! same scenarios with the services on databases of their own on the
 //! Postgres server at 127.0.0.1:5432 (production mode), which must be
 //! running.
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

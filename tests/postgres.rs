@@ -6,7 +6,7 @@
 //!
 //! The server must be running: these tests fail (never skip) with the
 //! command that starts it when it is not.
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

@@ -8,7 +8,7 @@
 //! and in production mode (`postgres::*`, a database created on the
 //! Postgres server at 127.0.0.1:5432 and dropped at the end). The Postgres
 //! runs fail, never skip, when the server is down.
-mod support;
+use crate::support;
 
 use std::collections::HashSet;
 use std::path::Path;

@@ -7,7 +7,7 @@
 //! Needs the Redis server at 127.0.0.1:6379 (the tests fail, saying how to
 //! start it, when it is not running). Each test works under its own key
 //! prefix, since a Redis store is a whole Redis database.
-mod support;
+use crate::support;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

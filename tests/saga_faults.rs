@@ -14,7 +14,7 @@
 //! orders' database (through the probe, or straight to Postgres) instead of
 //! waiting for it. Every scenario runs in embedded mode (SQLite) and in
 //! production mode (each service its own Postgres database).
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 

@@ -3,7 +3,7 @@
 //! notification) and the checkout saga's compensations, in embedded mode
 //! (SQLite files, in-process bus) and production mode (a Postgres database
 //! per service, key-value stores on Redis, the bus on Redis Streams).
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 
@@ -229,15 +229,15 @@ async fn embedded_bad_input() {
 
 #[tokio::test]
 async fn production_happy_path() {
-    happy_path(&start_production(11).await).await;
+    happy_path(&start_production(support::redis_dbs::SHOP_HAPPY_PATH).await).await;
 }
 
 #[tokio::test]
 async fn production_declined_payment() {
-    declined_payment_cancels_and_reserves_nothing(&start_production(12).await).await;
+    declined_payment_cancels_and_reserves_nothing(&start_production(support::redis_dbs::SHOP_DECLINED).await).await;
 }
 
 #[tokio::test]
 async fn production_last_unit() {
-    the_last_unit_goes_to_exactly_one_checkout(&start_production(13).await, "admin@bazaar.example").await;
+    the_last_unit_goes_to_exactly_one_checkout(&start_production(support::redis_dbs::SHOP_LAST_UNIT).await, "admin@bazaar.example").await;
 }

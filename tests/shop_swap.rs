@@ -9,7 +9,7 @@
 //!
 //! The new "builds" are products.wasm with a custom section added: a new
 //! content hash, hence a new version to the host, with the same behaviour.
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};

@@ -2,7 +2,7 @@
 //! metrics — JSON log lines carrying the request id, the W3C `traceparent`
 //! honoured and passed on to chained and outbound calls, and request spans
 //! exported to an OTLP collector (a small HTTP server in the test).
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

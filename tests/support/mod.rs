@@ -25,13 +25,31 @@ pub fn app(name: &str) -> PathBuf {
     root().join("tests/apps").join(name).join("spin.toml")
 }
 
+/// The Redis databases (of 0–15) that tests own. Every test module runs in
+/// one binary, side by side, and a test flushes its databases before and
+/// after: no two tests may share one. 0 and 1 belong to tests that keep to
+/// key prefixes of their own instead of flushing.
+pub mod redis_dbs {
+    /// gateway.rs, production mode: the `gateway` and `gateway-cache` stores.
+    pub const GATEWAY_STORES: (u8, u8) = (7, 8);
+    /// admin.rs: readyz with production's stores and bus.
+    pub const ADMIN_READYZ: u8 = 9;
+    /// shop.rs, production mode: one each for its three tests.
+    pub const SHOP_HAPPY_PATH: u8 = 11;
+    pub const SHOP_DECLINED: u8 = 12;
+    pub const SHOP_LAST_UNIT: u8 = 13;
+    /// consistency.rs, production mode.
+    pub const CONSISTENCY: u8 = 14;
+    // 15: the shop_mix benchmark (host/benches/shop_mix), never run beside the tests.
+}
+
 /// Fails with instructions when the test components are not built.
 pub fn require_components(names: &[&str]) {
     for name in names {
         let wasm = root().join("target/wasm32-wasip2/release").join(format!("{name}.wasm"));
         assert!(
             wasm.is_file(),
-            "{} is missing: run `make test` (or `make test-components`) so the test components are built",
+            "{} is missing: run `make test` (or `make wasm`) so the components are built",
             wasm.display()
         );
     }

@@ -9,7 +9,8 @@
 //! runtime config does not define is caught when the app loads.
 //!
 //! - [`backend`]: what a store must do, whatever it is stored in;
-//! - [`sqlite_backend`]: Spin's `spin` store kind, a SQLite file;
+//! - [`sqlite_backend`]: Spin's `spin` store kind, a SQLite file, whose
+//!   writes `group_commit` commits together;
 //! - [`redis_backend`]: Spin's `redis` store kind, a Redis server;
 //! - `spin` and `wasi`: the two guest interfaces, over [`Backend`].
 use std::collections::{HashMap, HashSet};
@@ -22,6 +23,7 @@ use super::{BuildContext, GrantKind, check_grants};
 use crate::runtime_config::KeyValueStoreConfig;
 
 pub mod backend;
+mod group_commit;
 pub mod redis_backend;
 mod spin;
 pub mod sqlite_backend;

@@ -8,19 +8,22 @@
 //! several instances, or a bazaar and a `spin up` on the same files, wait for
 //! each other instead of failing.
 //!
-//! SQLite calls block, so each runs on tokio's blocking pool; one connection
-//! per store, behind a mutex, serves every instance.
+//! Reads run on tokio's blocking pool over a read connection; writes go to
+//! the store's writer thread, which commits the writes waiting at the same
+//! moment in one transaction ([`group_commit`](super::group_commit)).
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 use futures::future::BoxFuture;
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::backend::{Backend, Entry};
+use super::group_commit::Writer;
 
-/// How long a write waits for another connection's lock before failing.
+/// How long a write waits for another process's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS spin_key_value (
@@ -38,72 +41,106 @@ const DELETE: &str = "DELETE FROM spin_key_value WHERE store = ?1 AND key = ?2";
 /// One store in a SQLite database (file or in memory).
 pub struct SqliteBackend {
     store: Arc<str>,
-    connection: Arc<Mutex<Connection>>,
+    reader: Arc<Mutex<Connection>>,
+    writer: Writer,
 }
 
 impl SqliteBackend {
     /// Opens store `label` in the database at `path` (`None`: a new in-memory
     /// database), creating the file, its directory and the table as needed.
     pub fn open(path: Option<&Path>, label: &str) -> Result<Self> {
-        let connection = match path {
+        let location = match path {
             Some(path) => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
                 }
-                let connection = Connection::open(path)?;
-                connection.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))?;
-                connection
+                path.to_string_lossy().into_owned()
             }
-            None => Connection::open_in_memory()?,
+            None => {
+                // A named memdb database: the reader and the writer must
+                // share it (a plain `:memory:` is one per connection).
+                static NEXT: AtomicU64 = AtomicU64::new(0);
+                format!("file:/bazaar-kv-{}?vfs=memdb", NEXT.fetch_add(1, Ordering::Relaxed))
+            }
         };
-        connection.busy_timeout(BUSY_TIMEOUT)?;
-        connection.execute(SCHEMA, [])?;
-        Ok(Self { store: label.into(), connection: Arc::new(Mutex::new(connection)) })
+        let writer = Connection::open(&location)?;
+        writer.busy_timeout(BUSY_TIMEOUT)?;
+        if path.is_some() {
+            writer.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))?;
+        }
+        writer.execute(SCHEMA, [])?;
+        let reader = Connection::open(&location)?;
+        reader.busy_timeout(BUSY_TIMEOUT)?;
+        Ok(Self {
+            store: label.into(),
+            reader: Arc::new(Mutex::new(reader)),
+            writer: Writer::start(label, writer)?,
+        })
     }
 
-    /// Runs `f` on the store's connection on the blocking pool.
-    fn run<T, F>(&self, f: F) -> BoxFuture<'_, Result<T>>
+    /// Runs `f` on the read connection on the blocking pool.
+    fn read<T, F>(&self, f: F) -> BoxFuture<'_, Result<T>>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Connection, &str) -> Result<T> + Send + 'static,
+        F: FnOnce(&Connection, &str) -> Result<T> + Send + 'static,
     {
-        let connection = self.connection.clone();
+        let connection = self.reader.clone();
         let store = self.store.clone();
         Box::pin(async move {
             tokio::task::spawn_blocking(move || {
-                let mut connection = connection.lock().unwrap_or_else(PoisonError::into_inner);
-                f(&mut connection, &store)
+                let connection = connection.lock().unwrap_or_else(PoisonError::into_inner);
+                f(&connection, &store)
             })
             .await?
         })
+    }
+
+    /// Runs `f` in the writer's next group commit.
+    fn write<T, F>(&self, f: F) -> BoxFuture<'_, Result<T>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &str) -> Result<T> + Send + 'static,
+    {
+        let store = self.store.clone();
+        Box::pin(self.writer.write(move |connection| f(connection, &store)))
+    }
+}
+
+/// A counter's value from its stored bytes.
+fn counter(key: &str, bytes: Option<Vec<u8>>) -> Result<i64> {
+    match bytes {
+        None => Ok(0),
+        Some(bytes) => Ok(i64::from_le_bytes(bytes.try_into().map_err(|bytes: Vec<u8>| {
+            anyhow!("cannot increment {key:?}: its value is {} bytes, not a 64-bit integer (8 bytes)", bytes.len())
+        })?)),
     }
 }
 
 impl Backend for SqliteBackend {
     fn get(&self, key: String) -> BoxFuture<'_, Result<Option<Vec<u8>>>> {
-        self.run(move |c, store| Ok(c.prepare_cached(GET)?.query_row(params![store, key], |r| r.get(0)).optional()?))
+        self.read(move |c, store| Ok(c.prepare_cached(GET)?.query_row(params![store, key], |r| r.get(0)).optional()?))
     }
 
     fn set(&self, key: String, value: Vec<u8>) -> BoxFuture<'_, Result<()>> {
-        self.run(move |c, store| {
+        self.write(move |c, store| {
             c.prepare_cached(SET)?.execute(params![store, key, value])?;
             Ok(())
         })
     }
 
     fn delete(&self, key: String) -> BoxFuture<'_, Result<()>> {
-        self.run(move |c, store| {
+        self.write(move |c, store| {
             c.prepare_cached(DELETE)?.execute(params![store, key])?;
             Ok(())
         })
     }
 
     fn exists(&self, key: String) -> BoxFuture<'_, Result<bool>> {
-        self.run(move |c, store| Ok(c.prepare_cached(GET)?.exists(params![store, key])?))
+        self.read(move |c, store| Ok(c.prepare_cached(GET)?.exists(params![store, key])?))
     }
 
     fn keys(&self) -> BoxFuture<'_, Result<Vec<String>>> {
-        self.run(|c, store| {
+        self.read(|c, store| {
             let mut statement = c.prepare_cached("SELECT key FROM spin_key_value WHERE store = ?1 ORDER BY key")?;
             let keys = statement.query_map([store], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
             Ok(keys)
@@ -111,8 +148,10 @@ impl Backend for SqliteBackend {
     }
 
     fn get_many(&self, keys: Vec<String>) -> BoxFuture<'_, Result<Vec<Entry>>> {
-        self.run(move |c, store| {
-            let mut statement = c.prepare_cached(GET)?;
+        self.read(move |c, store| {
+            // One read transaction, so the values are of one moment.
+            let tx = c.unchecked_transaction()?;
+            let mut statement = tx.prepare_cached(GET)?;
             keys.into_iter()
                 .map(|key| {
                     let value = statement.query_row(params![store, key], |r| r.get(0)).optional()?;
@@ -122,54 +161,53 @@ impl Backend for SqliteBackend {
         })
     }
 
+    // A batch is one write: all of it commits, or none.
     fn set_many(&self, entries: Vec<(String, Vec<u8>)>) -> BoxFuture<'_, Result<()>> {
-        self.run(move |c, store| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        self.write(move |c, store| {
             for (key, value) in entries {
-                tx.prepare_cached(SET)?.execute(params![store, key, value])?;
+                c.prepare_cached(SET)?.execute(params![store, key, value])?;
             }
-            Ok(tx.commit()?)
+            Ok(())
         })
     }
 
     fn delete_many(&self, keys: Vec<String>) -> BoxFuture<'_, Result<()>> {
-        self.run(move |c, store| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        self.write(move |c, store| {
             for key in keys {
-                tx.prepare_cached(DELETE)?.execute(params![store, key])?;
+                c.prepare_cached(DELETE)?.execute(params![store, key])?;
             }
-            Ok(tx.commit()?)
+            Ok(())
         })
     }
 
     fn increment(&self, key: String, delta: i64) -> BoxFuture<'_, Result<i64>> {
-        self.run(move |c, store| {
-            // IMMEDIATE takes the write lock up front, so two processes
-            // incrementing at once queue instead of deadlocking.
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let current: Option<Vec<u8>> =
-                tx.prepare_cached(GET)?.query_row(params![store, key], |r| r.get(0)).optional()?;
-            let current = match current {
-                None => 0,
-                Some(bytes) => i64::from_le_bytes(bytes.try_into().map_err(|bytes: Vec<u8>| {
-                    anyhow!(
-                        "cannot increment {key:?}: its value is {} bytes, not a 64-bit integer (8 bytes)",
-                        bytes.len()
-                    )
-                })?),
-            };
-            let new = current
-                .checked_add(delta)
-                .ok_or_else(|| anyhow!("cannot increment {key:?}: {current} + {delta} overflows a 64-bit integer"))?;
-            tx.prepare_cached(SET)?.execute(params![store, key, new.to_le_bytes()])?;
-            tx.commit()?;
-            Ok(new)
+        Box::pin(async move {
+            // Adding nothing to an existing counter is a read: no commit.
+            if delta == 0 {
+                let read = key.clone();
+                let bytes = self
+                    .read(move |c, store| Ok(c.prepare_cached(GET)?.query_row(params![store, read], |r| r.get(0)).optional()?))
+                    .await?;
+                if bytes.is_some() {
+                    return counter(&key, bytes);
+                }
+            }
+            self.write(move |c, store| {
+                // The writer's transaction holds the write lock: nobody
+                // changes the counter between this read and the write.
+                let current = counter(&key, c.prepare_cached(GET)?.query_row(params![store, key], |r| r.get(0)).optional()?)?;
+                let new = current
+                    .checked_add(delta)
+                    .ok_or_else(|| anyhow!("cannot increment {key:?}: {current} + {delta} overflows a 64-bit integer"))?;
+                c.prepare_cached(SET)?.execute(params![store, key, new.to_le_bytes()])?;
+                Ok(new)
+            })
+            .await
         })
     }
 
     fn compare_and_swap(&self, key: String, expected: Option<Vec<u8>>, value: Vec<u8>) -> BoxFuture<'_, Result<bool>> {
-        self.run(move |c, store| {
-            // Each is one statement, so SQLite makes it atomic.
+        self.write(move |c, store| {
             let changed = match expected {
                 Some(expected) => c
                     .prepare_cached("UPDATE spin_key_value SET value = ?3 WHERE store = ?1 AND key = ?2 AND value = ?4")?

@@ -7,11 +7,16 @@
 //! gives up on a call (the request timed out, the instance was dropped), the
 //! statement is interrupted rather than left running. Results are capped at
 //! Spin's limit, so one query cannot exhaust the host's memory.
+//!
+//! A statement that may write first waits for the database's write turn
+//! (see `turn`), which the connection keeps until its transaction ends.
 use std::sync::{Arc, Mutex, PoisonError};
 
 use rusqlite::types::{Value as SqlValue, ValueRef};
 use rusqlite::{Connection, InterruptHandle};
 
+use super::database::BUSY_TIMEOUT;
+use super::turn::{Turn, WriteTurns, may_write};
 use crate::bindings::spin::sqlite::sqlite::{Error, QueryResult, RowResult, Value};
 
 /// The most a query result may hold, counted as Spin counts it
@@ -22,24 +27,48 @@ const MAX_RESULT_BYTES: usize = 128 << 20;
 pub struct GuestConnection {
     connection: Arc<Mutex<Connection>>,
     interrupt: Arc<InterruptHandle>,
+    turns: WriteTurns,
+    /// The write turn while this connection holds it. Declared after the
+    /// connection: a connection dropped mid-transaction rolls back before
+    /// the next writer gets its turn.
+    turn: Arc<Mutex<Option<Turn>>>,
 }
 
 impl GuestConnection {
-    pub fn new(connection: Connection) -> Self {
+    pub fn new(connection: Connection, turns: WriteTurns) -> Self {
         let interrupt = Arc::new(connection.get_interrupt_handle());
-        Self { connection: Arc::new(Mutex::new(connection)), interrupt }
+        Self { connection: Arc::new(Mutex::new(connection)), interrupt, turns, turn: Arc::default() }
     }
 
-    /// Runs one statement with positional parameters (`?`, `?NNN`).
+    /// Runs one statement with positional parameters (`?`, `?NNN`), in the
+    /// write turn if it may write.
     pub async fn execute(
         &self,
         statement: String,
         parameters: Vec<Value>,
     ) -> wasmtime::Result<Result<QueryResult, Error>> {
+        if !self.holds_turn() && may_write(&statement) {
+            let Some(turn) = self.turns.take(BUSY_TIMEOUT).await else {
+                return Ok(Err(Error::Io(format!(
+                    "database is locked: another connection kept writing for more than {}s",
+                    BUSY_TIMEOUT.as_secs()
+                ))));
+            };
+            *self.turn.lock().unwrap_or_else(PoisonError::into_inner) = Some(turn);
+        }
         let mut abandoned = InterruptOnDrop(Some(&self.interrupt));
-        let result = self.run(move |c| query(c, &statement, parameters)).await;
+        let result = self.run(move |c| (query(c, &statement, parameters), c.is_autocommit())).await;
         abandoned.0 = None;
-        result
+        let (result, autocommit) = result?;
+        if autocommit {
+            // The statement (or the transaction it ended) is over.
+            self.turn.lock().unwrap_or_else(PoisonError::into_inner).take();
+        }
+        Ok(result)
+    }
+
+    fn holds_turn(&self) -> bool {
+        self.turn.lock().unwrap_or_else(PoisonError::into_inner).is_some()
     }
 
     pub async fn last_insert_rowid(&self) -> wasmtime::Result<i64> {
@@ -128,7 +157,7 @@ mod tests {
     use super::*;
 
     fn memory() -> GuestConnection {
-        GuestConnection::new(Connection::open_in_memory().unwrap())
+        GuestConnection::new(Connection::open_in_memory().unwrap(), WriteTurns::default())
     }
 
     async fn exec(c: &GuestConnection, sql: &str, params: Vec<Value>) -> Result<QueryResult, Error> {
@@ -205,5 +234,48 @@ mod tests {
         let started = Instant::now();
         exec(&c, "SELECT 1", vec![]).await.unwrap();
         assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    /// In WAL mode, a transaction that read before another connection
+    /// committed cannot write any more: SQLite fails it at once with
+    /// "database is locked". With write turns the other connection waits
+    /// for the transaction instead, and both succeed.
+    #[tokio::test]
+    async fn a_transaction_that_reads_then_writes_is_not_overtaken() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::runtime_config::SqliteDatabaseConfig::Spin { path: Some(dir.path().join("t.db")) };
+        let database = super::super::database::Database::open(&config).unwrap();
+        let connect = || GuestConnection::new(database.connect().unwrap(), database.turns());
+        let (a, b) = (connect(), connect());
+        exec(&a, "CREATE TABLE t (x INTEGER)", vec![]).await.unwrap();
+
+        exec(&a, "BEGIN", vec![]).await.unwrap();
+        exec(&a, "SELECT count(*) FROM t", vec![]).await.unwrap();
+        let other = tokio::spawn(async move { exec(&b, "INSERT INTO t VALUES (2)", vec![]).await });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!other.is_finished(), "the other writer waits for the transaction");
+        exec(&a, "INSERT INTO t VALUES (1)", vec![]).await.unwrap();
+        exec(&a, "COMMIT", vec![]).await.unwrap();
+        other.await.unwrap().unwrap();
+
+        let rows = exec(&a, "SELECT x FROM t ORDER BY rowid", vec![]).await.unwrap().rows;
+        let xs: Vec<_> = rows.iter().map(|r| matches!(r.values[..], [Value::Integer(_)])).collect();
+        assert_eq!(xs, [true, true]);
+    }
+
+    #[tokio::test]
+    async fn a_dropped_connection_gives_its_turn_back_and_rolls_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::runtime_config::SqliteDatabaseConfig::Spin { path: Some(dir.path().join("t.db")) };
+        let database = super::super::database::Database::open(&config).unwrap();
+        let connect = || GuestConnection::new(database.connect().unwrap(), database.turns());
+        let (a, b) = (connect(), connect());
+        exec(&a, "CREATE TABLE t (x INTEGER)", vec![]).await.unwrap();
+        exec(&a, "BEGIN", vec![]).await.unwrap();
+        exec(&a, "INSERT INTO t VALUES (1)", vec![]).await.unwrap();
+        drop(a);
+        exec(&b, "INSERT INTO t VALUES (2)", vec![]).await.unwrap();
+        let rows = exec(&b, "SELECT x FROM t", vec![]).await.unwrap().rows;
+        assert!(matches!(rows.as_slice(), [RowResult { values }] if matches!(values[..], [Value::Integer(2)])));
     }
 }

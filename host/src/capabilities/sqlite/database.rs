@@ -20,13 +20,20 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use rusqlite::{Connection, ffi};
 
+use super::turn::WriteTurns;
 use crate::runtime_config::SqliteDatabaseConfig;
 
 /// How long a statement waits for another connection's lock before failing
 /// with "database is locked".
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub enum Database {
+pub struct Database {
+    location: Location,
+    /// Who writes next (see `turn`).
+    turns: WriteTurns,
+}
+
+enum Location {
     File(PathBuf),
     /// A shared `memdb` database, which lives as long as `_keep_alive`.
     Memory {
@@ -50,23 +57,24 @@ impl Database {
                 connection
                     .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))
                     .with_context(|| format!("turning on WAL in {}", path.display()))?;
-                Ok(Database::File(path.clone()))
+                Ok(Database { location: Location::File(path.clone()), turns: WriteTurns::default() })
             }
             None => {
                 // memdb names are process-wide: one per database we create.
                 static NEXT: AtomicU64 = AtomicU64::new(0);
                 let uri = format!("file:/bazaar-sqlite-{}?vfs=memdb", NEXT.fetch_add(1, Ordering::Relaxed));
                 let keep_alive = Connection::open(&uri)?;
-                Ok(Database::Memory { uri, _keep_alive: Mutex::new(keep_alive) })
+                let location = Location::Memory { uri, _keep_alive: Mutex::new(keep_alive) };
+                Ok(Database { location, turns: WriteTurns::default() })
             }
         }
     }
 
     /// A new connection for a guest.
     pub fn connect(&self) -> rusqlite::Result<Connection> {
-        let connection = match self {
-            Database::File(path) => Connection::open(path)?,
-            Database::Memory { uri, .. } => Connection::open(uri)?,
+        let connection = match &self.location {
+            Location::File(path) => Connection::open(path)?,
+            Location::Memory { uri, .. } => Connection::open(uri)?,
         };
         connection.busy_timeout(BUSY_TIMEOUT)?;
         // SAFETY: the handle is this connection's own and outlives the
@@ -82,6 +90,13 @@ impl Database {
             }
         }
         Ok(connection)
+    }
+}
+
+impl Database {
+    /// The write turns every connection to this database shares.
+    pub fn turns(&self) -> WriteTurns {
+        self.turns.clone()
     }
 }
 

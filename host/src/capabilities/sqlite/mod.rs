@@ -12,6 +12,7 @@
 //! connection per `open`. rusqlite maps it one to one.
 //!
 //! - `database`: where a named database lives, and opening connections;
+//! - `turn`: one writer at a time per database, first come first served;
 //! - `connection`: one guest connection, running statements;
 //! - `host`: the two guest interfaces, over [`SqliteInstance`].
 use std::collections::{HashMap, HashSet};
@@ -26,6 +27,7 @@ use crate::bindings::spin::sqlite::sqlite::Error;
 mod connection;
 mod database;
 mod host;
+mod turn;
 
 use connection::GuestConnection;
 use database::Database;
@@ -92,8 +94,9 @@ impl SqliteInstance {
         let Some(database) = self.sqlite.databases.get(&name).cloned() else {
             return Ok(Err(Error::NoSuchDatabase));
         };
+        let turns = database.turns();
         let connection = match tokio::task::spawn_blocking(move || database.connect()).await? {
-            Ok(connection) => GuestConnection::new(connection),
+            Ok(connection) => GuestConnection::new(connection, turns),
             Err(e) => return Ok(Err(Error::Io(e.to_string()))),
         };
         match self.connections.push(connection) {
