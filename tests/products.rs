@@ -128,6 +128,13 @@ async fn search_matches_text_and_filters_sorts_and_pages(shop: Shop) {
     let by_name = names(&shop.get("/api/products?sort=name&per_page=100").await.expect(200));
     assert!(by_name.iter().map(|n| n.to_lowercase()).is_sorted(), "{by_name:?}");
 
+    // Only the SKUs asked for (how orders prices a cart): unknown ones are simply absent.
+    let by_sku = shop.get("/api/products?sku=HOME-3002,ELEC-1006,NO-SUCH-SKU&sort=name").await.expect(200);
+    let mut found = skus(&by_sku);
+    found.sort();
+    assert_eq!(found, ["ELEC-1006", "HOME-3002"]);
+    assert_eq!(by_sku["total"], 2);
+
     let combined = "/api/products?q=coffee&category=home-kitchen&max_price_cents=5000&sort=price";
     assert_eq!(skus(&shop.get(combined).await.expect(200)), ["HOME-3003", "HOME-3005"]);
 

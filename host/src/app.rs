@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
 use wasmtime::component::{Component, InstancePre, Linker};
@@ -23,6 +23,7 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use crate::bindings::redis_trigger::RedisTriggerPre;
 use crate::capabilities::wasi::Wasi;
+use crate::capabilities::sqlite::Synchronous;
 use crate::capabilities::{BuildContext, Capabilities};
 use crate::engine::{BazaarEngine, EngineOptions};
 use crate::manifest::{self, Manifest};
@@ -41,6 +42,8 @@ pub struct LoadOptions {
     pub engine: EngineOptions,
     /// Wall-clock budget of one request, enforced by epoch interruption.
     pub request_timeout: Duration,
+    /// How the SQLite capability's databases sync commits.
+    pub sqlite_synchronous: Synchronous,
 }
 
 pub struct App {
@@ -87,6 +90,7 @@ impl App {
             manifest: &manifest,
             runtime_config: &runtime_config,
             state_dir: &state_dir,
+            sqlite_synchronous: options.sqlite_synchronous,
         })?;
 
         let engine = BazaarEngine::new(&options.engine)?;
@@ -179,7 +183,7 @@ impl App {
             outbound_http: caps.outbound_http.instance(id),
             variables: caps.variables.instance(id),
             key_value: caps.key_value.instance(id),
-            sqlite: caps.sqlite.instance(id),
+            sqlite: caps.sqlite.instance(id, Instant::now() + self.request_timeout),
             postgres: caps.postgres.instance(id),
             redis: caps.redis.instance(id),
             limits: StoreLimitsBuilder::new().memory_size(self.max_instance_memory).build(),

@@ -138,6 +138,11 @@ pub struct UpArgs {
     /// Longest a request may run before its instance is stopped (e.g. 30s, 500ms).
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, env = "BAZAAR_REQUEST_TIMEOUT")]
     pub request_timeout: Duration,
+    /// How components' SQLite databases (the `spin` kind) sync commits:
+    /// normal (a commit survives a crash of bazaar; a power cut may undo the
+    /// last ones) or full (every commit waits for the disk: ten times slower).
+    #[arg(long, value_enum, default_value_t, env = "BAZAAR_SQLITE_SYNCHRONOUS")]
+    pub sqlite_synchronous: crate::capabilities::sqlite::Synchronous,
     /// Largest linear memory one instance may use, in MiB.
     #[arg(long, default_value_t = 256, env = "BAZAAR_MAX_INSTANCE_MEMORY_MB")]
     pub max_instance_memory_mb: usize,
@@ -254,6 +259,7 @@ async fn up(args: UpArgs) -> Result<()> {
             cache_dir: if args.no_cache { None } else { args.cache_dir.or_else(default_cache_dir) },
         },
         request_timeout: args.request_timeout,
+        sqlite_synchronous: args.sqlite_synchronous,
     };
     let started = std::time::Instant::now();
     // Compiling is CPU-bound and may take seconds: keep it off the runtime.

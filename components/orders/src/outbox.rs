@@ -11,7 +11,7 @@
 //! crash between publish and mark sends a row again): consumers deduplicate
 //! on `event_id`.
 use serde::Serialize;
-use shop_shared::db::{Db, DbError};
+use shop_shared::db::{Db, DbError, Param};
 use shop_shared::events::{Envelope, ORDERS_CHANNEL, OrderEvent};
 use spin_sdk::redis::Connection;
 
@@ -117,25 +117,44 @@ fn publish_pending(db: &Db, bus: &Connection, relayed: &mut Relayed) -> Result<(
         if rows.is_empty() {
             return Ok(());
         }
+        // The rows published are marked sent together, in one statement:
+        // a crash before it publishes them again, which at-least-once allows.
+        let mut sent = Vec::new();
+        let mut failure = None;
         for row in rows.iter() {
             let event_id = row.text("event_id")?;
             let payload = row.text("payload")?.into_bytes();
             if let Err(e) = bus.publish(ORDERS_CHANNEL, &payload) {
-                let error = format!("publishing to the bus: {e}");
-                db.execute(
-                    "UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE event_id = $1",
-                    &[(&event_id).into(), (&error).into()],
-                )?;
-                relayed.error = Some(error);
-                return Ok(());
+                failure = Some((event_id, format!("publishing to the bus: {e}")));
+                break;
             }
+            sent.push(event_id);
+        }
+        mark_sent(db, &sent)?;
+        relayed.published += sent.len() as u64;
+        if let Some((event_id, error)) = failure {
             db.execute(
-                "UPDATE outbox SET sent_at_ms = $2 WHERE event_id = $1",
-                &[(&event_id).into(), now_ms().into()],
+                "UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE event_id = $1",
+                &[(&event_id).into(), (&error).into()],
             )?;
-            relayed.published += 1;
+            relayed.error = Some(error);
+            return Ok(());
         }
     }
+}
+
+fn mark_sent(db: &Db, event_ids: &[String]) -> Result<(), DbError> {
+    if event_ids.is_empty() {
+        return Ok(());
+    }
+    let mut params: Vec<Param> = vec![now_ms().into()];
+    let mut placeholders = Vec::with_capacity(event_ids.len());
+    for id in event_ids {
+        params.push(id.into());
+        placeholders.push(format!("${}", params.len()));
+    }
+    db.execute(&format!("UPDATE outbox SET sent_at_ms = $1 WHERE event_id IN ({})", placeholders.join(", ")), &params)?;
+    Ok(())
 }
 
 fn pending(db: &Db) -> Result<i64, DbError> {

@@ -82,7 +82,7 @@ pub fn search(db: &Db, query: &SearchQuery) -> Result<Page, DbError> {
 
 /// The WHERE clause of a search (empty when nothing is filtered): every
 /// word in the name or the description, in the category, within the price
-/// range.
+/// range, among the SKUs listed.
 fn filter(query: &SearchQuery, sql: &mut SqlParams) -> String {
     let mut conditions = Vec::new();
     for word in &query.words {
@@ -99,6 +99,10 @@ fn filter(query: &SearchQuery, sql: &mut SqlParams) -> String {
     }
     if let Some(max) = query.max_price_cents {
         conditions.push(format!("p.price_cents <= {}", sql.bind(max)));
+    }
+    if !query.skus.is_empty() {
+        let skus: Vec<String> = query.skus.iter().map(|sku| sql.bind(sku)).collect();
+        conditions.push(format!("p.sku IN ({})", skus.join(", ")));
     }
     if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) }
 }

@@ -33,6 +33,8 @@ pub struct SearchQuery {
     pub category: Option<String>,
     pub min_price_cents: Option<i64>,
     pub max_price_cents: Option<i64>,
+    /// `sku=A,B`: only these products (how orders prices a cart in one call).
+    pub skus: Vec<String>,
     pub sort: Sort,
     pub page: i64,
     pub per_page: i64,
@@ -81,6 +83,15 @@ impl SearchQuery {
                 Sort::Relevance
             }
         };
+        let mut skus: Vec<String> = Vec::new();
+        for sku in params.get("sku").iter().flat_map(|list| list.split(',')).map(str::trim).filter(|s| !s.is_empty()) {
+            if !skus.iter().any(|s| s == sku) {
+                skus.push(sku.to_string());
+            }
+        }
+        if skus.len() as i64 > MAX_PER_PAGE {
+            check.fail("sku", format!("must list at most {MAX_PER_PAGE} SKUs"));
+        }
         let phrase = params.get("q").map(|q| q.to_lowercase());
         if phrase.as_ref().is_some_and(|q| q.chars().count() > MAX_QUERY_CHARS) {
             check.fail("q", format!("must be at most {MAX_QUERY_CHARS} characters"));
@@ -98,6 +109,7 @@ impl SearchQuery {
             category: params.get("category").cloned(),
             min_price_cents,
             max_price_cents,
+            skus,
             sort,
             page,
             per_page,
@@ -118,7 +130,16 @@ mod tests {
     fn defaults() {
         let q = SearchQuery::parse("").unwrap();
         assert_eq!((q.sort, q.page, q.per_page, q.offset()), (Sort::Relevance, 1, 20, 0));
-        assert!(q.words.is_empty() && q.phrase.is_none() && q.category.is_none());
+        assert!(q.words.is_empty() && q.phrase.is_none() && q.category.is_none() && q.skus.is_empty());
+    }
+
+    #[test]
+    fn skus_are_a_comma_separated_list() {
+        let q = SearchQuery::parse("sku=A-1,%20B-2,,A-1").unwrap();
+        assert_eq!(q.skus, ["A-1", "B-2"]);
+        let many = (0..=MAX_PER_PAGE).map(|i| format!("S{i}")).collect::<Vec<_>>().join(",");
+        let error = SearchQuery::parse(&format!("sku={many}")).unwrap_err();
+        assert_eq!(error.fields[0].field, "sku");
     }
 
     #[test]

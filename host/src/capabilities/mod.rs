@@ -69,6 +69,8 @@ pub struct BuildContext<'a> {
     pub manifest: &'a Manifest,
     pub runtime_config: &'a RuntimeConfig,
     pub state_dir: &'a Path,
+    /// `bazaar up --sqlite-synchronous`.
+    pub sqlite_synchronous: sqlite::Synchronous,
 }
 
 /// The app-wide half of every capability.

@@ -44,12 +44,14 @@ pub fn load(db: &Db, order_id: &str) -> Result<Option<Saga>, DbError> {
     }))
 }
 
-/// Writes what a step learned. A fact is written once: a later attempt
-/// (a concurrent run's) cannot overwrite it. Once payments has answered the
-/// charge, the card it carried is erased.
-pub fn learn(db: &Db, order_id: &str, fact: &Fact, now: i64) -> Result<(), DbError> {
+/// Writes what a step learned, and keeps the saga leased to this run until
+/// `lease_until_ms` for its next step. A fact is written once: a later
+/// attempt (a concurrent run's) cannot overwrite it. Once payments has
+/// answered the charge, the card it carried is erased.
+pub fn learn(db: &Db, order_id: &str, fact: &Fact, now: i64, lease_until_ms: i64) -> Result<(), DbError> {
     let (outcome, detail) = fact.outcome();
     db.transaction(|db| {
+        extend_lease(db, order_id, lease_until_ms)?;
         db.execute(
             "INSERT INTO saga_steps (order_id, step, outcome, detail, attempts, at_ms) VALUES ($1, $2, $3, $4, 1, $5) \
              ON CONFLICT (order_id, step) DO UPDATE SET outcome = excluded.outcome, detail = excluded.detail, \

@@ -49,10 +49,9 @@ pub async fn run(db: &Db, upstream: &Upstream, order_id: &str) -> Result<Status,
         }
         match saga.progress.next() {
             Next::Call(action) => {
-                journal::extend_lease(db, order_id, now_ms() + LEASE_MS)?;
                 let up = upstream.on_behalf_of(&saga.user_id);
                 match call_with_retries(db, &up, &saga, &action).await? {
-                    Some(fact) => journal::learn(db, order_id, &fact, now_ms())?,
+                    Some(fact) => journal::learn(db, order_id, &fact, now_ms(), now_ms() + LEASE_MS)?,
                     None => return Ok(Status::Pending),
                 }
             }

@@ -3,14 +3,22 @@
 //!
 //! The connection is the guest's own from `open` until it drops the
 //! resource, so `BEGIN` in one `execute` and `COMMIT` in a later one work.
-//! SQLite blocks, so statements run on tokio's blocking pool; if the host
-//! gives up on a call (the request timed out, the instance was dropped), the
-//! statement is interrupted rather than left running. Results are capped at
-//! Spin's limit, so one query cannot exhaust the host's memory.
+//! Results are capped at Spin's limit, so one query cannot exhaust the
+//! host's memory, and a statement still running when the instance's request
+//! runs out of time is interrupted (SQLite's progress handler).
+//!
+//! SQLite blocks, so a statement runs in `block_in_place`: tokio hands this
+//! worker's other tasks to another thread, and the instance carries on the
+//! moment the statement is done. (On the blocking pool instead, every
+//! statement would send the instance to the back of the run queue: under
+//! load, a transaction then held its database's write turn for a queue
+//! wait per statement, and every writer behind it waited for all of them.)
+//! A current-thread runtime (unit tests) uses the blocking pool.
 //!
 //! A statement that may write first waits for the database's write turn
 //! (see `turn`), which the connection keeps until its transaction ends.
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
 use rusqlite::types::{Value as SqlValue, ValueRef};
 use rusqlite::{Connection, InterruptHandle};
@@ -35,7 +43,10 @@ pub struct GuestConnection {
 }
 
 impl GuestConnection {
-    pub fn new(connection: Connection, turns: WriteTurns) -> Self {
+    /// A guest's connection, whose statements stop at `deadline`.
+    pub fn new(connection: Connection, turns: WriteTurns, deadline: Instant) -> Self {
+        // Checked every thousand virtual machine steps: a few microseconds.
+        connection.progress_handler(1000, Some(move || Instant::now() >= deadline));
         let interrupt = Arc::new(connection.get_interrupt_handle());
         Self { connection: Arc::new(Mutex::new(connection)), interrupt, turns, turn: Arc::default() }
     }
@@ -79,10 +90,14 @@ impl GuestConnection {
         self.run(|c| c.changes()).await
     }
 
-    /// Runs `f` on the connection on the blocking pool.
+    /// Runs `f` on the connection, where blocking is allowed.
     async fn run<T: Send + 'static>(&self, f: impl FnOnce(&Connection) -> T + Send + 'static) -> wasmtime::Result<T> {
         let connection = self.connection.clone();
-        Ok(tokio::task::spawn_blocking(move || f(&connection.lock().unwrap_or_else(PoisonError::into_inner))).await?)
+        let run = move || f(&connection.lock().unwrap_or_else(PoisonError::into_inner));
+        match tokio::runtime::Handle::current().runtime_flavor() {
+            tokio::runtime::RuntimeFlavor::CurrentThread => Ok(tokio::task::spawn_blocking(run).await?),
+            _ => Ok(tokio::task::block_in_place(run)),
+        }
     }
 }
 
@@ -156,8 +171,12 @@ mod tests {
 
     use super::*;
 
+    fn in_a_minute() -> Instant {
+        Instant::now() + Duration::from_secs(60)
+    }
+
     fn memory() -> GuestConnection {
-        GuestConnection::new(Connection::open_in_memory().unwrap(), WriteTurns::default())
+        GuestConnection::new(Connection::open_in_memory().unwrap(), WriteTurns::default(), in_a_minute())
     }
 
     async fn exec(c: &GuestConnection, sql: &str, params: Vec<Value>) -> Result<QueryResult, Error> {
@@ -244,8 +263,8 @@ mod tests {
     async fn a_transaction_that_reads_then_writes_is_not_overtaken() {
         let dir = tempfile::tempdir().unwrap();
         let config = crate::runtime_config::SqliteDatabaseConfig::Spin { path: Some(dir.path().join("t.db")) };
-        let database = super::super::database::Database::open(&config).unwrap();
-        let connect = || GuestConnection::new(database.connect().unwrap(), database.turns());
+        let database = super::super::database::Database::open(&config, super::super::database::Synchronous::Full).unwrap();
+        let connect = || GuestConnection::new(database.connect().unwrap(), database.turns(), in_a_minute());
         let (a, b) = (connect(), connect());
         exec(&a, "CREATE TABLE t (x INTEGER)", vec![]).await.unwrap();
 
@@ -267,8 +286,8 @@ mod tests {
     async fn a_dropped_connection_gives_its_turn_back_and_rolls_back() {
         let dir = tempfile::tempdir().unwrap();
         let config = crate::runtime_config::SqliteDatabaseConfig::Spin { path: Some(dir.path().join("t.db")) };
-        let database = super::super::database::Database::open(&config).unwrap();
-        let connect = || GuestConnection::new(database.connect().unwrap(), database.turns());
+        let database = super::super::database::Database::open(&config, super::super::database::Synchronous::Full).unwrap();
+        let connect = || GuestConnection::new(database.connect().unwrap(), database.turns(), in_a_minute());
         let (a, b) = (connect(), connect());
         exec(&a, "CREATE TABLE t (x INTEGER)", vec![]).await.unwrap();
         exec(&a, "BEGIN", vec![]).await.unwrap();
@@ -277,5 +296,15 @@ mod tests {
         exec(&b, "INSERT INTO t VALUES (2)", vec![]).await.unwrap();
         let rows = exec(&b, "SELECT x FROM t", vec![]).await.unwrap().rows;
         assert!(matches!(rows.as_slice(), [RowResult { values }] if matches!(values[..], [Value::Integer(2)])));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_statement_stops_when_the_request_runs_out_of_time() {
+        let deadline = Instant::now() + Duration::from_millis(200);
+        let c = GuestConnection::new(Connection::open_in_memory().unwrap(), WriteTurns::default(), deadline);
+        let forever = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT count(*) FROM n";
+        let Err(Error::Io(message)) = exec(&c, forever, vec![]).await else { panic!("it ended") };
+        assert!(message.contains("interrupted"), "{message}");
+        assert!(Instant::now() < deadline + Duration::from_secs(5));
     }
 }

@@ -107,6 +107,10 @@ mod tests {
     use super::*;
     use crate::capabilities::sqlite::tests::app;
 
+    fn in_a_minute() -> std::time::Instant {
+        std::time::Instant::now() + std::time::Duration::from_secs(60)
+    }
+
     async fn open(instance: &mut SqliteInstance, name: &str) -> Result<Resource<v3::Connection>, v3::Error> {
         v3::HostConnection::open(instance, name.into()).await.unwrap()
     }
@@ -118,7 +122,7 @@ mod tests {
     #[tokio::test]
     async fn open_follows_the_grants() {
         let sqlite = app(&[("web", &["default", "undefined"])], &[("default", None), ("secret", None)]);
-        let mut web = sqlite.instance("web");
+        let mut web = sqlite.instance("web", in_a_minute());
         assert!(matches!(open(&mut web, "secret").await, Err(v3::Error::AccessDenied)));
         assert!(matches!(open(&mut web, "nope").await, Err(v3::Error::AccessDenied)));
         assert!(matches!(open(&mut web, "undefined").await, Err(v3::Error::NoSuchDatabase)));
@@ -130,7 +134,7 @@ mod tests {
     #[tokio::test]
     async fn in_memory_databases_are_shared_between_instances() {
         let sqlite = app(&[("a", &["default"]), ("b", &["default"])], &[("default", None)]);
-        let mut a = sqlite.instance("a");
+        let mut a = sqlite.instance("a", in_a_minute());
         let conn = open(&mut a, "default").await.unwrap();
         exec(&mut a, conn.rep(), "CREATE TABLE t (x)", vec![]).await;
         exec(&mut a, conn.rep(), "INSERT INTO t VALUES (?)", vec![v3::Value::Integer(7)]).await;
@@ -140,7 +144,7 @@ mod tests {
         drop(a);
 
         // Through 2.0.0, from another component's instance.
-        let mut b = sqlite.instance("b");
+        let mut b = sqlite.instance("b", in_a_minute());
         let conn = v2::HostConnection::open(&mut b, "default".into()).await.unwrap().unwrap();
         let params = vec![v2::Value::Integer(7)];
         let result = v2::HostConnection::execute(
@@ -159,7 +163,7 @@ mod tests {
     async fn each_open_is_its_own_connection() {
         let dir = tempfile::tempdir().unwrap();
         let sqlite = app(&[("web", &["default"])], &[("default", Some(dir.path().join("db.sqlite")))]);
-        let mut web = sqlite.instance("web");
+        let mut web = sqlite.instance("web", in_a_minute());
         let one = open(&mut web, "default").await.unwrap();
         let two = open(&mut web, "default").await.unwrap().rep();
         exec(&mut web, one.rep(), "CREATE TABLE t (x)", vec![]).await;
@@ -176,7 +180,7 @@ mod tests {
     #[tokio::test]
     async fn an_instance_cannot_hoard_connections() {
         let sqlite = app(&[("web", &["default"])], &[("default", None)]);
-        let mut web = sqlite.instance("web");
+        let mut web = sqlite.instance("web", in_a_minute());
         for _ in 0..256 {
             open(&mut web, "default").await.unwrap();
         }

@@ -17,6 +17,7 @@
 //! - `host`: the two guest interfaces, over [`SqliteInstance`].
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Instant;
 
 use anyhow::{Context, Result};
 use wasmtime::component::{Resource, ResourceTable, ResourceTableError};
@@ -31,6 +32,7 @@ mod turn;
 
 use connection::GuestConnection;
 use database::Database;
+pub use database::Synchronous;
 
 /// The manifest field this capability grants by, and the runtime-config
 /// table that defines its names.
@@ -51,6 +53,8 @@ pub struct Sqlite {
 pub struct SqliteInstance {
     sqlite: Arc<Sqlite>,
     granted: Arc<HashSet<String>>,
+    /// When the instance's request runs out: its statements stop then.
+    deadline: Instant,
     /// The guest's open connections; a handle's `rep` is its index here.
     connections: ResourceTable,
 }
@@ -65,7 +69,7 @@ impl Sqlite {
         let mut databases = HashMap::new();
         for name in grants.clone().flat_map(|(_, names)| names) {
             if !databases.contains_key(name) {
-                let database = Database::open(&ctx.runtime_config.sqlite_databases[name])
+                let database = Database::open(&ctx.runtime_config.sqlite_databases[name], ctx.sqlite_synchronous)
                     .with_context(|| format!("preparing SQLite database {name:?}"))?;
                 databases.insert(name.clone(), Arc::new(database));
             }
@@ -74,12 +78,13 @@ impl Sqlite {
         Ok(Self { databases, grants })
     }
 
-    pub fn instance(self: &Arc<Self>, component_id: &str) -> SqliteInstance {
+    pub fn instance(self: &Arc<Self>, component_id: &str, deadline: Instant) -> SqliteInstance {
         let mut connections = ResourceTable::new();
         connections.set_max_capacity(MAX_CONNECTIONS);
         SqliteInstance {
             sqlite: self.clone(),
             granted: self.grants.get(component_id).cloned().unwrap_or_default(),
+            deadline,
             connections,
         }
     }
@@ -96,7 +101,7 @@ impl SqliteInstance {
         };
         let turns = database.turns();
         let connection = match tokio::task::spawn_blocking(move || database.connect()).await? {
-            Ok(connection) => GuestConnection::new(connection, turns),
+            Ok(connection) => GuestConnection::new(connection, turns, self.deadline),
             Err(e) => return Ok(Err(Error::Io(e.to_string()))),
         };
         match self.connections.push(connection) {
@@ -144,7 +149,7 @@ mod tests {
             .iter()
             .map(|(name, path)| {
                 let config = SqliteDatabaseConfig::Spin { path: path.clone() };
-                (name.to_string(), Arc::new(Database::open(&config).unwrap()))
+                (name.to_string(), Arc::new(Database::open(&config, Synchronous::Normal).unwrap()))
             })
             .collect();
         let grants = grants
