@@ -106,6 +106,8 @@ $(cat "$OUT/hello.md")
 $(cat "$OUT/startup.md")
 
 $(cat "$OUT/shop.md")
+
+$(cat "$ROOT/scripts/bench/where-we-stand.md")
 EOF
 } >"$ROOT/BENCHMARKS.md"
 echo "bench: wrote BENCHMARKS.md" >&2
