@@ -80,8 +80,11 @@ pub async fn checkout(req: &Request) -> Result<Response, ApiError> {
         }
         Err(e) => return Err(e.into()),
     }
-    outbox::relay_after_change(&db);
-    runner::run(&db, &upstream, &order_id).await?;
+    // `OrderCreated` goes out with the saga's outcome, in one relay (the run
+    // relays when it confirms or cancels); a saga left PENDING relays it here.
+    if runner::run(&db, &upstream, &order_id).await? == Status::Pending {
+        outbox::relay_after_change(&db);
+    }
     respond(&db, &order_id)
 }
 
