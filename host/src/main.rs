@@ -2,9 +2,10 @@
 use clap::Parser;
 
 /// mimalloc instead of glibc's malloc: every request allocates a store,
-/// resource tables, headers and SQLite's buffers on one thread and frees
-/// some on another, where glibc's arenas spend much of their time
-/// consolidating (15% of the shop's CPU under load).
+/// resource tables and headers on one thread and frees some on another,
+/// where glibc's arenas spend their time consolidating. Measured A/B, same
+/// minute, hello at 16 connections: 10.6k req/s with glibc, 11.8k with
+/// mimalloc. (SQLite, compiled C, still uses glibc's.)
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
