@@ -65,20 +65,7 @@ impl Shop {
         body: Option<Value>,
         headers: &[(&str, &str)],
     ) -> Reply {
-        let mut request = client().request(method.parse().unwrap(), self.bazaar.url(path));
-        if let Some(user) = user {
-            request = request.header("x-user-id", user);
-        }
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap();
-        Reply { status, body: serde_json::from_str(&text).unwrap_or(Value::String(text)) }
+        self.bazaar.send_as(method, path, user, body, headers).await
     }
 
     async fn get(&self, path: &str, user: &str) -> Reply {

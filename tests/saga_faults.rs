@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 use support::postgres::SagaDatabases;
-use support::{Bazaar, Reply, Up, app, client, require_components};
+use support::{Bazaar, Reply, Up, app, require_components};
 
 /// Tries orders makes of one step within one run (`ATTEMPTS` in
 /// components/orders/src/saga/runner.rs).
@@ -113,20 +113,8 @@ impl Shop {
     }
 
     async fn send(&self, method: &str, path: &str, user: Option<&str>, body: Option<Value>, admin: bool) -> Reply {
-        let mut request = client().request(method.parse().unwrap(), self.bazaar.url(path));
-        if let Some(user) = user {
-            request = request.header("x-user-id", user);
-        }
-        if admin {
-            request = request.header("x-user-role", "admin");
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap();
-        Reply { status, body: serde_json::from_str(&text).unwrap_or(Value::String(text)) }
+        let role: &[(&str, &str)] = if admin { &[("x-user-role", "admin")] } else { &[] };
+        self.bazaar.send_as(method, path, user, body, role).await
     }
 
     /// Creates a product (as an admin); returns its id.
