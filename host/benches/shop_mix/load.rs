@@ -6,6 +6,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+// The whole chain: reqwest's own message ("error sending request") does not
+// say what happened underneath (a reset, a closed connection, a timeout).
+use bazaar::capabilities::postgres::pool::error_chain;
 use hdrhistogram::Histogram;
 use serde_json::json;
 
@@ -150,9 +153,9 @@ async fn one(base: &str, customer: &mut Customer, catalog: &Catalog, kind: Kind,
         // connection can be reused.
         Ok(response) => {
             let status = response.status().as_u16();
-            response.bytes().await.map(|_| status).map_err(|e| chain(&e))
+            response.bytes().await.map(|_| status).map_err(|e| error_chain(&e))
         }
-        Err(e) => Err(chain(&e)),
+        Err(e) => Err(error_chain(&e)),
     };
     let micros = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX).max(1);
     stats.latency[kind.index()].saturating_record(micros);
@@ -181,18 +184,4 @@ async fn one(base: &str, customer: &mut Customer, catalog: &Catalog, kind: Kind,
         stats.errors[kind.index()] += 1;
         *stats.error_detail.entry(detail).or_default() += 1;
     }
-}
-
-/// An error and its sources, outermost first: reqwest's own message
-/// ("error sending request") does not say what happened underneath (a
-/// reset, a closed connection, a timeout).
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -11,8 +11,7 @@
 //! Reads run on tokio's blocking pool over a read connection; writes go to
 //! the store's writer thread, which commits the writes waiting at the same
 //! moment in one transaction ([`group_commit`](super::group_commit)).
-use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -22,6 +21,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::backend::{Backend, Entry};
 use super::group_commit::Writer;
+use crate::capabilities::sqlite::new_memdb_uri;
 
 /// How long a write waits for another process's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -54,14 +54,10 @@ impl SqliteBackend {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
                 }
-                path.to_string_lossy().into_owned()
+                path.to_path_buf()
             }
-            None => {
-                // A named memdb database: the reader and the writer must
-                // share it (a plain `:memory:` is one per connection).
-                static NEXT: AtomicU64 = AtomicU64::new(0);
-                format!("file:/bazaar-kv-{}?vfs=memdb", NEXT.fetch_add(1, Ordering::Relaxed))
-            }
+            // The reader and the writer must share it.
+            None => PathBuf::from(new_memdb_uri()),
         };
         let writer = Connection::open(&location)?;
         writer.busy_timeout(BUSY_TIMEOUT)?;

@@ -83,9 +83,7 @@ impl Database {
                 Ok(Database { location: Location::File(path.clone()), synchronous, turns: WriteTurns::default() })
             }
             None => {
-                // memdb names are process-wide: one per database we create.
-                static NEXT: AtomicU64 = AtomicU64::new(0);
-                let uri = format!("file:/bazaar-sqlite-{}?vfs=memdb", NEXT.fetch_add(1, Ordering::Relaxed));
+                let uri = new_memdb_uri();
                 let keep_alive = Connection::open(&uri)?;
                 let location = Location::Memory { uri, _keep_alive: Mutex::new(keep_alive) };
                 Ok(Database { location, synchronous, turns: WriteTurns::default() })
@@ -115,6 +113,14 @@ impl Database {
         }
         Ok(connection)
     }
+}
+
+/// The URI of a new in-memory database that every connection opening the
+/// URI shares (SQLite's `memdb` VFS; a plain `:memory:` database is one per
+/// connection). memdb names are process-wide: each call names a new one.
+pub fn new_memdb_uri() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!("file:/bazaar-{}?vfs=memdb", NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 impl Database {

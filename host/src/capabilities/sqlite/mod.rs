@@ -32,7 +32,7 @@ mod turn;
 
 use connection::GuestConnection;
 use database::Database;
-pub use database::Synchronous;
+pub use database::{Synchronous, new_memdb_uri};
 
 /// The manifest field this capability grants by, and the runtime-config
 /// table that defines its names.
