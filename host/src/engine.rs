@@ -103,6 +103,11 @@ impl BazaarEngine {
         config
             .wasm_component_model(true)
             .epoch_interruption(true)
+            // Spin components are WASI 0.2 (no component-model async), and
+            // with the concurrency machinery on every export call goes
+            // through wasmtime's task scheduler (`run_concurrent`) instead of
+            // straight onto a fiber, and every store sets up its task state.
+            .concurrency_support(false)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
             // Small static reservations keep a thousand slots inside the
             // address space while still letting memories grow in place.
