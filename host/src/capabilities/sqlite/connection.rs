@@ -7,23 +7,33 @@
 //! host's memory, and a statement still running when the instance's request
 //! runs out of time is interrupted (SQLite's progress handler).
 //!
-//! SQLite blocks, so a statement runs in `block_in_place`: tokio hands this
-//! worker's other tasks to another thread, and the instance carries on the
-//! moment the statement is done. (On the blocking pool instead, every
-//! statement would send the instance to the back of the run queue: under
-//! load, a transaction then held its database's write turn for a queue
-//! wait per statement, and every writer behind it waited for all of them.)
-//! A current-thread runtime (unit tests) uses the blocking pool.
+//! SQLite blocks, so a statement that may write runs in `block_in_place`:
+//! tokio hands this worker's other tasks to another thread, and the instance
+//! carries on the moment the statement is done. (On the blocking pool
+//! instead, every statement would send the instance to the back of the run
+//! queue: under load, a transaction then held its database's write turn for
+//! a queue wait per statement, and every writer behind it waited for all of
+//! them.) A read first runs right on the async worker, within a budget of
+//! [`INLINE_STEPS`] virtual-machine steps: most reads take a few
+//! microseconds, and handing the worker to another thread costs more than
+//! that (a thread wake-up and the blocking pool's lock, per statement: the
+//! largest share of the host's context switches in the shop benchmark). A
+//! read that runs out of budget is interrupted, which leaves no trace (an
+//! interrupted `SELECT` keeps its transaction), and runs again in
+//! `block_in_place`. A current-thread runtime (unit tests) uses the blocking
+//! pool.
 //!
 //! A statement that may write first waits for the database's write turn
 //! (see `turn`), which the connection keeps until its transaction ends.
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use rusqlite::types::{Value as SqlValue, ValueRef};
+use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, InterruptHandle};
 
 use super::database::BUSY_TIMEOUT;
+use super::pool::Lease;
 use super::turn::{Turn, WriteTurns, may_write};
 use crate::bindings::spin::sqlite::sqlite::{Error, QueryResult, RowResult, Value};
 
@@ -31,24 +41,74 @@ use crate::bindings::spin::sqlite::sqlite::{Error, QueryResult, RowResult, Value
 /// (spinframework/spin, crates/world/src/lib.rs, `MAX_HOST_BUFFERED_BYTES`).
 const MAX_RESULT_BYTES: usize = 128 << 20;
 
+/// SQLite calls the progress handler every this many virtual-machine steps.
+const STEPS_PER_CHECK: i32 = 1000;
+/// The steps, in progress-handler calls, a read may run on the async worker
+/// before it moves to a blocking thread: 50,000 steps, a few hundred
+/// microseconds at most. A point lookup or a page of the catalog takes a
+/// few thousand.
+const INLINE_STEPS: u32 = 50;
+
+/// The budget of the read running on the async worker, if one is.
+struct InlineBudget {
+    /// Progress-handler calls left; `u32::MAX` when no read runs inline.
+    left: AtomicU32,
+    overran: AtomicBool,
+}
+
+impl InlineBudget {
+    fn arm(&self) {
+        self.overran.store(false, Ordering::Relaxed);
+        self.left.store(INLINE_STEPS, Ordering::Relaxed);
+    }
+
+    /// Whether the read ran out of budget (and was interrupted).
+    fn disarm(&self) -> bool {
+        self.left.store(u32::MAX, Ordering::Relaxed);
+        self.overran.load(Ordering::Relaxed)
+    }
+
+    /// Called by the progress handler: whether to interrupt.
+    fn spend(&self) -> bool {
+        let left = self.left.load(Ordering::Relaxed);
+        if left == u32::MAX {
+            return false;
+        }
+        if left == 0 {
+            self.overran.store(true, Ordering::Relaxed);
+            return true;
+        }
+        self.left.store(left - 1, Ordering::Relaxed);
+        false
+    }
+}
+
 #[derive(Clone)]
 pub struct GuestConnection {
-    connection: Arc<Mutex<Connection>>,
+    /// Given back to its database (or closed) when the last clone drops.
+    connection: Arc<Mutex<Lease>>,
     interrupt: Arc<InterruptHandle>,
+    /// Set when a statement was interrupted from outside: the connection
+    /// is then closed rather than given to another guest.
+    tainted: Arc<AtomicBool>,
+    budget: Arc<InlineBudget>,
     turns: WriteTurns,
     /// The write turn while this connection holds it. Declared after the
-    /// connection: a connection dropped mid-transaction rolls back before
-    /// the next writer gets its turn.
+    /// connection: a connection dropped mid-transaction rolls back (as it
+    /// goes back to its database) before the next writer gets its turn.
     turn: Arc<Mutex<Option<Turn>>>,
 }
 
 impl GuestConnection {
     /// A guest's connection, whose statements stop at `deadline`.
-    pub fn new(connection: Connection, turns: WriteTurns, deadline: Instant) -> Self {
+    pub fn new(connection: Lease, turns: WriteTurns, deadline: Instant) -> Self {
+        let budget = Arc::new(InlineBudget { left: AtomicU32::new(u32::MAX), overran: AtomicBool::new(false) });
+        let spend = budget.clone();
         // Checked every thousand virtual machine steps: a few microseconds.
-        connection.progress_handler(1000, Some(move || Instant::now() >= deadline));
+        connection.progress_handler(STEPS_PER_CHECK, Some(move || spend.spend() || Instant::now() >= deadline));
         let interrupt = Arc::new(connection.get_interrupt_handle());
-        Self { connection: Arc::new(Mutex::new(connection)), interrupt, turns, turn: Arc::default() }
+        let tainted = connection.tainted();
+        Self { connection: Arc::new(Mutex::new(connection)), interrupt, tainted, budget, turns, turn: Arc::default() }
     }
 
     /// Runs one statement with positional parameters (`?`, `?NNN`), in the
@@ -58,7 +118,13 @@ impl GuestConnection {
         statement: String,
         parameters: Vec<Value>,
     ) -> wasmtime::Result<Result<QueryResult, Error>> {
-        if !self.holds_turn() && may_write(&statement) {
+        let writes = may_write(&statement);
+        if !writes
+            && let Some(result) = self.read_inline(&statement, &parameters)
+        {
+            return Ok(result);
+        }
+        if !self.holds_turn() && writes {
             let Some(turn) = self.turns.take(BUSY_TIMEOUT).await else {
                 return Ok(Err(Error::Io(format!(
                     "database is locked: another connection kept writing for more than {}s",
@@ -67,8 +133,8 @@ impl GuestConnection {
             };
             *self.turn.lock().unwrap_or_else(PoisonError::into_inner) = Some(turn);
         }
-        let mut abandoned = InterruptOnDrop(Some(&self.interrupt));
-        let result = self.run(move |c| (query(c, &statement, parameters), c.is_autocommit())).await;
+        let mut abandoned = InterruptOnDrop(Some((&self.interrupt, &self.tainted)));
+        let result = self.run(move |c| (query(c, &statement, &parameters), c.is_autocommit())).await;
         abandoned.0 = None;
         let (result, autocommit) = result?;
         if autocommit {
@@ -76,6 +142,18 @@ impl GuestConnection {
             self.turn.lock().unwrap_or_else(PoisonError::into_inner).take();
         }
         Ok(result)
+    }
+
+    /// Runs a read on this thread, unless it outruns [`INLINE_STEPS`]
+    /// (`None`: run it again where blocking is allowed).
+    fn read_inline(&self, statement: &str, parameters: &[Value]) -> Option<Result<QueryResult, Error>> {
+        if tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread {
+            return None;
+        }
+        let connection = self.connection.try_lock().ok()?;
+        self.budget.arm();
+        let result = query(&connection, statement, parameters);
+        (!self.budget.disarm()).then_some(result)
     }
 
     fn holds_turn(&self) -> bool {
@@ -103,21 +181,22 @@ impl GuestConnection {
 
 /// Interrupts the connection's running statement if dropped while armed:
 /// when the future awaiting the statement is dropped before it completes.
-struct InterruptOnDrop<'a>(Option<&'a InterruptHandle>);
+struct InterruptOnDrop<'a>(Option<(&'a InterruptHandle, &'a AtomicBool)>);
 
 impl Drop for InterruptOnDrop<'_> {
     fn drop(&mut self) {
-        if let Some(handle) = self.0 {
+        if let Some((handle, tainted)) = self.0 {
+            tainted.store(true, Ordering::Release);
             handle.interrupt();
         }
     }
 }
 
-fn query(connection: &Connection, sql: &str, parameters: Vec<Value>) -> Result<QueryResult, Error> {
+fn query(connection: &Connection, sql: &str, parameters: &[Value]) -> Result<QueryResult, Error> {
     let io = |e: rusqlite::Error| Error::Io(e.to_string());
     let mut statement = connection.prepare_cached(sql).map_err(io)?;
     let columns: Vec<String> = statement.column_names().into_iter().map(str::to_owned).collect();
-    let mut rows = statement.query(rusqlite::params_from_iter(parameters.into_iter().map(to_sql))).map_err(io)?;
+    let mut rows = statement.query(rusqlite::params_from_iter(parameters.iter().map(to_sql))).map_err(io)?;
     let mut result = QueryResult { columns, rows: Vec::new() };
     let mut bytes = 0;
     while let Some(row) = rows.next().map_err(io)? {
@@ -134,14 +213,14 @@ fn query(connection: &Connection, sql: &str, parameters: Vec<Value>) -> Result<Q
     Ok(result)
 }
 
-fn to_sql(value: Value) -> SqlValue {
-    match value {
-        Value::Integer(i) => SqlValue::Integer(i),
-        Value::Real(r) => SqlValue::Real(r),
-        Value::Text(t) => SqlValue::Text(t),
-        Value::Blob(b) => SqlValue::Blob(b),
-        Value::Null => SqlValue::Null,
-    }
+fn to_sql(value: &Value) -> ToSqlOutput<'_> {
+    ToSqlOutput::Borrowed(match value {
+        Value::Integer(i) => ValueRef::Integer(*i),
+        Value::Real(r) => ValueRef::Real(*r),
+        Value::Text(t) => ValueRef::Text(t.as_bytes()),
+        Value::Blob(b) => ValueRef::Blob(b),
+        Value::Null => ValueRef::Null,
+    })
 }
 
 fn from_sql(value: ValueRef<'_>) -> Value {
@@ -175,8 +254,15 @@ mod tests {
         Instant::now() + Duration::from_secs(60)
     }
 
+    /// A lease on a new in-memory database.
+    fn lease() -> Lease {
+        use super::super::database::{Database, Synchronous};
+        let config = crate::runtime_config::SqliteDatabaseConfig::Spin { path: None };
+        Arc::new(Database::open(&config, Synchronous::Normal).unwrap()).lease().unwrap()
+    }
+
     fn memory() -> GuestConnection {
-        GuestConnection::new(Connection::open_in_memory().unwrap(), WriteTurns::default(), in_a_minute())
+        GuestConnection::new(lease(), WriteTurns::default(), in_a_minute())
     }
 
     async fn exec(c: &GuestConnection, sql: &str, params: Vec<Value>) -> Result<QueryResult, Error> {
@@ -260,8 +346,8 @@ mod tests {
         use super::super::database::{Database, Synchronous};
         let dir = tempfile::tempdir().unwrap();
         let config = crate::runtime_config::SqliteDatabaseConfig::Spin { path: Some(dir.path().join("t.db")) };
-        let database = Database::open(&config, Synchronous::Full).unwrap();
-        let connect = || GuestConnection::new(database.connect().unwrap(), database.turns(), in_a_minute());
+        let database = Arc::new(Database::open(&config, Synchronous::Full).unwrap());
+        let connect = || GuestConnection::new(database.lease().unwrap(), database.turns(), in_a_minute());
         let (a, b) = (connect(), connect());
         exec(&a, "CREATE TABLE t (x INTEGER)", vec![]).await.unwrap();
         (a, b, dir)
@@ -303,7 +389,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_statement_stops_when_the_request_runs_out_of_time() {
         let deadline = Instant::now() + Duration::from_millis(200);
-        let c = GuestConnection::new(Connection::open_in_memory().unwrap(), WriteTurns::default(), deadline);
+        let c = GuestConnection::new(lease(), WriteTurns::default(), deadline);
         let forever = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT count(*) FROM n";
         let Err(Error::Io(message)) = exec(&c, forever, vec![]).await else { panic!("it ended") };
         assert!(message.contains("interrupted"), "{message}");

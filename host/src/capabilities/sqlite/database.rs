@@ -11,15 +11,16 @@
 //! than failing at once, and may not `ATTACH` (or `VACUUM INTO`) a file:
 //! SQL must not become a way around the sandbox to the host's file system.
 //! Attaching a new temporary or `:memory:` database stays allowed, as in Spin.
-use std::ffi::{CStr, c_char, c_int, c_void};
 use std::path::PathBuf;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use rusqlite::{Connection, ffi};
+use rusqlite::Connection;
+use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 
+use super::pool::{Idle, Lease, Pooled};
 use super::turn::WriteTurns;
 use crate::runtime_config::SqliteDatabaseConfig;
 
@@ -54,6 +55,8 @@ pub struct Database {
     synchronous: Synchronous,
     /// Who writes next (see `turn`).
     turns: WriteTurns,
+    /// Connections guests gave back (see `pool`).
+    idle: Idle,
 }
 
 enum Location {
@@ -80,39 +83,96 @@ impl Database {
                 connection
                     .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))
                     .with_context(|| format!("turning on WAL in {}", path.display()))?;
-                Ok(Database { location: Location::File(path.clone()), synchronous, turns: WriteTurns::default() })
+                Ok(Database { location: Location::File(path.clone()), synchronous, turns: WriteTurns::default(), idle: Idle::default() })
             }
             None => {
                 let uri = new_memdb_uri();
                 let keep_alive = Connection::open(&uri)?;
                 let location = Location::Memory { uri, _keep_alive: Mutex::new(keep_alive) };
-                Ok(Database { location, synchronous, turns: WriteTurns::default() })
+                Ok(Database { location, synchronous, turns: WriteTurns::default(), idle: Idle::default() })
             }
         }
     }
 
-    /// A new connection for a guest.
-    pub fn connect(&self) -> rusqlite::Result<Connection> {
+    /// A connection for a guest: an idle one (see `pool`), else a new one.
+    /// Opening a new one blocks.
+    pub fn lease(self: &Arc<Self>) -> rusqlite::Result<Lease> {
+        let pooled = match self.idle.take() {
+            Some(pooled) => pooled,
+            None => self.connect()?,
+        };
+        Ok(Lease::new(pooled, self.clone()))
+    }
+
+    /// An idle connection, if one is waiting: never blocks.
+    pub fn lease_idle(self: &Arc<Self>) -> Option<Lease> {
+        self.idle.take().map(|pooled| Lease::new(pooled, self.clone()))
+    }
+
+    pub fn idle(&self) -> &Idle {
+        &self.idle
+    }
+
+    /// A new connection, with the authorizer that keeps guests inside the
+    /// sandbox and marks what must not outlive a guest.
+    pub fn connect(&self) -> rusqlite::Result<Pooled> {
         let connection = match &self.location {
             Location::File(path) => Connection::open(path)?,
             Location::Memory { uri, .. } => Connection::open(uri)?,
         };
         connection.busy_timeout(BUSY_TIMEOUT)?;
         connection.pragma_update(None, "synchronous", self.synchronous.pragma())?;
-        // SAFETY: the handle is this connection's own and outlives the
-        // authorizer, which SQLite drops with the connection; the callback
-        // keeps no state (the user-data pointer is null).
-        unsafe {
-            let rc = ffi::sqlite3_set_authorizer(connection.handle(), Some(deny_attaching_files), std::ptr::null_mut());
-            if rc != ffi::SQLITE_OK {
-                return Err(rusqlite::Error::SqliteFailure(
-                    ffi::Error::new(rc),
-                    Some("installing the authorizer".into()),
-                ));
-            }
-        }
-        Ok(connection)
+        connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        let tainted = Arc::new(AtomicBool::new(false));
+        let mark = tainted.clone();
+        connection.authorizer(Some(move |context: AuthContext<'_>| authorize(context.action, &mark)));
+        Ok(Pooled { connection, tainted })
     }
+}
+
+/// Prepared statements a connection keeps (rusqlite's default is 16; the
+/// shop's busiest services run a few dozen distinct statements).
+const STATEMENT_CACHE: usize = 64;
+
+/// Pragmas that take an argument and only read: they leave no setting behind.
+const READING_PRAGMAS: [&str; 9] = [
+    "table_info",
+    "table_xinfo",
+    "table_list",
+    "index_info",
+    "index_xinfo",
+    "index_list",
+    "foreign_key_list",
+    "foreign_key_check",
+    "integrity_check",
+];
+
+/// The authorizer: denies `ATTACH` of anything but a new temporary (`''`)
+/// or `':memory:'` database (`VACUUM INTO` attaches its target, so it is
+/// denied too), and marks the connection `tainted` when a statement leaves
+/// state on it that a later guest would see. Everything else is allowed.
+fn authorize(action: AuthAction<'_>, tainted: &AtomicBool) -> Authorization {
+    let taint = || tainted.store(true, Ordering::Release);
+    match action {
+        AuthAction::Attach { filename } => {
+            if !filename.is_empty() && filename != ":memory:" {
+                return Authorization::Deny;
+            }
+            taint();
+        }
+        AuthAction::Pragma { pragma_name, pragma_value: Some(_) }
+            if !READING_PRAGMAS.iter().any(|p| p.eq_ignore_ascii_case(pragma_name)) =>
+        {
+            taint()
+        }
+        AuthAction::Detach { .. }
+        | AuthAction::CreateTempTable { .. }
+        | AuthAction::CreateTempIndex { .. }
+        | AuthAction::CreateTempTrigger { .. }
+        | AuthAction::CreateTempView { .. } => taint(),
+        _ => {}
+    }
+    Authorization::Allow
 }
 
 /// The URI of a new in-memory database that every connection opening the
@@ -130,27 +190,6 @@ impl Database {
     }
 }
 
-/// SQLite authorizer: denies `ATTACH` of anything but a new temporary (`''`)
-/// or `':memory:'` database. `VACUUM INTO` attaches its target, so it is
-/// denied too. Everything else is allowed.
-unsafe extern "C" fn deny_attaching_files(
-    _: *mut c_void,
-    action: c_int,
-    file: *const c_char,
-    _: *const c_char,
-    _: *const c_char,
-    _: *const c_char,
-) -> c_int {
-    if action != ffi::SQLITE_ATTACH || file.is_null() {
-        return ffi::SQLITE_OK;
-    }
-    // SAFETY: SQLite passes a NUL-terminated string valid for this call.
-    match unsafe { CStr::from_ptr(file) }.to_bytes() {
-        b"" | b":memory:" => ffi::SQLITE_OK,
-        _ => ffi::SQLITE_DENY,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,7 +199,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state/app.db");
         let db = Database::open(&SqliteDatabaseConfig::Spin { path: Some(path.clone()) }, Synchronous::Normal).unwrap();
-        let c = db.connect().unwrap();
+        let c = db.connect().unwrap().connection;
         let mode: String = c.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
         assert_eq!(mode, "wal");
         assert!(path.is_file());
@@ -171,7 +210,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         for (synchronous, level) in [(Synchronous::Normal, 1), (Synchronous::Full, 2)] {
             let config = SqliteDatabaseConfig::Spin { path: Some(dir.path().join("app.db")) };
-            let c = Database::open(&config, synchronous).unwrap().connect().unwrap();
+            let c = Database::open(&config, synchronous).unwrap().connect().unwrap().connection;
             assert_eq!(c.query_row("PRAGMA synchronous", [], |r| r.get::<_, i64>(0)).unwrap(), level);
         }
     }
@@ -180,18 +219,18 @@ mod tests {
     fn in_memory_databases_are_shared_between_connections_but_not_databases() {
         let db = Database::open(&SqliteDatabaseConfig::Spin { path: None }, Synchronous::Normal).unwrap();
         let other = Database::open(&SqliteDatabaseConfig::Spin { path: None }, Synchronous::Normal).unwrap();
-        db.connect().unwrap().execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);").unwrap();
+        db.connect().unwrap().connection.execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);").unwrap();
         // A later connection sees it even with no other guest connection open.
-        let n: i64 = db.connect().unwrap().query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
+        let n: i64 = db.connect().unwrap().connection.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
         assert_eq!(n, 1);
-        assert!(other.connect().unwrap().query_row("SELECT count(*) FROM t", [], |r| r.get::<_, i64>(0)).is_err());
+        assert!(other.connect().unwrap().connection.query_row("SELECT count(*) FROM t", [], |r| r.get::<_, i64>(0)).is_err());
     }
 
     #[test]
     fn guests_cannot_reach_other_files() {
         let dir = tempfile::tempdir().unwrap();
         let db = Database::open(&SqliteDatabaseConfig::Spin { path: Some(dir.path().join("app.db")) }, Synchronous::Normal).unwrap();
-        let c = db.connect().unwrap();
+        let c = db.connect().unwrap().connection;
         let elsewhere = dir.path().join("elsewhere.db");
         for sql in [format!("ATTACH '{}' AS x", elsewhere.display()), format!("VACUUM INTO '{}'", elsewhere.display())]
         {

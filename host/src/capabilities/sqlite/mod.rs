@@ -12,6 +12,7 @@
 //! connection per `open`. rusqlite maps it one to one.
 //!
 //! - `database`: where a named database lives, and opening connections;
+//! - `pool`: connections guests gave back, kept for the next one;
 //! - `turn`: one writer at a time per database, first come first served;
 //! - `connection`: one guest connection, running statements;
 //! - `host`: the two guest interfaces, over [`SqliteInstance`].
@@ -28,6 +29,7 @@ use crate::bindings::spin::sqlite::sqlite::Error;
 mod connection;
 mod database;
 mod host;
+mod pool;
 mod turn;
 
 use connection::GuestConnection;
@@ -100,10 +102,15 @@ impl SqliteInstance {
             return Ok(Err(Error::NoSuchDatabase));
         };
         let turns = database.turns();
-        let connection = match tokio::task::spawn_blocking(move || database.connect()).await? {
-            Ok(connection) => GuestConnection::new(connection, turns, self.deadline),
-            Err(e) => return Ok(Err(Error::Io(e.to_string()))),
+        // An idle connection when one is waiting; opening a new one blocks.
+        let lease = match database.lease_idle() {
+            Some(lease) => lease,
+            None => match tokio::task::spawn_blocking(move || database.lease()).await? {
+                Ok(lease) => lease,
+                Err(e) => return Ok(Err(Error::Io(e.to_string()))),
+            },
         };
+        let connection = GuestConnection::new(lease, turns, self.deadline);
         match self.connections.push(connection) {
             Ok(handle) => Ok(Ok(Resource::new_own(handle.rep()))),
             Err(ResourceTableError::Full) => Ok(Err(Error::Io("too many connections opened".into()))),
@@ -116,7 +123,8 @@ impl SqliteInstance {
         Ok(self.connections.get(&Resource::<GuestConnection>::new_borrow(handle.rep()))?.clone())
     }
 
-    /// Closes a connection; a transaction left open rolls back.
+    /// Closes a connection: a transaction left open rolls back, and the
+    /// connection goes back to its database for the next guest.
     fn close<T>(&mut self, handle: Resource<T>) -> wasmtime::Result<()> {
         self.connections.delete(Resource::<GuestConnection>::new_own(handle.rep()))?;
         Ok(())
