@@ -65,12 +65,19 @@ async fn tokens_missing_expired_forged_or_unsigned_are_401() {
     let eddsa = json!({"alg": "EdDSA", "typ": "JWT", "kid": kid});
     let own = sign(&eddsa, &claims(now, now + 600), &AUTH_SEED);
     assert_eq!(shop.get_with_token(&own, headers_path).await.status, 200);
+    // A token that verified is remembered (the last one per user), so the
+    // same token again skips the signature check; every token below differs
+    // from the remembered one and is checked in full.
+    for _ in 0..2 {
+        assert_eq!(shop.get_as(&user, headers_path).await.status, 200);
+    }
 
     let expired = sign(&eddsa, &claims(now - 3600, now - 1800), &AUTH_SEED);
     let mut tampered = claims(now, now + 600);
     tampered["role"] = json!("admin");
     let (signed_part, signature) = user.token.rsplit_once('.').unwrap();
     let forged_claims = format!("{}.{}.{signature}", signed_part.split('.').next().unwrap(), b64url(tampered.to_string().as_bytes()));
+    let swapped_signature = format!("{signed_part}.{}", own.rsplit_once('.').unwrap().1);
     let other_key = sign(&eddsa, &claims(now, now + 600), &[42u8; 32]);
     let wrong_issuer = sign(&eddsa, &json!({"sub": user.id, "role": "customer", "iat": now, "exp": now + 600, "iss": "evil"}), &AUTH_SEED);
     let unknown_kid = sign(&json!({"alg": "EdDSA", "kid": "no-such-key"}), &claims(now, now + 600), &AUTH_SEED);
@@ -78,6 +85,7 @@ async fn tokens_missing_expired_forged_or_unsigned_are_401() {
     let cases = [
         ("expired", expired, "expired"),
         ("claims changed after signing", forged_claims, "signature"),
+        ("another token's signature", swapped_signature, "signature"),
         ("signed with another key", other_key, "signature"),
         ("another issuer", wrong_issuer, "issued by auth"),
         ("unknown kid", unknown_kid, "signing key is unknown"),

@@ -10,7 +10,8 @@
 //! describes the public API.
 //!
 //! Settings are Spin variables (see [`config`]); state lives in two
-//! key-value stores: `gateway` (rate-limit counters, the cached JWK Set) and
+//! key-value stores: `gateway` (rate-limit counters, the cached JWK Set, the
+//! tokens verified last) and
 //! `gateway-cache` (catalog responses).
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 use spin_sdk::http_component;
@@ -29,6 +30,7 @@ mod reply;
 mod routes;
 mod token;
 mod trace;
+mod verified;
 
 #[http_component]
 async fn gateway(req: IncomingRequest, out: ResponseOutparam) {

@@ -5,7 +5,9 @@
 //! token's `kid`. A token is accepted only when its header says `EdDSA`
 //! (so `none` and every other algorithm are refused before any key is
 //! looked at), its signature verifies, `iss` is auth, `exp` is in the future
-//! and `iat` is not, both within a small clock skew.
+//! and `iat` is not, both within a small clock skew. A token that passed
+//! all that is remembered (see `verified`), so the same token on the next
+//! request skips the signature check.
 use chrono::{DateTime, Duration, Utc};
 use jwt_compact::alg::Ed25519;
 use jwt_compact::{AlgorithmExt as _, TimeOptions, UntrustedToken, ValidationError};
@@ -17,6 +19,7 @@ use crate::clock::now_secs;
 use crate::jwks::{self, KeyError};
 use crate::reply::Reply;
 use crate::trace::TraceContext;
+use crate::verified;
 
 /// The issuer auth writes into every access token.
 const ISSUER: &str = "bazaar-auth";
@@ -97,6 +100,12 @@ pub async fn authenticate(authorization: Option<&str>, trace: &TraceContext, jwk
         KeyError::Unknown => Rejection::Invalid("the token's signing key is unknown"),
         KeyError::Unavailable(detail) => Rejection::Unverifiable(detail),
     })?;
+    let digest = verified::digest(token);
+    if let Ok(claims) = untrusted.deserialize_claims_unchecked::<AccessClaims>()
+        && let Some(identity) = verified::recall(&claims.custom.sub, &digest, kid, now().timestamp(), CLOCK_SKEW_SECS)
+    {
+        return Ok(identity);
+    }
     let token = Ed25519.validator::<AccessClaims>(&key).validate(&untrusted).map_err(|e| match e {
         ValidationError::MalformedClaims(_) => Rejection::Invalid("the token's claims are malformed"),
         _ => Rejection::Invalid("the token's signature does not verify"),
@@ -126,7 +135,11 @@ pub async fn authenticate(authorization: Option<&str>, trace: &TraceContext, jwk
         "admin" => Role::Admin,
         _ => return Err(Rejection::Invalid("the token's role is unknown")),
     };
-    Ok(Identity { user_id: sub.clone(), role })
+    let identity = Identity { user_id: sub.clone(), role };
+    if let Some(expiration) = claims.expiration {
+        verified::remember(&identity, &digest, kid, expiration.timestamp());
+    }
+    Ok(identity)
 }
 
 /// The token of a `Bearer` credential (RFC 6750 §2.1; the scheme is
