@@ -386,6 +386,37 @@ mod tests {
         assert!(matches!(rows.as_slice(), [RowResult { values }] if matches!(values[..], [Value::Integer(2)])));
     }
 
+    /// A read longer than the inline budget is interrupted on the worker and
+    /// run again where blocking is allowed: the guest sees one whole answer,
+    /// and the transaction it runs in goes on.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_long_read_moves_off_the_worker_and_still_answers_in_full() {
+        let c = memory();
+        exec(&c, "CREATE TABLE t (x)", vec![]).await.unwrap();
+        exec(&c, "BEGIN", vec![]).await.unwrap();
+        exec(&c, "INSERT INTO t VALUES (1)", vec![]).await.unwrap();
+        let long = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300000) \
+                    SELECT count(*) + (SELECT count(*) FROM t) FROM n";
+        let result = exec(&c, long, vec![]).await.unwrap();
+        assert!(matches!(result.rows[0].values[..], [Value::Integer(300_001)]), "{:?}", result.rows);
+        assert!(c.budget.overran.load(Ordering::Relaxed), "it outran the inline budget");
+        exec(&c, "COMMIT", vec![]).await.unwrap();
+        let rows = exec(&c, "SELECT count(*) FROM t", vec![]).await.unwrap().rows;
+        assert!(matches!(rows[0].values[..], [Value::Integer(1)]), "the transaction committed its insert");
+    }
+
+    #[test]
+    fn the_inline_budget_interrupts_only_while_armed() {
+        let budget = InlineBudget { left: AtomicU32::new(u32::MAX), overran: AtomicBool::new(false) };
+        assert!(!(0..1000).any(|_| budget.spend()), "disarmed: never");
+        budget.arm();
+        assert_eq!((0..=INLINE_STEPS).filter(|_| !budget.spend()).count(), INLINE_STEPS as usize);
+        assert!(budget.disarm(), "it ran out");
+        budget.arm();
+        budget.spend();
+        assert!(!budget.disarm());
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_statement_stops_when_the_request_runs_out_of_time() {
         let deadline = Instant::now() + Duration::from_millis(200);
