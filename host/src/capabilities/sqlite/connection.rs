@@ -395,8 +395,8 @@ mod tests {
         exec(&c, "CREATE TABLE t (x)", vec![]).await.unwrap();
         exec(&c, "BEGIN", vec![]).await.unwrap();
         exec(&c, "INSERT INTO t VALUES (1)", vec![]).await.unwrap();
-        let long = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300000) \
-                    SELECT count(*) + (SELECT count(*) FROM t) FROM n";
+        let long = "SELECT count(*) + (SELECT count(*) FROM t) FROM \
+                    (WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300000) SELECT i FROM n)";
         let result = exec(&c, long, vec![]).await.unwrap();
         assert!(matches!(result.rows[0].values[..], [Value::Integer(300_001)]), "{:?}", result.rows);
         assert!(c.budget.overran.load(Ordering::Relaxed), "it outran the inline budget");
