@@ -138,7 +138,8 @@ pub struct UpArgs {
     /// Longest a request may run before its instance is stopped (e.g. 30s, 500ms).
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, env = "BAZAAR_REQUEST_TIMEOUT")]
     pub request_timeout: Duration,
-    /// How components' SQLite databases (the `spin` kind) sync commits:
+    /// How components' SQLite databases and key-value stores (the `spin`
+    /// kind) sync commits:
     /// normal (a commit survives a crash of bazaar; a power cut may undo the
     /// last ones) or full (every commit waits for the disk: ten times slower).
     #[arg(long, value_enum, default_value_t, env = "BAZAAR_SQLITE_SYNCHRONOUS")]

@@ -76,7 +76,7 @@ impl KeyValue {
             if !stores.contains_key(label) {
                 let store: Arc<dyn Backend> = match &ctx.runtime_config.key_value_stores[label] {
                     KeyValueStoreConfig::Spin { path } => {
-                        Arc::new(SqliteBackend::open(path.as_deref(), label).with_context(|| match path {
+                        Arc::new(SqliteBackend::open(path.as_deref(), label, ctx.sqlite_synchronous).with_context(|| match path {
                             Some(path) => format!("opening key-value store {label:?} at {}", path.display()),
                             None => format!("opening in-memory key-value store {label:?}"),
                         })?)
@@ -153,7 +153,7 @@ mod tests {
     pub(super) fn app(grants: &[(&str, &[&str])], defined: &[&str]) -> Arc<KeyValue> {
         let stores = defined
             .iter()
-            .map(|label| (label.to_string(), Arc::new(SqliteBackend::open(None, label).unwrap()) as Arc<dyn Backend>))
+            .map(|label| (label.to_string(), Arc::new(SqliteBackend::open(None, label, crate::capabilities::sqlite::Synchronous::Normal).unwrap()) as Arc<dyn Backend>))
             .collect();
         let grants = grants
             .iter()

@@ -24,7 +24,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::backend::{Backend, Entry};
 use super::group_commit::Writer;
-use crate::capabilities::sqlite::new_memdb_uri;
+use crate::capabilities::sqlite::{Synchronous, new_memdb_uri};
 
 /// How long a write waits for another process's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -50,8 +50,9 @@ pub struct SqliteBackend {
 
 impl SqliteBackend {
     /// Opens store `label` in the database at `path` (`None`: a new in-memory
-    /// database), creating the file, its directory and the table as needed.
-    pub fn open(path: Option<&Path>, label: &str) -> Result<Self> {
+    /// database), creating the file, its directory and the table as needed;
+    /// commits sync as `synchronous` says (`bazaar up --sqlite-synchronous`).
+    pub fn open(path: Option<&Path>, label: &str, synchronous: Synchronous) -> Result<Self> {
         let location = match path {
             Some(path) => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -67,6 +68,7 @@ impl SqliteBackend {
         if path.is_some() {
             writer.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))?;
         }
+        writer.pragma_update(None, "synchronous", synchronous.pragma())?;
         writer.execute(SCHEMA, [])?;
         let reader = Connection::open(&location)?;
         reader.busy_timeout(BUSY_TIMEOUT)?;
@@ -243,7 +245,7 @@ mod tests {
     use super::*;
 
     fn memory() -> SqliteBackend {
-        SqliteBackend::open(None, "default").unwrap()
+        SqliteBackend::open(None, "default", Synchronous::Normal).unwrap()
     }
 
     #[tokio::test]
@@ -266,15 +268,15 @@ mod tests {
     async fn a_file_store_persists_and_matches_spins_layout() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("not-yet/kv.db");
-        let kv = SqliteBackend::open(Some(&path), "cache").unwrap();
+        let kv = SqliteBackend::open(Some(&path), "cache", Synchronous::Normal).unwrap();
         kv.set("k".into(), b"v".to_vec()).await.unwrap();
         kv.increment("n".into(), 5).await.unwrap();
         drop(kv);
 
-        let kv = SqliteBackend::open(Some(&path), "cache").unwrap();
+        let kv = SqliteBackend::open(Some(&path), "cache", Synchronous::Normal).unwrap();
         assert_eq!(kv.get("k".into()).await.unwrap().as_deref(), Some(&b"v"[..]));
         // Another label in the same file is another store.
-        let other = SqliteBackend::open(Some(&path), "other").unwrap();
+        let other = SqliteBackend::open(Some(&path), "other", Synchronous::Normal).unwrap();
         assert_eq!(other.keys().await.unwrap(), Vec::<String>::new());
 
         // The rows are Spin's: (store, key, value), counters as i64 LE.
@@ -292,14 +294,24 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn a_file_store_syncs_commits_as_told() {
+        let dir = tempfile::tempdir().unwrap();
+        for (synchronous, level) in [(Synchronous::Normal, 1), (Synchronous::Full, 2)] {
+            let kv = SqliteBackend::open(Some(&dir.path().join("kv.db")), "s", synchronous).unwrap();
+            let read = kv.write(|c, _| Ok(c.query_row("PRAGMA synchronous", [], |r| r.get::<_, i64>(0))?));
+            assert_eq!(read.await.unwrap(), level, "{synchronous:?}");
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn concurrent_increments_are_not_lost() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("kv.db");
         // Two connections to one file, as two processes would have.
         let stores = [
-            Arc::new(SqliteBackend::open(Some(&path), "default").unwrap()),
-            Arc::new(SqliteBackend::open(Some(&path), "default").unwrap()),
+            Arc::new(SqliteBackend::open(Some(&path), "default", Synchronous::Normal).unwrap()),
+            Arc::new(SqliteBackend::open(Some(&path), "default", Synchronous::Normal).unwrap()),
         ];
         let (tasks, increments) = (8, 50);
         let handles: Vec<_> = (0..tasks)
