@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use rusqlite::Connection;
+use rusqlite::config::DbConfig;
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 
 use super::pool::{Idle, Lease, Pooled};
@@ -124,6 +125,12 @@ impl Database {
         connection.busy_timeout(BUSY_TIMEOUT)?;
         connection.pragma_update(None, "synchronous", self.synchronous.pragma())?;
         connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        // The query planner's stability guarantee: a cached statement keeps
+        // its plan whatever is bound to it. Without it SQLite prepares a
+        // statement with `x LIKE ?` again at every new pattern, in case a
+        // prefix could use an index: in the shop's catalog searches
+        // ('%word%', never a prefix) that was 4% of the host's CPU.
+        connection.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
         let tainted = Arc::new(AtomicBool::new(false));
         let mark = tainted.clone();
         connection.authorizer(Some(move |context: AuthContext<'_>| authorize(context.action, &mark)));
@@ -225,6 +232,13 @@ mod tests {
         let n: i64 = db.connect().unwrap().connection.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
         assert_eq!(n, 1);
         assert!(other.connect().unwrap().connection.query_row("SELECT count(*) FROM t", [], |r| r.get::<_, i64>(0)).is_err());
+    }
+
+    #[test]
+    fn a_statement_keeps_its_plan_whatever_is_bound() {
+        let db = Database::open(&SqliteDatabaseConfig::Spin { path: None }, Synchronous::Normal).unwrap();
+        let c = db.connect().unwrap().connection;
+        assert!(c.db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG).unwrap());
     }
 
     #[test]
