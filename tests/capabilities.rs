@@ -108,6 +108,37 @@ async fn sqlite_round_trips_types_and_persists() {
     assert_eq!(v["rows"], json!([[1]]));
 }
 
+/// Connections are pooled between requests (host/src/capabilities/sqlite/
+/// pool.rs); nothing one request leaves on its connection reaches the next.
+#[tokio::test]
+async fn no_request_sees_what_another_left_on_its_sqlite_connection() {
+    let state = tempfile::tempdir().unwrap();
+    let b = start(state.path());
+    let sql = |sql: &str| json!({"sql": sql, "params": []});
+    let db = "/probe/sqlite3/default";
+    assert_eq!(post_json(&b, db, sql("CREATE TABLE pooled (x INTEGER)")).await.0, 200);
+
+    // A transaction left open is rolled back; the next request's insert is
+    // its own and stays.
+    assert_eq!(post_json(&b, db, sql("BEGIN")).await.0, 200);
+    let (s, v) = post_json(&b, db, sql("INSERT INTO pooled VALUES (1)")).await;
+    assert_eq!((s, &v["last_insert_rowid"]), (200, &json!(1)), "{v}");
+    // The insert's rowid is not the next request's.
+    let (_, v) = post_json(&b, db, sql("SELECT count(*) FROM pooled")).await;
+    assert_eq!((&v["rows"], &v["last_insert_rowid"]), (&json!([[1]]), &json!(0)), "{v}");
+
+    // Temporary tables and settings stay with the request that made them.
+    assert_eq!(post_json(&b, db, sql("CREATE TEMP TABLE scratch (x)")).await.0, 200);
+    let (s, v) = post_json(&b, db, sql("SELECT count(*) FROM temp.scratch")).await;
+    assert_eq!(s, 500, "{v}");
+    assert!(v["detail"].as_str().unwrap().contains("no such table"), "{v}");
+    assert_eq!(post_json(&b, db, sql("PRAGMA recursive_triggers = ON")).await.0, 200);
+    for _ in 0..3 {
+        let (_, v) = post_json(&b, db, sql("PRAGMA recursive_triggers")).await;
+        assert_eq!(v["rows"], json!([[0]]), "{v}");
+    }
+}
+
 #[tokio::test]
 async fn variables_come_from_defaults_templates_and_the_environment() {
     let state = tempfile::tempdir().unwrap();
