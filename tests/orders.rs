@@ -57,34 +57,23 @@ impl Shop {
         Shop { bazaar, state, postgres }
     }
 
-    async fn send(
-        &self,
-        method: &str,
-        path: &str,
-        user: Option<&str>,
-        body: Option<Value>,
-        headers: &[(&str, &str)],
-    ) -> Reply {
-        self.bazaar.send_as(method, path, user, body, headers).await
-    }
-
     async fn get(&self, path: &str, user: &str) -> Reply {
-        self.send("GET", path, Some(user), None, &[]).await
+        self.bazaar.send_as("GET", path, Some(user), None, &[]).await
     }
 
     async fn add(&self, user: &str, sku: &str, quantity: i64) -> Reply {
-        self.send("POST", "/api/cart/items", Some(user), Some(json!({"sku": sku, "quantity": quantity})), &[]).await
+        self.bazaar.send_as("POST", "/api/cart/items", Some(user), Some(json!({"sku": sku, "quantity": quantity})), &[]).await
     }
 
     async fn checkout(&self, user: &str, card: Value, key: Option<&str>) -> Reply {
         let headers: Vec<(&str, &str)> = key.map(|k| ("idempotency-key", k)).into_iter().collect();
-        self.send("POST", "/api/orders/checkout", Some(user), Some(json!({"card": card})), &headers).await
+        self.bazaar.send_as("POST", "/api/orders/checkout", Some(user), Some(json!({"card": card})), &headers).await
     }
 
     /// Creates a product (as an admin); returns its id.
     async fn product(&self, sku: &str, price_cents: i64, stock: i64) -> String {
         let body = json!({"sku": sku, "name": format!("Test {sku}"), "category": "test", "price_cents": price_cents, "stock": stock});
-        let created = self.send("POST", "/api/products", Some("admin"), Some(body), &[("x-user-role", "admin")]).await;
+        let created = self.bazaar.send_as("POST", "/api/products", Some("admin"), Some(body), &[("x-user-role", "admin")]).await;
         created.expect(201)["id"].as_str().unwrap().to_string()
     }
 
@@ -96,18 +85,18 @@ impl Shop {
         let mut product = self.get(&format!("/api/products/{product_id}"), "admin").await.expect(200);
         product["stock"] = json!(stock);
         let path = format!("/api/products/{product_id}");
-        self.send("PUT", &path, Some("admin"), Some(product), &[("x-user-role", "admin")]).await.expect(200);
+        self.bazaar.send_as("PUT", &path, Some("admin"), Some(product), &[("x-user-role", "admin")]).await.expect(200);
     }
 
     /// The payments made for an order (as services see them: all of them).
     async fn payments(&self, order_id: &str) -> Vec<Value> {
-        let reply = self.send("GET", &format!("/api/payments?order_id={order_id}"), None, None, &[]).await;
+        let reply = self.bazaar.send_as("GET", &format!("/api/payments?order_id={order_id}"), None, None, &[]).await;
         reply.expect(200)["items"].as_array().unwrap().clone()
     }
 
     /// Every order event the bus delivered so far.
     async fn events(&self) -> Vec<Value> {
-        let reply = self.send("GET", "/probe/kv/bus_log/log:orders", None, None, &[]).await;
+        let reply = self.bazaar.send_as("GET", "/probe/kv/bus_log/log:orders", None, None, &[]).await;
         match reply.status {
             404 => Vec::new(),
             _ => {
@@ -137,7 +126,7 @@ impl Shop {
             None => {
                 for sql in statements {
                     let body = json!({"sql": sql, "params": []});
-                    self.send("POST", "/probe/sqlite3/orders", None, Some(body), &[]).await.expect(200);
+                    self.bazaar.send_as("POST", "/probe/sqlite3/orders", None, Some(body), &[]).await.expect(200);
                 }
             }
             Some(databases) => {
@@ -223,9 +212,9 @@ async fn the_cart_adds_changes_removes_and_shows_lines_at_catalog_prices() {
     assert_eq!((cart["total_cents"].clone(), cart["item_count"].clone()), (json!(3 * 1250 + 399), json!(4)));
 
     let cart =
-        shop.send("PATCH", "/api/cart/items/CART-2", Some("ann"), Some(json!({"quantity": 5})), &[]).await.expect(200);
+        shop.bazaar.send_as("PATCH", "/api/cart/items/CART-2", Some("ann"), Some(json!({"quantity": 5})), &[]).await.expect(200);
     assert_eq!(cart["items"][1]["quantity"], 5);
-    let cart = shop.send("DELETE", "/api/cart/items/CART-1", Some("ann"), None, &[]).await.expect(200);
+    let cart = shop.bazaar.send_as("DELETE", "/api/cart/items/CART-1", Some("ann"), None, &[]).await.expect(200);
     assert_eq!(cart["items"].as_array().unwrap().len(), 1);
     assert_eq!(cart["items"][0]["sku"], "CART-2");
     assert_eq!(shop.get("/api/cart", "ann").await.expect(200), cart);
@@ -239,9 +228,9 @@ async fn the_cart_rejects_what_it_cannot_hold() {
     let shop = Shop::embedded();
     shop.product("VAL-1", 100, 10).await;
 
-    let anonymous = shop.send("GET", "/api/cart", None, None, &[]).await.expect(401);
+    let anonymous = shop.bazaar.send_as("GET", "/api/cart", None, None, &[]).await.expect(401);
     assert_eq!(anonymous["error"]["code"], "unauthorized");
-    let no_user = shop.send("POST", "/api/cart/items", None, Some(json!({"sku": "VAL-1", "quantity": 1})), &[]).await;
+    let no_user = shop.bazaar.send_as("POST", "/api/cart/items", None, Some(json!({"sku": "VAL-1", "quantity": 1})), &[]).await;
     assert_eq!(no_user.status, 401);
 
     let malformed = client()
@@ -255,14 +244,15 @@ async fn the_cart_rejects_what_it_cannot_hold() {
     let body: Value = malformed.json().await.unwrap();
     assert_eq!(body["error"]["code"], "bad_request");
 
-    let empty = shop.send("POST", "/api/cart/items", Some("ann"), Some(json!({})), &[]).await.expect(400);
+    let empty = shop.bazaar.send_as("POST", "/api/cart/items", Some("ann"), Some(json!({})), &[]).await.expect(400);
     assert_eq!(
         (empty["error"]["code"].as_str(), fields(&empty)),
         (Some("validation_failed"), vec!["sku".into(), "quantity".into()])
     );
     for quantity in [json!(0), json!(100), json!(1.5), json!("2")] {
         let bad = shop
-            .send("POST", "/api/cart/items", Some("ann"), Some(json!({"sku": "VAL-1", "quantity": quantity})), &[])
+            .bazaar
+            .send_as("POST", "/api/cart/items", Some("ann"), Some(json!({"sku": "VAL-1", "quantity": quantity})), &[])
             .await;
         assert_eq!(fields(&bad.expect(400)), ["quantity"], "quantity {quantity}");
     }
@@ -272,11 +262,11 @@ async fn the_cart_rejects_what_it_cannot_hold() {
     assert!(unknown["error"]["fields"][0]["message"].as_str().unwrap().contains("NO-SUCH-SKU"), "{unknown}");
     assert_eq!(shop.get("/api/cart", "ann").await.expect(200)["items"], json!([]));
 
-    let patch = |body: Value| shop.send("PATCH", "/api/cart/items/VAL-1", Some("ann"), Some(body), &[]);
+    let patch = |body: Value| shop.bazaar.send_as("PATCH", "/api/cart/items/VAL-1", Some("ann"), Some(body), &[]);
     assert_eq!(patch(json!({"quantity": 1})).await.expect(404)["error"]["code"], "not_found");
     shop.add("ann", "VAL-1", 1).await.expect(201);
     assert_eq!(fields(&patch(json!({"quantity": 0})).await.expect(400)), ["quantity"]);
-    assert_eq!(shop.send("DELETE", "/api/cart/items/OTHER", Some("ann"), None, &[]).await.status, 404);
+    assert_eq!(shop.bazaar.send_as("DELETE", "/api/cart/items/OTHER", Some("ann"), None, &[]).await.status, 404);
 
     let wrong_method = client().put(shop.bazaar.url("/api/cart")).header("x-user-id", "ann").send().await.unwrap();
     assert_eq!(wrong_method.status(), 405);
@@ -473,7 +463,7 @@ async fn a_checkout_that_cannot_start_places_no_order() {
     assert_eq!(empty["error"]["code"], "cart_empty");
     shop.add("ann", "NOPE-1", 1).await.expect(201);
 
-    let no_card = shop.send("POST", "/api/orders/checkout", Some("ann"), Some(json!({})), &[]).await.expect(400);
+    let no_card = shop.bazaar.send_as("POST", "/api/orders/checkout", Some("ann"), Some(json!({})), &[]).await.expect(400);
     assert_eq!(fields(&no_card), ["card"]);
     let bad_card = json!({"number": "4242424242424241", "exp_month": 13, "exp_year": 2099, "cvc": 12});
     assert_eq!(
@@ -485,13 +475,13 @@ async fn a_checkout_that_cannot_start_places_no_order() {
     let bad_key = shop.checkout("ann", good_card(), Some("has space")).await.expect(400);
     assert_eq!(fields(&bad_key), ["Idempotency-Key"]);
     assert_eq!(
-        shop.send("POST", "/api/orders/checkout", None, Some(json!({"card": good_card()})), &[]).await.status,
+        shop.bazaar.send_as("POST", "/api/orders/checkout", None, Some(json!({"card": good_card()})), &[]).await.status,
         401
     );
 
     // A product withdrawn from the catalog after it was put in the cart.
     let path = format!("/api/products/{product}");
-    assert_eq!(shop.send("DELETE", &path, Some("admin"), None, &[("x-user-role", "admin")]).await.status, 204);
+    assert_eq!(shop.bazaar.send_as("DELETE", &path, Some("admin"), None, &[("x-user-role", "admin")]).await.status, 204);
     let withdrawn = shop.checkout("ann", good_card(), None).await.expect(409);
     assert_eq!(withdrawn["error"]["code"], "products_unavailable");
 
@@ -506,7 +496,7 @@ async fn checkout_prices_the_order_from_the_catalog_as_it_is_now() {
     let mut changed = shop.get(&format!("/api/products/{product}"), "admin").await.expect(200);
     changed["price_cents"] = json!(1100);
     let path = format!("/api/products/{product}");
-    shop.send("PUT", &path, Some("admin"), Some(changed), &[("x-user-role", "admin")]).await.expect(200);
+    shop.bazaar.send_as("PUT", &path, Some("admin"), Some(changed), &[("x-user-role", "admin")]).await.expect(200);
 
     let order = shop.checkout("ann", good_card(), None).await.expect(201);
     assert_eq!(
@@ -557,8 +547,8 @@ async fn users_read_their_own_orders_newest_first() {
     let theirs = shop.get(&format!("/api/orders/{}", id(&bobs)), "ann").await.expect(404);
     assert_eq!(theirs["error"]["code"], "not_found");
     assert_eq!(shop.get("/api/orders/ord_nope", "ann").await.status, 404);
-    assert_eq!(shop.send("GET", "/api/orders", None, None, &[]).await.status, 401);
-    assert_eq!(shop.send("DELETE", &format!("/api/orders/{}", placed[0]), Some("ann"), None, &[]).await.status, 405);
+    assert_eq!(shop.bazaar.send_as("GET", "/api/orders", None, None, &[]).await.status, 401);
+    assert_eq!(shop.bazaar.send_as("DELETE", &format!("/api/orders/{}", placed[0]), Some("ann"), None, &[]).await.status, 405);
 }
 
 // --------------------------------------------------- crashes and the outbox
@@ -596,7 +586,8 @@ async fn a_saga_that_crashed_after_charging_is_finished_once(shop: &Shop) {
     let product = shop.product("CRASH-1", 2100, 5).await;
     let charge = crashed_saga(shop, "ord_crashed_after_charge", "cat", "CRASH-1", 2100).await;
     let paid = shop
-        .send(
+        .bazaar
+        .send_as(
             "POST",
             "/api/payments/charges",
             Some("cat"),
@@ -641,7 +632,7 @@ async fn a_resumed_saga_whose_stock_went_meanwhile_refunds_the_payment() {
     let lease = now_ms() + 600_000;
     shop.orders_sql(&[format!("UPDATE orders SET lease_until_ms = {lease} WHERE id = 'ord_still_running'")]).await;
 
-    let resumed = shop.send("POST", "/internal/sagas/resume", None, None, &[]).await.expect(200);
+    let resumed = shop.bazaar.send_as("POST", "/internal/sagas/resume", None, None, &[]).await.expect(200);
     assert_eq!(resumed["resumed"], json!([{"order_id": "ord_stock_went", "status": "CANCELLED"}]), "{resumed}");
 
     let order = shop.get("/api/orders/ord_stock_went", "cat").await.expect(200);
@@ -656,7 +647,7 @@ async fn a_resumed_saga_whose_stock_went_meanwhile_refunds_the_payment() {
 
     assert_eq!(shop.get("/api/orders/ord_still_running", "cat").await.expect(200)["status"], "PENDING");
     // Resuming again finds nothing to do.
-    let again = shop.send("POST", "/internal/sagas/resume", None, None, &[]).await.expect(200);
+    let again = shop.bazaar.send_as("POST", "/internal/sagas/resume", None, None, &[]).await.expect(200);
     assert_eq!(again["resumed"], json!([]));
 }
 
@@ -670,18 +661,18 @@ async fn events_wait_in_the_outbox_until_the_bus_takes_them() {
     shop.add("ann", "OUTBOX-1", 1).await.expect(201);
     let order = shop.checkout("ann", good_card(), None).await.expect(201);
 
-    let relay = shop.send("POST", "/internal/outbox/relay", None, None, &[]).await.expect(200);
+    let relay = shop.bazaar.send_as("POST", "/internal/outbox/relay", None, None, &[]).await.expect(200);
     assert_eq!((relay["published"].clone(), relay["pending"].clone()), (json!(0), json!(2)), "{relay}");
     assert!(relay["error"].as_str().is_some(), "{relay}");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(shop.events().await, Vec::<Value>::new());
 
     let shop = shop.restart(&[]);
-    let relay = shop.send("POST", "/internal/outbox/relay", None, None, &[]).await.expect(200);
+    let relay = shop.bazaar.send_as("POST", "/internal/outbox/relay", None, None, &[]).await.expect(200);
     assert_eq!(relay, json!({"published": 2, "pending": 0, "error": null}));
     let events = shop.events_of(&id(&order), 2).await;
     assert_eq!(types(&events), ["OrderCreated", "OrderConfirmed"]);
-    let relay = shop.send("POST", "/internal/outbox/relay", None, None, &[]).await.expect(200);
+    let relay = shop.bazaar.send_as("POST", "/internal/outbox/relay", None, None, &[]).await.expect(200);
     assert_eq!(relay["published"], 0, "a sent event is not sent again");
 }
 

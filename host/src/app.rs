@@ -42,7 +42,7 @@ pub struct LoadOptions {
     pub engine: EngineOptions,
     /// Wall-clock budget of one request, enforced by epoch interruption.
     pub request_timeout: Duration,
-    /// How the SQLite capability's databases sync commits.
+    /// How SQLite databases and key-value stores (the `spin` kind) sync commits.
     pub sqlite_synchronous: Synchronous,
 }
 

@@ -42,6 +42,15 @@ pub enum Role {
 }
 
 impl Role {
+    /// The role named `name` (as in tokens), if there is one.
+    pub fn parse(name: &str) -> Option<Role> {
+        match name {
+            "customer" => Some(Role::Customer),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Customer => "customer",
@@ -130,11 +139,7 @@ pub async fn authenticate(authorization: Option<&str>, trace: &TraceContext, jwk
     if sub.is_empty() {
         return Err(Rejection::Invalid("the token names no user (sub)"));
     }
-    let role = match role.as_str() {
-        "customer" => Role::Customer,
-        "admin" => Role::Admin,
-        _ => return Err(Rejection::Invalid("the token's role is unknown")),
-    };
+    let role = Role::parse(role).ok_or(Rejection::Invalid("the token's role is unknown"))?;
     let identity = Identity { user_id: sub.clone(), role };
     if let Some(expiration) = claims.expiration {
         verified::remember(&identity, &digest, kid, expiration.timestamp());

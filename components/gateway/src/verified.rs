@@ -51,20 +51,12 @@ pub fn recall(user_id: &str, digest: &str, kid: &str, now_secs: i64, skew_secs: 
     if !matches(&entry, digest, kid, now_secs, skew_secs) {
         return None;
     }
-    Some(Identity { user_id: user_id.to_owned(), role: role(&entry.role)? })
+    Some(Identity { user_id: user_id.to_owned(), role: Role::parse(&entry.role)? })
 }
 
 /// Whether `entry` vouches for a token with this hash and key id now.
 fn matches(entry: &Entry, digest: &str, kid: &str, now_secs: i64, skew_secs: i64) -> bool {
     entry.sha256 == digest && entry.kid == kid && now_secs <= entry.exp.saturating_add(skew_secs)
-}
-
-fn role(name: &str) -> Option<Role> {
-    match name {
-        "customer" => Some(Role::Customer),
-        "admin" => Some(Role::Admin),
-        _ => None,
-    }
 }
 
 /// Keeps a token that just verified in full as `identity`. A store that

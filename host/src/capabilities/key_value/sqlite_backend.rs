@@ -16,7 +16,6 @@
 //! transaction ([`group_commit`](super::group_commit)).
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 use futures::future::BoxFuture;
@@ -24,10 +23,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::backend::{Backend, Entry};
 use super::group_commit::Writer;
-use crate::capabilities::sqlite::{Synchronous, new_memdb_uri};
+use crate::capabilities::sqlite::{BUSY_TIMEOUT, Synchronous, new_memdb_uri};
 
-/// How long a write waits for another process's lock before failing.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS spin_key_value (
     store TEXT NOT NULL,

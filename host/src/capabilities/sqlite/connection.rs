@@ -147,7 +147,7 @@ impl GuestConnection {
     /// Runs a read on this thread, unless it outruns [`INLINE_STEPS`]
     /// (`None`: run it again where blocking is allowed).
     fn read_inline(&self, statement: &str, parameters: &[Value]) -> Option<Result<QueryResult, Error>> {
-        if tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread {
+        if !multi_threaded() {
             return None;
         }
         let connection = self.connection.try_lock().ok()?;
@@ -172,11 +172,14 @@ impl GuestConnection {
     async fn run<T: Send + 'static>(&self, f: impl FnOnce(&Connection) -> T + Send + 'static) -> wasmtime::Result<T> {
         let connection = self.connection.clone();
         let run = move || f(&connection.lock().unwrap_or_else(PoisonError::into_inner));
-        match tokio::runtime::Handle::current().runtime_flavor() {
-            tokio::runtime::RuntimeFlavor::CurrentThread => Ok(tokio::task::spawn_blocking(run).await?),
-            _ => Ok(tokio::task::block_in_place(run)),
-        }
+        if multi_threaded() { Ok(tokio::task::block_in_place(run)) } else { Ok(tokio::task::spawn_blocking(run).await?) }
     }
+}
+
+/// Whether this runtime can give the worker's other tasks to another
+/// thread (`block_in_place`): a current-thread one (unit tests) cannot.
+fn multi_threaded() -> bool {
+    tokio::runtime::Handle::current().runtime_flavor() != tokio::runtime::RuntimeFlavor::CurrentThread
 }
 
 /// Interrupts the connection's running statement if dropped while armed:
@@ -248,21 +251,11 @@ fn size(value: &Value) -> usize {
 mod tests {
     use std::time::{Duration, Instant};
 
+    use super::super::tests::{in_a_minute, memory_database};
     use super::*;
 
-    fn in_a_minute() -> Instant {
-        Instant::now() + Duration::from_secs(60)
-    }
-
-    /// A lease on a new in-memory database.
-    fn lease() -> Lease {
-        use super::super::database::{Database, Synchronous};
-        let config = crate::runtime_config::SqliteDatabaseConfig::Spin { path: None };
-        Arc::new(Database::open(&config, Synchronous::Normal).unwrap()).lease().unwrap()
-    }
-
     fn memory() -> GuestConnection {
-        GuestConnection::new(lease(), WriteTurns::default(), in_a_minute())
+        GuestConnection::new(memory_database().lease().unwrap(), WriteTurns::default(), in_a_minute())
     }
 
     async fn exec(c: &GuestConnection, sql: &str, params: Vec<Value>) -> Result<QueryResult, Error> {
@@ -420,7 +413,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_statement_stops_when_the_request_runs_out_of_time() {
         let deadline = Instant::now() + Duration::from_millis(200);
-        let c = GuestConnection::new(lease(), WriteTurns::default(), deadline);
+        let c = GuestConnection::new(memory_database().lease().unwrap(), WriteTurns::default(), deadline);
         let forever = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT count(*) FROM n";
         let Err(Error::Io(message)) = exec(&c, forever, vec![]).await else { panic!("it ended") };
         assert!(message.contains("interrupted"), "{message}");

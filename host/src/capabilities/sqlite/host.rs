@@ -105,11 +105,7 @@ mod tests {
     use v3::HostConnection as _;
 
     use super::*;
-    use crate::capabilities::sqlite::tests::app;
-
-    fn in_a_minute() -> std::time::Instant {
-        std::time::Instant::now() + std::time::Duration::from_secs(60)
-    }
+    use crate::capabilities::sqlite::tests::{app, in_a_minute};
 
     async fn open(instance: &mut SqliteInstance, name: &str) -> Result<Resource<v3::Connection>, v3::Error> {
         v3::HostConnection::open(instance, name.into()).await.unwrap()

@@ -34,7 +34,7 @@ mod turn;
 
 use connection::GuestConnection;
 use database::Database;
-pub use database::{Synchronous, new_memdb_uri};
+pub use database::{BUSY_TIMEOUT, Synchronous, new_memdb_uri};
 
 /// The manifest field this capability grants by, and the runtime-config
 /// table that defines its names.
@@ -149,6 +149,16 @@ mod tests {
 
     use super::*;
     use crate::runtime_config::SqliteDatabaseConfig;
+
+    /// A deadline far enough away for any test statement.
+    pub(super) fn in_a_minute() -> Instant {
+        Instant::now() + std::time::Duration::from_secs(60)
+    }
+
+    /// A new in-memory database.
+    pub(super) fn memory_database() -> Arc<Database> {
+        Arc::new(Database::open(&SqliteDatabaseConfig::Spin { path: None }, Synchronous::Normal).unwrap())
+    }
 
     /// An app whose components are granted `grants`, with databases
     /// `defined` (in memory, or files under `dir`).

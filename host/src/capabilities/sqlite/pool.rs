@@ -106,13 +106,8 @@ impl Drop for Lease {
 
 #[cfg(test)]
 mod tests {
-    use super::super::database::Synchronous;
+    use super::super::tests::memory_database;
     use super::*;
-    use crate::runtime_config::SqliteDatabaseConfig;
-
-    fn memory() -> Arc<Database> {
-        Arc::new(Database::open(&SqliteDatabaseConfig::Spin { path: None }, Synchronous::Normal).unwrap())
-    }
 
     fn lease(db: &Arc<Database>) -> Lease {
         db.lease().unwrap()
@@ -120,7 +115,7 @@ mod tests {
 
     #[test]
     fn a_clean_connection_is_reused_with_its_statements() {
-        let db = memory();
+        let db = memory_database();
         let first = lease(&db);
         first.execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);").unwrap();
         first.prepare_cached("SELECT x FROM t").unwrap();
@@ -135,7 +130,7 @@ mod tests {
 
     #[test]
     fn an_open_transaction_is_rolled_back_before_reuse() {
-        let db = memory();
+        let db = memory_database();
         let first = lease(&db);
         first.execute_batch("CREATE TABLE t (x); BEGIN; INSERT INTO t VALUES (1);").unwrap();
         drop(first);
@@ -153,14 +148,14 @@ mod tests {
             "CREATE TABLE t (x); CREATE TEMP VIEW v AS SELECT x FROM t",
             "ATTACH ':memory:' AS scratch",
         ] {
-            let db = memory();
+            let db = memory_database();
             let first = lease(&db);
             first.execute_batch(sql).unwrap();
             drop(first);
             assert_eq!(db.idle().len(), 0, "{sql}");
         }
         // Reading a setting or a table's columns leaves nothing behind.
-        let db = memory();
+        let db = memory_database();
         let first = lease(&db);
         first.execute_batch("CREATE TABLE t (x); PRAGMA foreign_keys; PRAGMA table_info(t);").unwrap();
         drop(first);
@@ -169,7 +164,7 @@ mod tests {
 
     #[test]
     fn a_tainted_lease_is_closed() {
-        let db = memory();
+        let db = memory_database();
         let first = lease(&db);
         first.tainted().store(true, Ordering::Release);
         drop(first);
@@ -178,7 +173,7 @@ mod tests {
 
     #[test]
     fn at_most_max_idle_connections_are_kept() {
-        let db = memory();
+        let db = memory_database();
         let leases: Vec<Lease> = (0..MAX_IDLE + 4).map(|_| lease(&db)).collect();
         drop(leases);
         assert_eq!(db.idle().len(), MAX_IDLE);
