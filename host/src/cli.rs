@@ -156,6 +156,10 @@ pub struct UpArgs {
     /// Compile every time instead of using the compile cache.
     #[arg(long)]
     pub no_cache: bool,
+    /// Name the guests' compiled functions for `perf`: perfmap (a symbol
+    /// map, /tmp/perf-<pid>.map) or jitdump (for `perf inject --jit`).
+    #[arg(long, value_enum, default_value_t, env = "BAZAAR_PROFILER")]
+    pub profiler: crate::engine::Profiler,
     /// Address of the admin endpoint (swap, health, metrics), or `off`.
     #[arg(long = "admin-listen", default_value = "127.0.0.1:3001", value_parser = parse_admin_listen, env = "BAZAAR_ADMIN_LISTEN")]
     pub admin_listen: AdminListen,
@@ -258,6 +262,7 @@ async fn up(args: UpArgs) -> Result<()> {
             max_instance_memory: args.max_instance_memory_mb << 20,
             max_instances: args.max_instances,
             cache_dir: if args.no_cache { None } else { args.cache_dir.or_else(default_cache_dir) },
+            profiler: args.profiler,
         },
         request_timeout: args.request_timeout,
         sqlite_synchronous: args.sqlite_synchronous,

@@ -34,6 +34,21 @@ pub struct EngineOptions {
     pub max_instances: u32,
     /// Where compiled components are cached; `None` disables the cache.
     pub cache_dir: Option<PathBuf>,
+    /// Whether to tell `perf` where the guests' compiled code lies.
+    pub profiler: Profiler,
+}
+
+/// Which profiler, if any, learns the names of the guests' compiled
+/// functions. Without one, `perf report` shows wasm code as bare addresses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Profiler {
+    #[default]
+    None,
+    /// Writes `/tmp/perf-<pid>.map` (function names and addresses) for
+    /// `perf report`; costs nothing per request.
+    Perfmap,
+    /// Writes a jitdump file (`perf inject --jit`), with the code itself.
+    Jitdump,
 }
 
 impl Default for EngineOptions {
@@ -42,6 +57,7 @@ impl Default for EngineOptions {
             max_instance_memory: 256 << 20,
             max_instances: 1000,
             cache_dir: default_cache_dir(),
+            profiler: Profiler::None,
         }
     }
 }
@@ -113,7 +129,12 @@ impl BazaarEngine {
             // address space while still letting memories grow in place.
             .memory_reservation(options.max_instance_memory as u64 + (64 << 20))
             .memory_guard_size(64 << 20)
-            .max_wasm_stack(1 << 20);
+            .max_wasm_stack(1 << 20)
+            .profiler(match options.profiler {
+                Profiler::None => wasmtime::ProfilingStrategy::None,
+                Profiler::Perfmap => wasmtime::ProfilingStrategy::PerfMap,
+                Profiler::Jitdump => wasmtime::ProfilingStrategy::JitDump,
+            });
         let engine = Engine::new(&config).map_err(anyhow::Error::from).context("configuring the wasmtime engine")?;
 
         let weak = engine.weak();
