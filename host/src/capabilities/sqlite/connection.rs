@@ -7,21 +7,24 @@
 //! host's memory, and a statement still running when the instance's request
 //! runs out of time is interrupted (SQLite's progress handler).
 //!
-//! SQLite blocks, so a statement that may write runs in `block_in_place`:
+//! Statements run right on the async worker. Most take a few microseconds,
+//! and handing the worker to another thread costs more than that: a thread
+//! wake-up and the blocking pool's lock per statement (in the shop
+//! benchmark, the largest share of the host's context switches), and for a
+//! write, the database's write turn held through the hand-over while every
+//! writer behind it waited (checkouts took twice as long).
+//!
+//! A read runs within a budget of [`INLINE_STEPS`] virtual-machine steps;
+//! one that runs out is interrupted, which leaves no trace (an interrupted
+//! `SELECT` keeps its transaction), and runs again in `block_in_place`:
 //! tokio hands this worker's other tasks to another thread, and the instance
-//! carries on the moment the statement is done. (On the blocking pool
-//! instead, every statement would send the instance to the back of the run
-//! queue: under load, a transaction then held its database's write turn for
-//! a queue wait per statement, and every writer behind it waited for all of
-//! them.) A read first runs right on the async worker, within a budget of
-//! [`INLINE_STEPS`] virtual-machine steps: most reads take a few
-//! microseconds, and handing the worker to another thread costs more than
-//! that (a thread wake-up and the blocking pool's lock, per statement: the
-//! largest share of the host's context switches in the shop benchmark). A
-//! read that runs out of budget is interrupted, which leaves no trace (an
-//! interrupted `SELECT` keeps its transaction), and runs again in
-//! `block_in_place`. A current-thread runtime (unit tests) uses the blocking
-//! pool.
+//! carries on the moment the statement is done. A write cannot be
+//! interrupted that way (inside a transaction, an interrupted write rolls
+//! the whole transaction back), so one that outruns the budget finishes on
+//! the worker, once, and its database remembers it: from then on that
+//! statement runs in `block_in_place` (see `heavy`). Checkpoints, the one
+//! slow part of a commit, run on the blocking pool (see `checkpoint`). A
+//! current-thread runtime (unit tests) uses the blocking pool throughout.
 //!
 //! A statement that may write first waits for the database's write turn
 //! (see `turn`), which the connection keeps until its transaction ends.
@@ -32,9 +35,9 @@ use std::time::Instant;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, InterruptHandle};
 
-use super::database::BUSY_TIMEOUT;
+use super::database::{BUSY_TIMEOUT, Database};
 use super::pool::Lease;
-use super::turn::{Turn, WriteTurns, may_write};
+use super::turn::{Turn, may_write};
 use crate::bindings::spin::sqlite::sqlite::{Error, QueryResult, RowResult, Value};
 
 /// The most a query result may hold, counted as Spin counts it
@@ -43,26 +46,30 @@ const MAX_RESULT_BYTES: usize = 128 << 20;
 
 /// SQLite calls the progress handler every this many virtual-machine steps.
 const STEPS_PER_CHECK: i32 = 1000;
-/// The steps, in progress-handler calls, a read may run on the async worker
-/// before it moves to a blocking thread: 50,000 steps, a few hundred
-/// microseconds at most. A point lookup or a page of the catalog takes a
-/// few thousand.
+/// The steps, in progress-handler calls, a statement may run on the async
+/// worker before it moves to a blocking thread: 50,000 steps, a few hundred
+/// microseconds at most. A point lookup, a page of the catalog or an
+/// order's insert takes a few thousand.
 const INLINE_STEPS: u32 = 50;
 
-/// The budget of the read running on the async worker, if one is.
+/// The budget of the statement running on the async worker, if one is.
 struct InlineBudget {
-    /// Progress-handler calls left; `u32::MAX` when no read runs inline.
+    /// Progress-handler calls left; `u32::MAX` when nothing runs inline.
     left: AtomicU32,
     overran: AtomicBool,
+    /// Whether running out interrupts the statement (a read) or is only
+    /// noted (a write).
+    interrupts: AtomicBool,
 }
 
 impl InlineBudget {
-    fn arm(&self) {
+    fn arm(&self, interrupts: bool) {
         self.overran.store(false, Ordering::Relaxed);
+        self.interrupts.store(interrupts, Ordering::Relaxed);
         self.left.store(INLINE_STEPS, Ordering::Relaxed);
     }
 
-    /// Whether the read ran out of budget (and was interrupted).
+    /// Whether the statement ran out of budget.
     fn disarm(&self) -> bool {
         self.left.store(u32::MAX, Ordering::Relaxed);
         self.overran.load(Ordering::Relaxed)
@@ -76,7 +83,11 @@ impl InlineBudget {
         }
         if left == 0 {
             self.overran.store(true, Ordering::Relaxed);
-            return true;
+            if self.interrupts.load(Ordering::Relaxed) {
+                return true;
+            }
+            self.left.store(u32::MAX, Ordering::Relaxed);
+            return false;
         }
         self.left.store(left - 1, Ordering::Relaxed);
         false
@@ -92,7 +103,8 @@ pub struct GuestConnection {
     /// is then closed rather than given to another guest.
     tainted: Arc<AtomicBool>,
     budget: Arc<InlineBudget>,
-    turns: WriteTurns,
+    /// Its write turns, heavy statements and checkpoints.
+    database: Arc<Database>,
     /// The write turn while this connection holds it. Declared after the
     /// connection: a connection dropped mid-transaction rolls back (as it
     /// goes back to its database) before the next writer gets its turn.
@@ -101,14 +113,19 @@ pub struct GuestConnection {
 
 impl GuestConnection {
     /// A guest's connection, whose statements stop at `deadline`.
-    pub fn new(connection: Lease, turns: WriteTurns, deadline: Instant) -> Self {
-        let budget = Arc::new(InlineBudget { left: AtomicU32::new(u32::MAX), overran: AtomicBool::new(false) });
+    pub fn new(connection: Lease, deadline: Instant) -> Self {
+        let budget = Arc::new(InlineBudget {
+            left: AtomicU32::new(u32::MAX),
+            overran: AtomicBool::new(false),
+            interrupts: AtomicBool::new(false),
+        });
+        let database = connection.database().clone();
         let spend = budget.clone();
         // Checked every thousand virtual machine steps: a few microseconds.
         connection.progress_handler(STEPS_PER_CHECK, Some(move || spend.spend() || Instant::now() >= deadline));
         let interrupt = Arc::new(connection.get_interrupt_handle());
         let tainted = connection.tainted();
-        Self { connection: Arc::new(Mutex::new(connection)), interrupt, tainted, budget, turns, turn: Arc::default() }
+        Self { connection: Arc::new(Mutex::new(connection)), interrupt, tainted, budget, database, turn: Arc::default() }
     }
 
     /// Runs one statement with positional parameters (`?`, `?NNN`), in the
@@ -125,7 +142,7 @@ impl GuestConnection {
             return Ok(result);
         }
         if !self.holds_turn() && writes {
-            let Some(turn) = self.turns.take(BUSY_TIMEOUT).await else {
+            let Some(turn) = self.database.turns().take(BUSY_TIMEOUT).await else {
                 return Ok(Err(Error::Io(format!(
                     "database is locked: another connection kept writing for more than {}s",
                     BUSY_TIMEOUT.as_secs()
@@ -133,15 +150,35 @@ impl GuestConnection {
             };
             *self.turn.lock().unwrap_or_else(PoisonError::into_inner) = Some(turn);
         }
-        let mut abandoned = InterruptOnDrop(Some((&self.interrupt, &self.tainted)));
-        let result = self.run(move |c| (query(c, &statement, &parameters), c.is_autocommit())).await;
-        abandoned.0 = None;
-        let (result, autocommit) = result?;
+        let (result, autocommit) = if writes && multi_threaded() && !self.database.heavy().contains(&statement) {
+            self.write_inline(&statement, &parameters)
+        } else {
+            let mut abandoned = InterruptOnDrop(Some((&self.interrupt, &self.tainted)));
+            let result = self.run(move |c| (query(c, &statement, &parameters), c.is_autocommit())).await;
+            abandoned.0 = None;
+            result?
+        };
         if autocommit {
             // The statement (or the transaction it ended) is over.
             self.turn.lock().unwrap_or_else(PoisonError::into_inner).take();
+            if writes {
+                self.database.committed();
+            }
         }
         Ok(result)
+    }
+
+    /// Runs a write on this thread; one that outruns [`INLINE_STEPS`]
+    /// finishes here and is remembered as heavy. Also says whether the
+    /// connection is back in autocommit mode.
+    fn write_inline(&self, statement: &str, parameters: &[Value]) -> (Result<QueryResult, Error>, bool) {
+        let connection = self.connection.lock().unwrap_or_else(PoisonError::into_inner);
+        self.budget.arm(false);
+        let result = query(&connection, statement, parameters);
+        if self.budget.disarm() {
+            self.database.heavy().remember(statement);
+        }
+        (result, connection.is_autocommit())
     }
 
     /// Runs a read on this thread, unless it outruns [`INLINE_STEPS`]
@@ -151,7 +188,7 @@ impl GuestConnection {
             return None;
         }
         let connection = self.connection.try_lock().ok()?;
-        self.budget.arm();
+        self.budget.arm(true);
         let result = query(&connection, statement, parameters);
         (!self.budget.disarm()).then_some(result)
     }
@@ -160,12 +197,16 @@ impl GuestConnection {
         self.turn.lock().unwrap_or_else(PoisonError::into_inner).is_some()
     }
 
-    pub async fn last_insert_rowid(&self) -> wasmtime::Result<i64> {
-        self.run(|c| c.last_insert_rowid()).await
+    // The two counters are fields of the connection: reading one never
+    // blocks, so it needs no other thread (the shop reads `changes` after
+    // every write, inside the write turn).
+
+    pub fn last_insert_rowid(&self) -> i64 {
+        self.connection.lock().unwrap_or_else(PoisonError::into_inner).last_insert_rowid()
     }
 
-    pub async fn changes(&self) -> wasmtime::Result<u64> {
-        self.run(|c| c.changes()).await
+    pub fn changes(&self) -> u64 {
+        self.connection.lock().unwrap_or_else(PoisonError::into_inner).changes()
     }
 
     /// Runs `f` on the connection, where blocking is allowed.
@@ -255,7 +296,7 @@ mod tests {
     use super::*;
 
     fn memory() -> GuestConnection {
-        GuestConnection::new(memory_database().lease().unwrap(), WriteTurns::default(), in_a_minute())
+        GuestConnection::new(memory_database().lease().unwrap(), in_a_minute())
     }
 
     async fn exec(c: &GuestConnection, sql: &str, params: Vec<Value>) -> Result<QueryResult, Error> {
@@ -274,7 +315,7 @@ mod tests {
             Value::Null,
         ];
         exec(&c, "INSERT INTO t VALUES (?, ?, ?, ?, ?)", params).await.unwrap();
-        assert_eq!((c.changes().await.unwrap(), c.last_insert_rowid().await.unwrap()), (1, 1));
+        assert_eq!((c.changes(), c.last_insert_rowid()), (1, 1));
 
         let result = exec(&c, "SELECT i, r, s, b, n, i + 1 AS next FROM t", vec![]).await.unwrap();
         assert_eq!(result.columns, ["i", "r", "s", "b", "n", "next"]);
@@ -334,13 +375,18 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(5));
     }
 
-    /// Two guests' connections to one database file (WAL), with a table `t`.
-    async fn two_connections_to_a_file_with_a_table() -> (GuestConnection, GuestConnection, tempfile::TempDir) {
-        use super::super::database::{Database, Synchronous};
+    /// A database file (WAL) in a new directory.
+    fn file_database() -> (Arc<Database>, tempfile::TempDir) {
+        use super::super::database::Synchronous;
         let dir = tempfile::tempdir().unwrap();
         let config = crate::runtime_config::SqliteDatabaseConfig::Spin { path: Some(dir.path().join("t.db")) };
-        let database = Arc::new(Database::open(&config, Synchronous::Full).unwrap());
-        let connect = || GuestConnection::new(database.lease().unwrap(), database.turns(), in_a_minute());
+        (Arc::new(Database::open(&config, Synchronous::Full).unwrap()), dir)
+    }
+
+    /// Two guests' connections to one database file (WAL), with a table `t`.
+    async fn two_connections_to_a_file_with_a_table() -> (GuestConnection, GuestConnection, tempfile::TempDir) {
+        let (database, dir) = file_database();
+        let connect = || GuestConnection::new(database.lease().unwrap(), in_a_minute());
         let (a, b) = (connect(), connect());
         exec(&a, "CREATE TABLE t (x INTEGER)", vec![]).await.unwrap();
         (a, b, dir)
@@ -399,21 +445,80 @@ mod tests {
     }
 
     #[test]
-    fn the_inline_budget_interrupts_only_while_armed() {
-        let budget = InlineBudget { left: AtomicU32::new(u32::MAX), overran: AtomicBool::new(false) };
+    fn the_inline_budget_interrupts_only_reads_and_only_while_armed() {
+        let budget = InlineBudget {
+            left: AtomicU32::new(u32::MAX),
+            overran: AtomicBool::new(false),
+            interrupts: AtomicBool::new(false),
+        };
         assert!(!(0..1000).any(|_| budget.spend()), "disarmed: never");
-        budget.arm();
+        budget.arm(true);
         assert_eq!((0..=INLINE_STEPS).filter(|_| !budget.spend()).count(), INLINE_STEPS as usize);
         assert!(budget.disarm(), "it ran out");
-        budget.arm();
+        budget.arm(true);
         budget.spend();
         assert!(!budget.disarm());
+        budget.arm(false);
+        assert!(!(0..INLINE_STEPS * 3).any(|_| budget.spend()), "a write is never interrupted");
+        assert!(budget.disarm(), "but its overrun is noted");
+    }
+
+    /// A write that outruns the inline budget finishes (a write cannot be
+    /// interrupted and run again), and its database remembers it, so that
+    /// next time it runs off the worker.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_long_write_finishes_and_is_remembered_as_heavy() {
+        let c = memory();
+        exec(&c, "CREATE TABLE t (x)", vec![]).await.unwrap();
+        let long = "INSERT INTO t WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100000) \
+                    SELECT i FROM n";
+        exec(&c, "INSERT INTO t VALUES (0)", vec![]).await.unwrap();
+        assert!(!c.database.heavy().contains("INSERT INTO t VALUES (0)"), "a short write is not");
+        exec(&c, long, vec![]).await.unwrap();
+        assert!(c.database.heavy().contains(long));
+        exec(&c, long, vec![]).await.unwrap();
+        let rows = exec(&c, "SELECT count(*) FROM t", vec![]).await.unwrap().rows;
+        assert!(matches!(rows[0].values[..], [Value::Integer(200_001)]), "both ran in full: {:?}", rows);
+    }
+
+    /// Guest connections leave checkpoints to the database, which runs them
+    /// every so many commits: the log is copied into the database file.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn commits_are_checkpointed_into_the_database_file() {
+        use super::super::checkpoint::COMMITS_PER_CHECKPOINT;
+        let (database, dir) = file_database();
+        let c = GuestConnection::new(database.lease().unwrap(), in_a_minute());
+        let rows = exec(&c, "PRAGMA wal_autocheckpoint", vec![]).await.unwrap().rows;
+        assert!(matches!(rows[0].values[..], [Value::Integer(0)]), "SQLite's own are off: {:?}", rows);
+        exec(&c, "CREATE TABLE t (x)", vec![]).await.unwrap();
+        for _ in 0..COMMITS_PER_CHECKPOINT {
+            exec(&c, "INSERT INTO t VALUES (zeroblob(4096))", vec![]).await.unwrap();
+        }
+        let file = dir.path().join("t.db");
+        let started = Instant::now();
+        while std::fs::metadata(&file).unwrap().len() < u64::from(COMMITS_PER_CHECKPOINT) * 4096 {
+            assert!(started.elapsed() < Duration::from_secs(10), "the log was never copied into {}", file.display());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A write running on the worker stops at the request's deadline too.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_stops_when_the_request_runs_out_of_time() {
+        let deadline = Instant::now() + Duration::from_millis(200);
+        let c = GuestConnection::new(memory_database().lease().unwrap(), deadline);
+        exec(&c, "CREATE TABLE t (x)", vec![]).await.unwrap();
+        let forever = "INSERT INTO t WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT i FROM n";
+        let Err(Error::Io(message)) = exec(&c, forever, vec![]).await else { panic!("it ended") };
+        assert!(message.contains("interrupted"), "{message}");
+        let rows = exec(&c, "SELECT count(*) FROM t", vec![]).await.unwrap().rows;
+        assert!(matches!(rows[0].values[..], [Value::Integer(0)]), "nothing of it stays: {:?}", rows);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_statement_stops_when_the_request_runs_out_of_time() {
         let deadline = Instant::now() + Duration::from_millis(200);
-        let c = GuestConnection::new(memory_database().lease().unwrap(), WriteTurns::default(), deadline);
+        let c = GuestConnection::new(memory_database().lease().unwrap(), deadline);
         let forever = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT count(*) FROM n";
         let Err(Error::Io(message)) = exec(&c, forever, vec![]).await else { panic!("it ended") };
         assert!(message.contains("interrupted"), "{message}");

@@ -21,6 +21,8 @@ use rusqlite::Connection;
 use rusqlite::config::DbConfig;
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 
+use super::checkpoint::Checkpoints;
+use super::heavy::HeavyWrites;
 use super::pool::{Idle, Lease, Pooled};
 use super::turn::WriteTurns;
 use crate::runtime_config::SqliteDatabaseConfig;
@@ -59,6 +61,10 @@ pub struct Database {
     turns: WriteTurns,
     /// Connections guests gave back (see `pool`).
     idle: Idle,
+    /// Writes that run off the async worker (see `heavy`).
+    heavy: HeavyWrites,
+    /// When to checkpoint (see `checkpoint`); only a file has a log.
+    checkpoints: Checkpoints,
 }
 
 enum Location {
@@ -85,15 +91,45 @@ impl Database {
                 connection
                     .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))
                     .with_context(|| format!("turning on WAL in {}", path.display()))?;
-                Ok(Database { location: Location::File(path.clone()), synchronous, turns: WriteTurns::default(), idle: Idle::default() })
+                Ok(Database::at(Location::File(path.clone()), synchronous))
             }
             None => {
                 let uri = new_memdb_uri();
                 let keep_alive = Connection::open(&uri)?;
                 let location = Location::Memory { uri, _keep_alive: Mutex::new(keep_alive) };
-                Ok(Database { location, synchronous, turns: WriteTurns::default(), idle: Idle::default() })
+                Ok(Database::at(location, synchronous))
             }
         }
+    }
+
+    fn at(location: Location, synchronous: Synchronous) -> Self {
+        Database {
+            location,
+            synchronous,
+            turns: WriteTurns::default(),
+            idle: Idle::default(),
+            heavy: HeavyWrites::default(),
+            checkpoints: Checkpoints::default(),
+        }
+    }
+
+    pub fn heavy(&self) -> &HeavyWrites {
+        &self.heavy
+    }
+
+    /// Called after a guest's commit: every so many, a checkpoint runs on
+    /// the blocking pool (see `checkpoint`).
+    pub fn committed(self: &Arc<Self>) {
+        if !matches!(self.location, Location::File(_)) || !self.checkpoints.committed() {
+            return;
+        }
+        let database = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let checkpointed = database.connect().and_then(|pooled| database.checkpoints.run(&pooled.connection));
+            if let (Err(e), Location::File(path)) = (checkpointed, &database.location) {
+                tracing::warn!(path = %path.display(), "checkpointing failed (the next one tries again): {e}");
+            }
+        });
     }
 
     /// A connection for a guest: an idle one (see `pool`), else a new one.
@@ -124,6 +160,11 @@ impl Database {
         };
         connection.busy_timeout(BUSY_TIMEOUT)?;
         connection.pragma_update(None, "synchronous", self.synchronous.pragma())?;
+        if matches!(self.location, Location::File(_)) {
+            // The database checkpoints on the blocking pool instead (see
+            // `checkpoint`).
+            connection.pragma_update(None, "wal_autocheckpoint", 0)?;
+        }
         connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         // The query planner's stability guarantee: a cached statement keeps
         // its plan whatever is bound to it. Without it SQLite prepares a
@@ -142,8 +183,9 @@ impl Database {
 /// shop's busiest services run a few dozen distinct statements).
 const STATEMENT_CACHE: usize = 64;
 
-/// Pragmas that take an argument and only read: they leave no setting behind.
-const READING_PRAGMAS: [&str; 9] = [
+/// Pragmas that take an argument but leave no setting behind: they read,
+/// or (`wal_checkpoint`) act on the file.
+const READING_PRAGMAS: [&str; 10] = [
     "table_info",
     "table_xinfo",
     "table_list",
@@ -153,6 +195,7 @@ const READING_PRAGMAS: [&str; 9] = [
     "foreign_key_list",
     "foreign_key_check",
     "integrity_check",
+    "wal_checkpoint",
 ];
 
 /// The authorizer: denies `ATTACH` of anything but a new temporary (`''`)

@@ -24,11 +24,11 @@ impl v3::HostConnection for SqliteInstance {
     }
 
     async fn last_insert_rowid(&mut self, connection: Resource<v3::Connection>) -> wasmtime::Result<i64> {
-        self.connection(&connection)?.last_insert_rowid().await
+        Ok(self.connection(&connection)?.last_insert_rowid())
     }
 
     async fn changes(&mut self, connection: Resource<v3::Connection>) -> wasmtime::Result<u64> {
-        self.connection(&connection)?.changes().await
+        Ok(self.connection(&connection)?.changes())
     }
 
     async fn drop(&mut self, connection: Resource<v3::Connection>) -> wasmtime::Result<()> {

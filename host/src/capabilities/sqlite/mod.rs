@@ -26,8 +26,10 @@ use wasmtime::component::{Resource, ResourceTable, ResourceTableError};
 use super::{BuildContext, GrantKind, check_grants};
 use crate::bindings::spin::sqlite::sqlite::Error;
 
+mod checkpoint;
 mod connection;
 mod database;
+mod heavy;
 mod host;
 mod pool;
 mod turn;
@@ -101,7 +103,6 @@ impl SqliteInstance {
         let Some(database) = self.sqlite.databases.get(&name).cloned() else {
             return Ok(Err(Error::NoSuchDatabase));
         };
-        let turns = database.turns();
         // An idle connection when one is waiting; opening a new one blocks.
         let lease = match database.lease_idle() {
             Some(lease) => lease,
@@ -110,7 +111,7 @@ impl SqliteInstance {
                 Err(e) => return Ok(Err(Error::Io(e.to_string()))),
             },
         };
-        let connection = GuestConnection::new(lease, turns, self.deadline);
+        let connection = GuestConnection::new(lease, self.deadline);
         match self.connections.push(connection) {
             Ok(handle) => Ok(Ok(Resource::new_own(handle.rep()))),
             Err(ResourceTableError::Full) => Ok(Err(Error::Io("too many connections opened".into()))),

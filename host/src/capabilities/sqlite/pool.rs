@@ -82,6 +82,11 @@ impl Lease {
         Self { pooled: Some(pooled), database }
     }
 
+    /// The database the connection goes back to.
+    pub fn database(&self) -> &Arc<Database> {
+        &self.database
+    }
+
     /// The mark that keeps the connection from going back when set.
     pub fn tainted(&self) -> Arc<AtomicBool> {
         self.pooled.as_ref().expect("a lease holds its connection until dropped").tainted.clone()
