@@ -10,12 +10,26 @@
 //! writes. Each write's caller is answered only after that commit, so a
 //! write that returned is on disk, exactly as with one commit per write.
 //! A write that fails rolls back its own savepoint and leaves the others be.
+//!
+//! When commits do not wait for the disk (`--sqlite-synchronous normal`, the
+//! default), there is no wait to share, and the trip to the writer thread and
+//! back (two thread wake-ups, and a wake-up from outside the runtime that
+//! lands in its global queue) cost more than the write. Then a write runs
+//! right on the async worker, in a transaction of its own, whenever the
+//! connection is free and SQLite's write lock can be had at once; otherwise
+//! (the writer thread is committing a group, another process writes the
+//! file) it queues as before. SQLite's own checkpoints are off on such a
+//! store, and the writer's checkpoints run on the blocking pool (see
+//! `sqlite::checkpoint`).
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
+use std::time::Duration;
 
 use anyhow::{Result, anyhow};
 use rusqlite::Connection;
 use tokio::sync::oneshot;
+
+use crate::capabilities::sqlite::{BUSY_TIMEOUT, Checkpoints};
 
 /// Most writes in one transaction: bounds how long a round holds the lock.
 const MAX_BATCH: usize = 256;
@@ -63,17 +77,36 @@ where
 /// dropped.
 pub struct Writer {
     jobs: mpsc::Sender<Box<dyn Job>>,
+    connection: Arc<Mutex<Connection>>,
+    inline: Inline,
+    checkpoints: Arc<Checkpoints>,
+}
+
+/// Whether writes may run on the async worker (see the module's doc).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Inline {
+    /// Every write goes to the writer thread (commits wait for the disk).
+    Never,
+    /// When the connection is free; `checkpoints`: the store is a file, whose
+    /// log the writer checkpoints itself.
+    WhenFree { checkpoints: bool },
 }
 
 impl Writer {
-    /// Starts the writer thread, which owns `connection`.
-    pub fn start(name: &str, connection: Connection) -> Result<Self> {
+    /// Starts the writer thread, which shares `connection` with writes that
+    /// run inline.
+    pub fn start(name: &str, connection: Connection, inline: Inline) -> Result<Self> {
+        if inline == (Inline::WhenFree { checkpoints: true }) {
+            connection.pragma_update(None, "wal_autocheckpoint", 0)?;
+        }
         let (jobs, queue) = mpsc::channel();
+        let connection = Arc::new(Mutex::new(connection));
+        let shared = connection.clone();
         std::thread::Builder::new()
             .name(format!("kv-writer {name}"))
-            .spawn(move || run(&connection, &queue))
+            .spawn(move || run(&shared, &queue))
             .map_err(|e| anyhow!("starting the writer thread of key-value store {name:?}: {e}"))?;
-        Ok(Self { jobs })
+        Ok(Self { jobs, connection, inline, checkpoints: Arc::default() })
     }
 
     /// Runs `write` in the next group and returns its result once the
@@ -83,6 +116,10 @@ impl Writer {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
+        let write = match self.write_inline(write) {
+            Ok(result) => return result,
+            Err(write) => write,
+        };
         let (answer, answered) = oneshot::channel();
         let job = Box::new(Write { write: Some(write), result: None, answer });
         self.jobs.send(job).map_err(|_| anyhow!("the key-value store's writer has stopped"))?;
@@ -90,8 +127,53 @@ impl Writer {
     }
 }
 
+impl Writer {
+    /// Runs `write` here, in a transaction of its own, if this store allows
+    /// it and the connection and SQLite's write lock are free at once; else
+    /// gives `write` back, to be queued.
+    fn write_inline<T, F>(&self, write: F) -> Result<Result<T>, F>
+    where
+        F: FnOnce(&Connection) -> Result<T>,
+    {
+        let Inline::WhenFree { checkpoints } = self.inline else { return Err(write) };
+        if tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread {
+            return Err(write);
+        }
+        let Ok(connection) = self.connection.try_lock() else { return Err(write) };
+        // Another process holding the lock must not make this worker wait.
+        let _ = connection.busy_timeout(Duration::ZERO);
+        let began = connection.execute_batch("BEGIN IMMEDIATE");
+        let _ = connection.busy_timeout(BUSY_TIMEOUT);
+        if began.is_err() {
+            return Err(write);
+        }
+        let result = catch_unwind(AssertUnwindSafe(|| write(&connection)))
+            .unwrap_or_else(|_| Err(anyhow!("a key-value write panicked")));
+        let ended = connection.execute_batch(if result.is_ok() { "COMMIT" } else { "ROLLBACK" });
+        let result = match (result, ended) {
+            (Ok(value), Ok(())) => Ok(value),
+            (Ok(_), Err(e)) => {
+                let _ = connection.execute_batch("ROLLBACK");
+                Err(anyhow!("committing the write failed: {e}"))
+            }
+            (Err(e), _) => Err(e),
+        };
+        drop(connection);
+        if checkpoints && self.checkpoints.committed() {
+            let (connection, schedule) = (self.connection.clone(), self.checkpoints.clone());
+            tokio::task::spawn_blocking(move || {
+                let connection = connection.lock().unwrap_or_else(PoisonError::into_inner);
+                if let Err(e) = schedule.run(&connection) {
+                    tracing::warn!("checkpointing a key-value store failed (the next one tries again): {e}");
+                }
+            });
+        }
+        Ok(result)
+    }
+}
+
 /// The writer thread: one transaction per round, until the queue closes.
-fn run(connection: &Connection, queue: &mpsc::Receiver<Box<dyn Job>>) {
+fn run(connection: &Mutex<Connection>, queue: &mpsc::Receiver<Box<dyn Job>>) {
     while let Ok(first) = queue.recv() {
         let mut round = vec![first];
         while round.len() < MAX_BATCH
@@ -99,7 +181,7 @@ fn run(connection: &Connection, queue: &mpsc::Receiver<Box<dyn Job>>) {
         {
             round.push(job);
         }
-        commit_round(connection, round);
+        commit_round(&connection.lock().unwrap_or_else(PoisonError::into_inner), round);
     }
 }
 
@@ -143,7 +225,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let connection = Connection::open(dir.path().join("kv.db")).unwrap();
         connection.execute_batch("CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER NOT NULL)").unwrap();
-        (Writer::start("test", connection).unwrap(), dir)
+        (Writer::start("test", connection, Inline::Never).unwrap(), dir)
     }
 
     fn insert(k: &'static str, v: i64) -> impl FnOnce(&Connection) -> Result<usize> + Send + 'static {
@@ -188,5 +270,36 @@ mod tests {
         // The writer goes on.
         writer.write(insert("c", 3)).await.unwrap();
         assert_eq!(rows(&dir).len(), 3);
+    }
+
+    /// With commits that do not wait for the disk, a write runs on the
+    /// worker when it can; when another process holds the file's write lock,
+    /// it queues for the writer thread instead of holding the worker, and
+    /// lands once the lock is free.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn inline_writes_commit_and_queue_behind_another_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kv.db");
+        let connection = Connection::open(&path).unwrap();
+        connection.pragma_update(None, "journal_mode", "WAL").unwrap();
+        connection.execute_batch("CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER NOT NULL)").unwrap();
+        let writer = Writer::start("test", connection, Inline::WhenFree { checkpoints: true }).unwrap();
+        let autocheckpoint: i64 =
+            writer.connection.lock().unwrap().query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0)).unwrap();
+        assert_eq!(autocheckpoint, 0, "the writer checkpoints itself");
+        writer.write(insert("a", 1)).await.unwrap();
+        assert_eq!(rows(&dir), [("a".to_string(), 1)], "committed");
+        assert!(writer.write(|_: &Connection| -> Result<()> { Err(anyhow!("no")) }).await.is_err());
+
+        let other = Connection::open(&path).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let started = std::time::Instant::now();
+        let queued = tokio::spawn(async move { writer.write(insert("b", 2)).await });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!queued.is_finished(), "it waits for the lock");
+        other.execute_batch("COMMIT").unwrap();
+        queued.await.unwrap().unwrap();
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert_eq!(rows(&dir), [("a".to_string(), 1), ("b".to_string(), 2)]);
     }
 }

@@ -22,7 +22,7 @@ use futures::future::BoxFuture;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::backend::{Backend, Entry};
-use super::group_commit::Writer;
+use super::group_commit::{Inline, Writer};
 use crate::capabilities::sqlite::{BUSY_TIMEOUT, Synchronous, new_memdb_uri};
 
 
@@ -72,7 +72,10 @@ impl SqliteBackend {
         Ok(Self {
             store: label.into(),
             reader: Arc::new(Mutex::new(reader)),
-            writer: Writer::start(label, writer)?,
+            writer: Writer::start(label, writer, match synchronous {
+                Synchronous::Normal => Inline::WhenFree { checkpoints: path.is_some() },
+                Synchronous::Full => Inline::Never,
+            })?,
         })
     }
 

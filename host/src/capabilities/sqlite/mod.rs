@@ -37,6 +37,7 @@ mod turn;
 use connection::GuestConnection;
 use database::Database;
 pub use database::{BUSY_TIMEOUT, Synchronous, new_memdb_uri};
+pub use checkpoint::Checkpoints;
 
 /// The manifest field this capability grants by, and the runtime-config
 /// table that defines its names.
