@@ -101,12 +101,16 @@ impl Writer {
         }
         let (jobs, queue) = mpsc::channel();
         let connection = Arc::new(Mutex::new(connection));
+        let checkpoints = Arc::new(Checkpoints::default());
+        // The writer's own rounds count towards checkpoints too, or a store
+        // whose writes all queued would never be checkpointed.
+        let thread_checkpoints = (inline == Inline::WhenFree { checkpoints: true }).then(|| checkpoints.clone());
         let shared = connection.clone();
         std::thread::Builder::new()
             .name(format!("kv-writer {name}"))
-            .spawn(move || run(&shared, &queue))
+            .spawn(move || run(&shared, &queue, thread_checkpoints.as_deref()))
             .map_err(|e| anyhow!("starting the writer thread of key-value store {name:?}: {e}"))?;
-        Ok(Self { jobs, connection, inline, checkpoints: Arc::default() })
+        Ok(Self { jobs, connection, inline, checkpoints })
     }
 
     /// Runs `write` in the next group and returns its result once the
@@ -173,7 +177,7 @@ impl Writer {
 }
 
 /// The writer thread: one transaction per round, until the queue closes.
-fn run(connection: &Mutex<Connection>, queue: &mpsc::Receiver<Box<dyn Job>>) {
+fn run(connection: &Mutex<Connection>, queue: &mpsc::Receiver<Box<dyn Job>>, checkpoints: Option<&Checkpoints>) {
     while let Ok(first) = queue.recv() {
         let mut round = vec![first];
         while round.len() < MAX_BATCH
@@ -181,7 +185,14 @@ fn run(connection: &Mutex<Connection>, queue: &mpsc::Receiver<Box<dyn Job>>) {
         {
             round.push(job);
         }
-        commit_round(&connection.lock().unwrap_or_else(PoisonError::into_inner), round);
+        let connection = connection.lock().unwrap_or_else(PoisonError::into_inner);
+        commit_round(&connection, round);
+        if let Some(checkpoints) = checkpoints
+            && checkpoints.committed()
+            && let Err(e) = checkpoints.run(&connection)
+        {
+            tracing::warn!("checkpointing a key-value store failed (the next one tries again): {e}");
+        }
     }
 }
 
