@@ -19,8 +19,9 @@
 //! connection is free and SQLite's write lock can be had at once; otherwise
 //! (the writer thread is committing a group, another process writes the
 //! file) it queues as before. SQLite's own checkpoints are off on such a
-//! store, and the writer's checkpoints run on the blocking pool (see
-//! `sqlite::checkpoint`).
+//! store; the store checkpoints every so many commits, never on the async
+//! worker: after an inline write on the blocking pool, after a group on the
+//! writer thread (see `sqlite::checkpoint`).
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::Duration;
