@@ -30,7 +30,7 @@ use anyhow::{Result, anyhow};
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
-use crate::capabilities::sqlite::{BUSY_TIMEOUT, Checkpoints};
+use crate::capabilities::sqlite::{BUSY_TIMEOUT, Checkpoints, multi_threaded};
 
 /// Most writes in one transaction: bounds how long a round holds the lock.
 const MAX_BATCH: usize = 256;
@@ -97,7 +97,8 @@ impl Writer {
     /// Starts the writer thread, which shares `connection` with writes that
     /// run inline.
     pub fn start(name: &str, connection: Connection, inline: Inline) -> Result<Self> {
-        if inline == (Inline::WhenFree { checkpoints: true }) {
+        let checkpointed = inline == (Inline::WhenFree { checkpoints: true });
+        if checkpointed {
             connection.pragma_update(None, "wal_autocheckpoint", 0)?;
         }
         let (jobs, queue) = mpsc::channel();
@@ -105,7 +106,7 @@ impl Writer {
         let checkpoints = Arc::new(Checkpoints::default());
         // The writer's own rounds count towards checkpoints too, or a store
         // whose writes all queued would never be checkpointed.
-        let thread_checkpoints = (inline == Inline::WhenFree { checkpoints: true }).then(|| checkpoints.clone());
+        let thread_checkpoints = checkpointed.then(|| checkpoints.clone());
         let shared = connection.clone();
         std::thread::Builder::new()
             .name(format!("kv-writer {name}"))
@@ -141,7 +142,7 @@ impl Writer {
         F: FnOnce(&Connection) -> Result<T>,
     {
         let Inline::WhenFree { checkpoints } = self.inline else { return Err(write) };
-        if tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread {
+        if !multi_threaded() {
             return Err(write);
         }
         let Ok(connection) = self.connection.try_lock() else { return Err(write) };
@@ -167,10 +168,7 @@ impl Writer {
         if checkpoints && self.checkpoints.committed() {
             let (connection, schedule) = (self.connection.clone(), self.checkpoints.clone());
             tokio::task::spawn_blocking(move || {
-                let connection = connection.lock().unwrap_or_else(PoisonError::into_inner);
-                if let Err(e) = schedule.run(&connection) {
-                    tracing::warn!("checkpointing a key-value store failed (the next one tries again): {e}");
-                }
+                checkpoint(&schedule, &connection.lock().unwrap_or_else(PoisonError::into_inner));
             });
         }
         Ok(result)
@@ -190,10 +188,16 @@ fn run(connection: &Mutex<Connection>, queue: &mpsc::Receiver<Box<dyn Job>>, che
         commit_round(&connection, round);
         if let Some(checkpoints) = checkpoints
             && checkpoints.committed()
-            && let Err(e) = checkpoints.run(&connection)
         {
-            tracing::warn!("checkpointing a key-value store failed (the next one tries again): {e}");
+            checkpoint(checkpoints, &connection);
         }
+    }
+}
+
+/// Runs a checkpoint that is due (it blocks); a failure is only logged.
+fn checkpoint(checkpoints: &Checkpoints, connection: &Connection) {
+    if let Err(e) = checkpoints.run(connection) {
+        tracing::warn!("checkpointing a key-value store failed (the next one tries again): {e}");
     }
 }
 

@@ -218,8 +218,9 @@ impl GuestConnection {
 }
 
 /// Whether this runtime can give the worker's other tasks to another
-/// thread (`block_in_place`): a current-thread one (unit tests) cannot.
-fn multi_threaded() -> bool {
+/// thread (`block_in_place`): a current-thread one (unit tests) cannot, and
+/// there a statement on the worker would stall the only thread.
+pub fn multi_threaded() -> bool {
     tokio::runtime::Handle::current().runtime_flavor() != tokio::runtime::RuntimeFlavor::CurrentThread
 }
 

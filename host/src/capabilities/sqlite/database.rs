@@ -125,7 +125,9 @@ impl Database {
         }
         let database = self.clone();
         tokio::task::spawn_blocking(move || {
-            let checkpointed = database.connect().and_then(|pooled| database.checkpoints.run(&pooled.connection));
+            // An idle connection when one waits: `wal_checkpoint` leaves no
+            // setting behind, so the connection goes back to the pool.
+            let checkpointed = database.lease().and_then(|lease| database.checkpoints.run(&lease));
             if let (Err(e), Location::File(path)) = (checkpointed, &database.location) {
                 tracing::warn!(path = %path.display(), "checkpointing failed (the next one tries again): {e}");
             }

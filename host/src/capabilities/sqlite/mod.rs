@@ -38,6 +38,7 @@ use connection::GuestConnection;
 use database::Database;
 pub use database::{BUSY_TIMEOUT, Synchronous, new_memdb_uri};
 pub use checkpoint::Checkpoints;
+pub use connection::multi_threaded;
 
 /// The manifest field this capability grants by, and the runtime-config
 /// table that defines its names.
