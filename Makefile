@@ -5,6 +5,19 @@
 
 CARGO ?= cargo
 WASM := --target wasm32-wasip2 --release
+# Where cargo writes: CARGO_TARGET_DIR when set (a cache outside the clone),
+# else target/.
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+# spin.toml names each component's Wasm under target/wasm32-wasip2/release, as
+# Spin's templates do (a manifest cannot read the environment), and so do the
+# tests. When cargo writes elsewhere, the built .wasm files are copied there.
+define wasm-into-target
+	@if [ "$$(realpath -m $(TARGET_DIR))" != "$$(realpath -m target)" ]; then \
+	  mkdir -p target/wasm32-wasip2/release && \
+	  cp -p $(TARGET_DIR)/wasm32-wasip2/release/*.wasm target/wasm32-wasip2/release/ && \
+	  echo "copied the .wasm files from $(TARGET_DIR) into target/ (where spin.toml looks)"; \
+	fi
+endef
 # The shop's services (components/*, except the shared library crate).
 SHOP_COMPONENTS := $(filter-out shared,$(notdir $(patsubst %/Cargo.toml,%,$(wildcard components/*/Cargo.toml))))
 # Components the tests load (tests/components/*).
@@ -20,14 +33,16 @@ host: setup
 
 # The shop's components, through their own build commands (as `spin build`).
 components: host
-	./target/debug/bazaar build --from spin.toml
+	$(TARGET_DIR)/debug/bazaar build --from spin.toml
+	$(wasm-into-target)
 
 # Every wasm crate in one cargo invocation (faster than one per component).
 wasm: setup
 	$(CARGO) build $(WASM) $(addprefix -p ,$(SHOP_COMPONENTS) $(TEST_COMPONENTS))
+	$(wasm-into-target)
 
 up: components
-	./target/debug/bazaar up --from spin.toml --runtime-config-file runtime-config/embedded.toml
+	$(TARGET_DIR)/debug/bazaar up --from spin.toml --runtime-config-file runtime-config/embedded.toml
 
 # The host's unit and end-to-end tests, then the components' own unit tests
 # (pure logic, compiled natively).

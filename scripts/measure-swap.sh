@@ -13,7 +13,7 @@ ADMIN=${ADMIN:-3901}
 STATE=$(mktemp -d)
 trap 'kill $HOST 2>/dev/null; rm -rf "$STATE"' EXIT
 
-./target/debug/bazaar up --from spin.toml --runtime-config-file runtime-config/embedded.toml \
+"${CARGO_TARGET_DIR:-target}/debug/bazaar" up --from spin.toml --runtime-config-file runtime-config/embedded.toml \
   --state-dir "$STATE" --listen 127.0.0.1:$PORT --admin-listen 127.0.0.1:$ADMIN --admin-token measure \
   --no-cache >"$STATE/log" 2>&1 &
 HOST=$!

@@ -47,7 +47,7 @@ start_wasmtime_install
 LOADGEN=$(ensure_loadgen)
 echo "bench: building the wasm components, the release host and the bench tools" >&2
 make --no-print-directory wasm CARGO="$CARGO"
-# One cargo command builds the host in release (target/release/bazaar, the
+# One cargo command builds the host in release (<target dir>/release/bazaar, the
 # bench profile is the release profile) and the bench tools. A separate
 # `cargo build --release -p bazaar` would rebuild every dependency a second
 # time: without the dev-dependencies, cargo resolves other features.
@@ -57,7 +57,7 @@ executables=$("$CARGO" bench -p bazaar --no-run --message-format=json \
     jq -r 'select(.reason == "compiler-artifact" and .executable != null) | "\(.target.name) \(.executable)"')
 exe() { echo "$executables" | awk -v n="$1" '$1 == n { print $2 }'; }
 NATIVE=$(exe native_hello) FIRST_200=$(exe first_200) SHOP_MIX=$(exe shop_mix)
-BAZAAR="$ROOT/target/release/bazaar"
+BAZAAR="${CARGO_TARGET_DIR:-$ROOT/target}/release/bazaar"
 wait_wasmtime
 WASMTIME=$(wasmtime_bin)
 
