@@ -8,12 +8,11 @@
 //! Query results are buffered (the interface returns whole row sets), up to
 //! [`MAX_RESULT_BYTES`].
 //!
-//! When the guest drops the connection it goes back to its pool, except:
-//! after a `BEGIN` it is rolled back first (so an abandoned transaction
-//! does not hold locks while idle), and if the guest was stopped in the
-//! middle of a statement (its request deadline) it is closed, since its
-//! reply is still on the way.
-use std::time::Duration;
+//! When the guest drops the connection it is reset and goes back to its
+//! pool (`pool::give_back`; after a `BEGIN` it is rolled back first, so an
+//! abandoned transaction does not hold locks while idle), except if the
+//! guest was stopped in the middle of a statement (its request deadline):
+//! then it is closed, since its reply is still on the way.
 
 use deadpool_postgres::Object;
 use futures::TryStreamExt;
@@ -21,7 +20,7 @@ use tokio_postgres::Statement;
 use tokio_postgres::error::SqlState;
 
 use super::convert::{self, Raw};
-use super::pool::error_chain;
+use super::pool::{self, error_chain};
 use crate::bindings::spin::postgres4_0_0::postgres::{Column, DbError, Error, ParameterValue, QueryError, RowSet};
 
 /// The most a query result may hold in the host before it is refused.
@@ -169,22 +168,7 @@ impl Drop for GuestConnection {
             drop(Object::take(client));
             return;
         }
-        if !self.may_be_in_transaction {
-            return; // back to the pool
-        }
-        // Roll back before the connection goes back to the pool; if that
-        // cannot be done, close it instead.
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                runtime.spawn(async move {
-                    let rollback = tokio::time::timeout(Duration::from_secs(5), client.batch_execute("ROLLBACK"));
-                    if !matches!(rollback.await, Ok(Ok(()))) {
-                        drop(Object::take(client));
-                    }
-                });
-            }
-            Err(_) => drop(Object::take(client)),
-        }
+        pool::give_back(client, self.may_be_in_transaction);
     }
 }
 

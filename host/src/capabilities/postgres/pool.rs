@@ -9,11 +9,13 @@
 //!   [`CONNECT_TIMEOUT`]; a refused connection fails at once;
 //! - waiting for a free connection when all are in use times out after
 //!   [`ACQUIRE_TIMEOUT`];
-//! - a connection handed out again is first reset ([`RESET_SQL`]: session
-//!   state, temp tables, locks and listeners dropped; one left in a
-//!   transaction closed) so nothing one guest did leaks to the next; that
-//!   times out after [`RESET_TIMEOUT`], and a connection that fails it is
-//!   replaced.
+//! - a connection a guest is done with is reset before it goes back
+//!   ([`give_back`], [`RESET_SQL`]: session state, temp tables, locks and
+//!   listeners dropped; one left in a transaction closed) so nothing one
+//!   guest did leaks to the next. The reset runs on a task of its own when
+//!   the guest lets go, not when the next guest asks, so no request waits a
+//!   round trip for it; it times out after [`RESET_TIMEOUT`], and a
+//!   connection that fails it is closed instead.
 //!
 //! At most [`MAX_POOLS`] addresses keep a pool; the least recently used is
 //! closed to make room.
@@ -26,6 +28,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime, TimeoutType};
+use tokio_postgres::SimpleQueryMessage;
 use tokio_postgres::config::SslMode;
 
 use super::tls;
@@ -42,19 +45,50 @@ pub const RESET_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most addresses with a pool at once.
 pub const MAX_POOLS: usize = 32;
 
-/// Run on a pooled connection before it is handed out again: what
-/// deadpool's `Clean` does (everything `DISCARD ALL` does except forgetting
-/// prepared statements, which the statement cache keeps), after checking
-/// that no guest left a transaction open. A transaction started by this
-/// very query string has `now() = statement_timestamp()`; an older one
-/// fails the check (an aborted one fails any statement), the reset fails
-/// and the pool closes the connection, which rolls the transaction back.
-/// (A plain `ROLLBACK` would do, but puts a "no transaction in progress"
-/// warning in the server's log at every reuse.)
-pub const RESET_SQL: &str = "DO $$BEGIN IF now() <> statement_timestamp() THEN \
-     RAISE EXCEPTION 'bazaar: a transaction was left open on a pooled connection; closing it'; END IF; END$$; \
+/// Run on a guest's connection before it goes back to the pool: what
+/// deadpool's `Clean` (and so Spin) does, everything `DISCARD ALL` does
+/// except forgetting prepared statements, which the statement cache keeps;
+/// first, whether a transaction is still open. A transaction started by
+/// this very query string has `now() = statement_timestamp()`; one the
+/// guest left open is older and reads `f` (an aborted one fails any
+/// statement), and the connection is closed, which rolls it back. (A plain
+/// `ROLLBACK` would do, but puts a "no transaction in progress" warning in
+/// the server's log at every reuse; a PL/pgSQL check costs more than the
+/// whole reset besides.)
+pub const RESET_SQL: &str = "SELECT now() = statement_timestamp(); \
      CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; \
      SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES;";
+
+/// Resets a guest's connection ([`RESET_SQL`], after a `ROLLBACK` when the
+/// guest may have left a transaction open) on a task of its own, then puts
+/// it back in its pool; a connection whose reset fails or finds a
+/// transaction still open is closed instead. Outside a runtime (no task to
+/// run the reset on) the connection is closed.
+pub fn give_back(client: Object, rollback_first: bool) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        drop(Object::take(client));
+        return;
+    };
+    runtime.spawn(async move {
+        let sql = if rollback_first { format!("ROLLBACK; {RESET_SQL}") } else { RESET_SQL.to_string() };
+        let reset = tokio::time::timeout(RESET_TIMEOUT, client.simple_query(&sql)).await;
+        let clean = match &reset {
+            Ok(Ok(messages)) => messages.iter().find_map(|m| match m {
+                SimpleQueryMessage::Row(row) => Some(row.get(0) == Some("t")),
+                _ => None,
+            }) == Some(true),
+            _ => false,
+        };
+        if !clean {
+            match reset {
+                Ok(Ok(_)) => tracing::warn!("Postgres: a guest left a transaction open on its connection; closing it"),
+                Ok(Err(e)) => tracing::debug!("Postgres: resetting a connection failed, closing it: {}", error_chain(&e)),
+                Err(_) => tracing::debug!("Postgres: resetting a connection timed out after {RESET_TIMEOUT:?}, closing it"),
+            }
+            drop(Object::take(client));
+        }
+    });
+}
 
 /// The pools of the host, by address.
 #[derive(Default)]
@@ -84,7 +118,7 @@ impl Pools {
                 format!("connecting to {target} timed out after {CONNECT_TIMEOUT:?}")
             }
             PoolError::Timeout(TimeoutType::Recycle) => {
-                format!("resetting a pooled connection to {target} timed out after {RESET_TIMEOUT:?}")
+                format!("checking a pooled connection to {target} timed out after {RESET_TIMEOUT:?}")
             }
             PoolError::Backend(e) => format!("connecting to {target}: {}", error_chain(&e)),
             other => format!("connecting to {target}: {other}"),
@@ -146,7 +180,9 @@ fn new_pool(mut config: tokio_postgres::Config) -> Result<Pool, String> {
     if config.get_application_name().is_none() {
         config.application_name("bazaar");
     }
-    let manager_config = ManagerConfig { recycling_method: RecyclingMethod::Custom(RESET_SQL.into()) };
+    // Connections come back already reset (`give_back`): handing one out
+    // again only checks that it is still open.
+    let manager_config = ManagerConfig { recycling_method: RecyclingMethod::Fast };
     let manager = match config.get_ssl_mode() {
         // `prefer` (the default) without verification would be TLS in name
         // only; with it, a local server's self-signed certificate would
