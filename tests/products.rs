@@ -149,6 +149,12 @@ async fn search_matches_text_and_filters_sorts_and_pages(shop: Shop) {
     assert_eq!(seen.iter().collect::<HashSet<_>>().len(), SEEDED, "no product on two pages");
     let beyond = shop.get("/api/products?per_page=7&page=9").await.expect(200);
     assert_eq!((beyond["items"].as_array().unwrap().len(), beyond["total"].as_u64()), (0, Some(SEEDED as u64)));
+    // Past the last page of a ranked search (its ranking binds parameters
+    // of its own), the count is still that of the matches.
+    let beyond = shop.get("/api/products?q=coffee&per_page=2&page=3").await.expect(200);
+    assert_eq!((beyond["items"].as_array().unwrap().len(), beyond["total"].as_u64()), (0, Some(4)));
+    let last = shop.get("/api/products?q=coffee&per_page=3&page=2").await.expect(200);
+    assert_eq!((skus(&last), last["total"].as_u64()), (vec!["HOME-3005".to_string()], Some(4)));
 }
 
 async fn one_product_by_id_and_unknown_ids_are_404(shop: Shop) {

@@ -73,17 +73,31 @@ const RELAY_LEASE_MS: i64 = 30_000;
 const MAX_ROUNDS: usize = 10;
 
 /// Publishes pending rows in order, a batch a round, stopping at the first
-/// failure, when none are left, or after [`MAX_ROUNDS`].
+/// failure, when none are left, or after [`MAX_ROUNDS`]; then counts the
+/// rows still pending.
+pub fn relay(db: &Db) -> Result<Relayed, DbError> {
+    let mut relayed = publish_rounds(db)?;
+    relayed.pending = pending(db)?;
+    Ok(relayed)
+}
+
+/// The rounds of [`relay`], without the count after.
 ///
 /// One relay runs at a time (a lease on the `outbox_relay` row), so
 /// concurrent state changes neither publish a row twice nor reorder rows. A
 /// relay that finds the lease held leaves its rows to the holder, which
 /// looks for pending rows again after letting go of the lease.
-pub fn relay(db: &Db) -> Result<Relayed, DbError> {
+fn publish_rounds(db: &Db) -> Result<Relayed, DbError> {
     let mut relayed = Relayed::default();
     let holder = ids::token();
     let mut rounds = 0;
-    while rounds < MAX_ROUNDS && relayed.error.is_none() && pending(db)? > 0 && lock(db, &holder)? {
+    // After a round, a read looks for more before the lease is taken again
+    // (the lease is a write, which in SQLite waits its turn).
+    while rounds < MAX_ROUNDS
+        && relayed.error.is_none()
+        && (rounds == 0 || any_pending(db)?)
+        && lock_if_pending(db, &holder)?
+    {
         rounds += 1;
         let published = match Connection::open(&bus_address()) {
             Ok(bus) => publish_pending(db, &bus, &mut relayed),
@@ -95,15 +109,17 @@ pub fn relay(db: &Db) -> Result<Relayed, DbError> {
         unlock(db, &holder)?;
         published?;
     }
-    relayed.pending = pending(db)?;
     Ok(relayed)
 }
 
-/// Takes the relay lease if nobody holds it (or its holder's ran out).
-fn lock(db: &Db, holder: &str) -> Result<bool, DbError> {
+/// Takes the relay lease if a row is pending and nobody holds the lease (or
+/// its holder's ran out): one statement, where a count and then a take
+/// were two round trips of every relay.
+fn lock_if_pending(db: &Db, holder: &str) -> Result<bool, DbError> {
     let now = now_ms();
     let taken = db.execute(
-        "UPDATE outbox_relay SET holder = $1, locked_until_ms = $2 WHERE name = 'relay' AND locked_until_ms < $3",
+        "UPDATE outbox_relay SET holder = $1, locked_until_ms = $2 WHERE name = 'relay' AND locked_until_ms < $3 \
+         AND EXISTS (SELECT 1 FROM outbox WHERE sent_at_ms IS NULL)",
         &[holder.into(), (now + RELAY_LEASE_MS).into(), now.into()],
     )?;
     Ok(taken == 1)
@@ -167,6 +183,10 @@ fn mark_sent(db: &Db, event_ids: &[String]) -> Result<(), DbError> {
     Ok(())
 }
 
+fn any_pending(db: &Db) -> Result<bool, DbError> {
+    Ok(!db.query("SELECT 1 AS p FROM outbox WHERE sent_at_ms IS NULL LIMIT 1", &[])?.is_empty())
+}
+
 fn pending(db: &Db) -> Result<i64, DbError> {
     let rows = db.query("SELECT COUNT(*) AS n FROM outbox WHERE sent_at_ms IS NULL", &[])?;
     rows.first().map_or(Ok(0), |row| row.int("n"))
@@ -175,8 +195,9 @@ fn pending(db: &Db) -> Result<i64, DbError> {
 /// Relays after a state change: the change has committed whatever happens
 /// here, so a failure is only logged (the rows stay pending).
 pub fn relay_after_change(db: &Db) {
-    match relay(db) {
-        Ok(Relayed { error: Some(error), pending, .. }) => {
+    match publish_rounds(db) {
+        Ok(Relayed { error: Some(error), .. }) => {
+            let pending = pending(db).map_or_else(|e| format!("an unknown number of ({e})"), |n| n.to_string());
             eprintln!("orders: outbox relay stopped with {pending} event(s) pending: {error}");
         }
         Ok(_) => {}

@@ -61,9 +61,7 @@ pub fn categories(db: &Db) -> Result<Vec<Category>, DbError> {
 pub fn search(db: &Db, query: &SearchQuery) -> Result<Page, DbError> {
     let mut sql = SqlParams::default();
     let filter = filter(query, &mut sql);
-    let total = db.query(&format!("SELECT COUNT(*) AS n FROM products p {filter}"), &sql.params)?;
-    let total = total.first().map_or(Ok(0), |row| row.int("n"))?;
-
+    let filter_params = sql.params.len();
     let order = match query.sort {
         Sort::Relevance if !query.words.is_empty() => {
             format!("{} DESC, LOWER(p.name), p.id", relevance(query, &mut sql))
@@ -74,8 +72,21 @@ pub fn search(db: &Db, query: &SearchQuery) -> Result<Page, DbError> {
     };
     let limit = sql.bind(query.per_page);
     let offset = sql.bind(query.offset());
-    let rows =
-        db.query(&format!("{SELECT_PRODUCT} {filter} ORDER BY {order} LIMIT {limit} OFFSET {offset}"), &sql.params)?;
+    // The page and the number of matches in one query (the window counts
+    // before LIMIT applies): one round trip to the database, not two.
+    let select = SELECT_PRODUCT.replacen(" FROM ", ", COUNT(*) OVER () AS total FROM ", 1);
+    let rows = db.query(&format!("{select} {filter} ORDER BY {order} LIMIT {limit} OFFSET {offset}"), &sql.params)?;
+    let total = match rows.first() {
+        Some(row) => row.int("total")?,
+        // No row to carry the count: nothing matches, or the page is past
+        // the last one and the count takes a query of its own.
+        None if query.offset() == 0 => 0,
+        None => {
+            sql.params.truncate(filter_params);
+            let total = db.query(&format!("SELECT COUNT(*) AS n FROM products p {filter}"), &sql.params)?;
+            total.first().map_or(Ok(0), |row| row.int("n"))?
+        }
+    };
     let items = rows.iter().map(product).collect::<Result<_, _>>()?;
     Ok(Page { items, page: query.page, per_page: query.per_page, total })
 }

@@ -23,23 +23,60 @@ pub struct Saga {
     pub progress: Progress,
 }
 
+/// The saga of `order_id`, lines and all.
 pub fn load(db: &Db, order_id: &str) -> Result<Option<Saga>, DbError> {
-    let rows = db.query("SELECT user_id, status, charge_request FROM orders WHERE id = $1", &[order_id.into()])?;
-    let Some(row) = rows.first() else { return Ok(None) };
+    match read(db, order_id)? {
+        Some(state) => Ok(Some(state.into_saga(order_id, store::lines(db, order_id)?))),
+        None => Ok(None),
+    }
+}
+
+/// `saga` as its journal has it now. An order's lines never change once it
+/// is placed, so a run that loaded them reads only its order's status and
+/// facts again, in one query.
+pub fn reload(db: &Db, saga: Saga) -> Result<Option<Saga>, DbError> {
+    match read(db, &saga.order_id)? {
+        Some(state) => Ok(Some(state.into_saga(&saga.order_id, saga.lines))),
+        None => Ok(None),
+    }
+}
+
+/// What a saga's order row and journal say, minus its lines.
+struct State {
+    user_id: String,
+    status: Status,
+    charge_request: Option<String>,
+    progress: Progress,
+}
+
+impl State {
+    fn into_saga(self, order_id: &str, lines: Vec<OrderLine>) -> Saga {
+        let State { user_id, status, charge_request, progress } = self;
+        Saga { order_id: order_id.to_string(), user_id, status, lines, charge_request, progress }
+    }
+}
+
+/// The order's row and its facts, one row per fact (one row without a fact
+/// when it has none yet).
+fn read(db: &Db, order_id: &str) -> Result<Option<State>, DbError> {
+    let rows = db.query(
+        "SELECT o.user_id, o.status, o.charge_request, s.step, s.outcome, s.detail \
+         FROM orders o LEFT JOIN saga_steps s ON s.order_id = o.id WHERE o.id = $1",
+        &[order_id.into()],
+    )?;
+    let Some(first) = rows.first() else { return Ok(None) };
     let mut progress = Progress::default();
-    let steps = db.query("SELECT step, outcome, detail FROM saga_steps WHERE order_id = $1", &[order_id.into()])?;
-    for entry in steps.iter() {
-        let Some(step) = Step::parse(&entry.text("step")?) else { continue };
+    for entry in rows.iter() {
+        let Some(step) = entry.opt_text("step")? else { continue };
+        let Some(step) = Step::parse(&step) else { continue };
         if let Some(fact) = Fact::parse(step, &entry.text("outcome")?, entry.opt_text("detail")?) {
             progress.learn(fact);
         }
     }
-    Ok(Some(Saga {
-        order_id: order_id.to_string(),
-        user_id: row.text("user_id")?,
-        status: Status::parse(&row.text("status")?)?,
-        lines: store::lines(db, order_id)?,
-        charge_request: row.opt_text("charge_request")?,
+    Ok(Some(State {
+        user_id: first.text("user_id")?,
+        status: Status::parse(&first.text("status")?)?,
+        charge_request: first.opt_text("charge_request")?,
         progress,
     }))
 }

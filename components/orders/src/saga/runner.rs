@@ -42,8 +42,12 @@ pub struct Resumed {
 /// order is CONFIRMED or CANCELLED, or a step gets no answer even after
 /// retries; returns where the order stands.
 pub async fn run(db: &Db, upstream: &Upstream, order_id: &str) -> Result<Status, ApiError> {
-    for _ in 0..MAX_TURNS {
-        let saga = journal::load(db, order_id)?.ok_or_else(|| ApiError::not_found(format!("no order {order_id}")))?;
+    let gone = || ApiError::not_found(format!("no order {order_id}"));
+    let mut saga = journal::load(db, order_id)?.ok_or_else(gone)?;
+    for turn in 0..MAX_TURNS {
+        if turn > 0 {
+            saga = journal::reload(db, saga)?.ok_or_else(gone)?;
+        }
         if saga.status != Status::Pending {
             return Ok(saga.status);
         }
