@@ -43,24 +43,38 @@ pub fn insert(db: &Db, order: &NewOrder, now: i64, lease_until_ms: i64) -> Resul
                 now.into(),
             ],
         )?;
-        for (line_no, line) in (1i64..).zip(&order.lines) {
-            db.execute(
-                "INSERT INTO order_lines (order_id, line_no, sku, name, quantity, unit_price_cents) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-                &[
-                    (&order.id).into(),
-                    line_no.into(),
-                    (&line.sku).into(),
-                    (&line.name).into(),
-                    line.quantity.into(),
-                    line.unit_price_cents.into(),
-                ],
-            )?;
-        }
+        insert_lines(db, &order.id, &order.lines)?;
         add_history(db, &order.id, Status::Pending, now, "order placed")?;
         let created = OrderEvent::OrderCreated { lines: order.lines.clone(), total_cents: order.total_cents };
         outbox::enqueue(db, &event(&order.id, &order.user_id, now, created))
     })
+}
+
+/// The order's lines, numbered from 1, in one statement (one round trip to
+/// the database however many lines there are).
+fn insert_lines(db: &Db, order_id: &str, lines: &[OrderLine]) -> Result<(), DbError> {
+    if lines.is_empty() {
+        return Ok(());
+    }
+    let mut params: Vec<Param> = vec![order_id.into()];
+    let mut rows = Vec::with_capacity(lines.len());
+    for (line_no, line) in (1i64..).zip(lines) {
+        let first = params.len() + 1;
+        params.extend([
+            line_no.into(),
+            (&line.sku).into(),
+            (&line.name).into(),
+            line.quantity.into(),
+            line.unit_price_cents.into(),
+        ]);
+        rows.push(format!("($1, ${}, ${}, ${}, ${}, ${})", first, first + 1, first + 2, first + 3, first + 4));
+    }
+    let sql = format!(
+        "INSERT INTO order_lines (order_id, line_no, sku, name, quantity, unit_price_cents) VALUES {}",
+        rows.join(", ")
+    );
+    db.execute(&sql, &params)?;
+    Ok(())
 }
 
 /// The id of the order `user_id` placed with `idempotency_key`, if any.
