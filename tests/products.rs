@@ -57,6 +57,7 @@ in_both_modes!(
     concurrent_reservations_of_the_last_unit_let_exactly_one_win,
     concurrent_retries_of_one_order_reserve_once,
     the_catalog_and_reservations_survive_a_restart,
+    a_read_under_an_older_schema_migrates_first,
 );
 
 // ---------------------------------------------------------------- scenarios
@@ -155,6 +156,23 @@ async fn search_matches_text_and_filters_sorts_and_pages(shop: Shop) {
     assert_eq!((beyond["items"].as_array().unwrap().len(), beyond["total"].as_u64()), (0, Some(4)));
     let last = shop.get("/api/products?q=coffee&per_page=3&page=2").await.expect(200);
     assert_eq!((skus(&last), last["total"].as_u64()), (vec!["HOME-3005".to_string()], Some(4)));
+}
+
+/// Catalog reads check the schema version in the query they run (no query
+/// of their own): one that finds an older schema migrates, then reads again.
+async fn a_read_under_an_older_schema_migrates_first(shop: Shop) {
+    let id = shop.create_product("KEEP-0001", 3).await;
+    // Back to schema version 1, as if the seed migration had never run,
+    // with a product of the admin's left in it.
+    let downgrade = "DELETE FROM schema_migrations WHERE version = 2; \
+                     DELETE FROM stock WHERE sku <> 'KEEP-0001'; DELETE FROM products WHERE sku <> 'KEEP-0001'";
+    shop.sql(downgrade).await;
+    assert_eq!(shop.get("/api/products").await.expect(200)["total"], SEEDED + 1, "the seed migration ran again");
+    assert_eq!(shop.schema_version().await, 2);
+    shop.sql(downgrade).await;
+    assert_eq!(shop.get(&format!("/api/products/{id}")).await.expect(200)["sku"], "KEEP-0001");
+    assert_eq!(shop.schema_version().await, 2, "a product read migrates too");
+    assert_eq!(shop.get("/api/products?per_page=100").await.expect(200)["total"], SEEDED + 1);
 }
 
 async fn one_product_by_id_and_unknown_ids_are_404(shop: Shop) {
@@ -517,6 +535,27 @@ impl Shop {
 
     async fn reserve(&self, order_id: &str, items: Value) -> Reply {
         self.post("/internal/inventory/reserve", json!({"order_id": order_id, "items": items})).await
+    }
+
+    /// Runs `statements` on the service's database, behind its back.
+    async fn sql(&self, statements: &str) {
+        match &self.postgres {
+            Some(database) => database.admin.batch_execute(statements).await.unwrap(),
+            None => rusqlite::Connection::open(self.state.path().join("products.db"))
+                .and_then(|db| db.execute_batch(statements))
+                .unwrap(),
+        }
+    }
+
+    /// The schema version the service's database records.
+    async fn schema_version(&self) -> i64 {
+        const SQL: &str = "SELECT MAX(version) FROM schema_migrations";
+        match &self.postgres {
+            Some(database) => database.admin.query_one(SQL, &[]).await.unwrap().get(0),
+            None => rusqlite::Connection::open(self.state.path().join("products.db"))
+                .and_then(|db| db.query_row(SQL, [], |row| row.get(0)))
+                .unwrap(),
+        }
     }
 
     /// Creates a product (as an admin) with `stock` units; returns its id.
