@@ -25,13 +25,16 @@ pub struct Category {
     pub count: i64,
 }
 
-/// A product row with its stock (0 when the SKU has no stock row).
-const SELECT_PRODUCT: &str = "SELECT p.id, p.sku, p.name, p.description, p.category, p.price_cents, \
-     COALESCE(s.quantity, 0) AS stock FROM products p LEFT JOIN stock s ON s.sku = p.sku";
+/// A product row with its stock (0 when the SKU has no stock row): the
+/// columns and the tables they come from.
+const PRODUCT_COLUMNS: &str =
+    "p.id, p.sku, p.name, p.description, p.category, p.price_cents, COALESCE(s.quantity, 0) AS stock";
+const PRODUCT_TABLES: &str = "products p LEFT JOIN stock s ON s.sku = p.sku";
 
-/// [`SELECT_PRODUCT`] with more columns after the product's.
-fn select_product_and(columns: &[&str]) -> String {
-    SELECT_PRODUCT.replacen(" FROM products ", &format!(", {} FROM products ", columns.join(", ")), 1)
+/// `SELECT` of product rows, with `more` columns after the product's.
+fn select_product_and(more: &[&str]) -> String {
+    let more: String = more.iter().map(|column| format!(", {column}")).collect();
+    format!("SELECT {PRODUCT_COLUMNS}{more} FROM {PRODUCT_TABLES}")
 }
 
 fn product(row: Row) -> Result<Product, DbError> {
@@ -57,7 +60,7 @@ fn schema_version(rows: &Rows) -> Result<Option<i64>, DbError> {
 }
 
 fn get_by_sku(db: &Db, sku: &str) -> Result<Option<Product>, DbError> {
-    let rows = db.query(&format!("{SELECT_PRODUCT} WHERE p.sku = $1"), &[sku.into()])?;
+    let rows = db.query(&format!("{} WHERE p.sku = $1", select_product_and(&[])), &[sku.into()])?;
     rows.first().map(product).transpose()
 }
 
