@@ -26,11 +26,16 @@
 //! slow part of a commit, run on the blocking pool (see `checkpoint`). A
 //! current-thread runtime (unit tests) uses the blocking pool throughout.
 //!
+//! On the worker a statement never waits for a lock another process holds
+//! (a `sqlite3` shell writing to the same file): SQLite's busy handler is
+//! off for it, and one that SQLite answers BUSY runs again in
+//! `block_in_place`, where the handler waits up to [`BUSY_TIMEOUT`].
+//!
 //! A statement that may write first waits for the database's write turn
 //! (see `turn`), which the connection keeps until its transaction ends.
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, InterruptHandle};
@@ -150,13 +155,19 @@ impl GuestConnection {
             };
             *self.turn.lock().unwrap_or_else(PoisonError::into_inner) = Some(turn);
         }
-        let (result, autocommit) = if writes && multi_threaded() && !self.database.heavy().contains(&statement) {
+        let inline = if writes && multi_threaded() && !self.database.heavy().contains(&statement) {
             self.write_inline(&statement, &parameters)
         } else {
-            let mut abandoned = InterruptOnDrop(Some((&self.interrupt, &self.tainted)));
-            let result = self.run(move |c| (query(c, &statement, &parameters), c.is_autocommit())).await;
-            abandoned.0 = None;
-            result?
+            None
+        };
+        let (result, autocommit) = match inline {
+            Some(done) => done,
+            None => {
+                let mut abandoned = InterruptOnDrop(Some((&self.interrupt, &self.tainted)));
+                let result = self.run(move |c| (query(c, &statement, &parameters), c.is_autocommit())).await;
+                abandoned.0 = None;
+                result?
+            }
         };
         if autocommit {
             // The statement (or the transaction it ended) is over.
@@ -170,27 +181,32 @@ impl GuestConnection {
 
     /// Runs a write on this thread; one that outruns [`INLINE_STEPS`]
     /// finishes here and is remembered as heavy. Also says whether the
-    /// connection is back in autocommit mode.
-    fn write_inline(&self, statement: &str, parameters: &[Value]) -> (Result<QueryResult, Error>, bool) {
+    /// connection is back in autocommit mode. `None` if another process
+    /// holds the lock the write needs: run it again where waiting is allowed.
+    fn write_inline(&self, statement: &str, parameters: &[Value]) -> Option<(Result<QueryResult, Error>, bool)> {
         let connection = self.connection.lock().unwrap_or_else(PoisonError::into_inner);
         self.budget.arm(false);
-        let result = query(&connection, statement, parameters);
+        let result = query_without_waiting(&connection, statement, parameters);
         if self.budget.disarm() {
             self.database.heavy().remember(statement);
         }
-        (result, connection.is_autocommit())
+        Some((result?, connection.is_autocommit()))
     }
 
-    /// Runs a read on this thread, unless it outruns [`INLINE_STEPS`]
-    /// (`None`: run it again where blocking is allowed).
+    /// Runs a read on this thread, unless it outruns [`INLINE_STEPS`] or
+    /// would wait for another process's lock (`None`: run it again where
+    /// blocking is allowed).
     fn read_inline(&self, statement: &str, parameters: &[Value]) -> Option<Result<QueryResult, Error>> {
         if !multi_threaded() {
             return None;
         }
         let connection = self.connection.try_lock().ok()?;
         self.budget.arm(true);
-        let result = query(&connection, statement, parameters);
-        (!self.budget.disarm()).then_some(result)
+        let result = query_without_waiting(&connection, statement, parameters);
+        if self.budget.disarm() {
+            return None;
+        }
+        result
     }
 
     fn holds_turn(&self) -> bool {
@@ -238,20 +254,58 @@ impl Drop for InterruptOnDrop<'_> {
 }
 
 fn query(connection: &Connection, sql: &str, parameters: &[Value]) -> Result<QueryResult, Error> {
-    let io = |e: rusqlite::Error| Error::Io(e.to_string());
-    let mut statement = connection.prepare_cached(sql).map_err(io)?;
+    run_statement(connection, sql, parameters).map_err(Failure::into_error)
+}
+
+/// Runs a statement on the async worker, where it must not wait for a lock
+/// another process holds (a `sqlite3` shell in a write transaction, say):
+/// SQLite's busy handler would sleep on the worker for up to
+/// [`BUSY_TIMEOUT`]. `None` when SQLite answered BUSY: the statement took no
+/// lock and did nothing, and runs again where waiting is allowed.
+fn query_without_waiting(connection: &Connection, sql: &str, parameters: &[Value]) -> Option<Result<QueryResult, Error>> {
+    let _ = connection.busy_timeout(Duration::ZERO);
+    let result = run_statement(connection, sql, parameters);
+    let _ = connection.busy_timeout(BUSY_TIMEOUT);
+    match result {
+        Err(failure) if failure.is_busy() => None,
+        result => Some(result.map_err(Failure::into_error)),
+    }
+}
+
+/// Why a statement failed: SQLite's own error (kept whole, so that BUSY can
+/// be told apart), or a result over [`MAX_RESULT_BYTES`].
+enum Failure {
+    Sqlite(rusqlite::Error),
+    TooLarge,
+}
+
+impl Failure {
+    fn is_busy(&self) -> bool {
+        matches!(self, Failure::Sqlite(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy))
+    }
+
+    fn into_error(self) -> Error {
+        match self {
+            Failure::Sqlite(e) => Error::Io(e.to_string()),
+            Failure::TooLarge => Error::Io(format!("query result exceeds limit of {MAX_RESULT_BYTES} bytes")),
+        }
+    }
+}
+
+fn run_statement(connection: &Connection, sql: &str, parameters: &[Value]) -> Result<QueryResult, Failure> {
+    let mut statement = connection.prepare_cached(sql).map_err(Failure::Sqlite)?;
     let columns: Vec<String> = statement.column_names().into_iter().map(str::to_owned).collect();
-    let mut rows = statement.query(rusqlite::params_from_iter(parameters.iter().map(to_sql))).map_err(io)?;
+    let mut rows = statement.query(rusqlite::params_from_iter(parameters.iter().map(to_sql))).map_err(Failure::Sqlite)?;
     let mut result = QueryResult { columns, rows: Vec::new() };
     let mut bytes = 0;
-    while let Some(row) = rows.next().map_err(io)? {
+    while let Some(row) = rows.next().map_err(Failure::Sqlite)? {
         let values = (0..result.columns.len())
             .map(|i| row.get_ref(i).map(from_sql))
             .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(io)?;
+            .map_err(Failure::Sqlite)?;
         bytes += values.iter().map(size).sum::<usize>();
         if bytes > MAX_RESULT_BYTES {
-            return Err(Error::Io(format!("query result exceeds limit of {MAX_RESULT_BYTES} bytes")));
+            return Err(Failure::TooLarge);
         }
         result.rows.push(RowResult { values });
     }
@@ -501,6 +555,44 @@ mod tests {
             assert!(started.elapsed() < Duration::from_secs(10), "the log was never copied into {}", file.display());
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// A lock held outside bazaar's connections (here a plain connection,
+    /// as a `sqlite3` shell would hold it) does not stall the async worker:
+    /// the guest's write waits for it where waiting is allowed, while the
+    /// worker's other tasks go on, and succeeds once the lock is let go.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_lock_held_by_another_process_is_waited_for_off_the_worker() {
+        let (database, dir) = file_database();
+        let c = GuestConnection::new(database.lease().unwrap(), in_a_minute());
+        exec(&c, "CREATE TABLE t (x INTEGER)", vec![]).await.unwrap();
+        let other = rusqlite::Connection::open(dir.path().join("t.db")).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE; INSERT INTO t VALUES (1)").unwrap();
+        let (let_go, go) = std::sync::mpsc::channel::<()>();
+        let holder = std::thread::spawn(move || {
+            go.recv().unwrap();
+            other.execute_batch("COMMIT").unwrap();
+        });
+        // Both on the one worker (the test's own body runs on another
+        // thread): the second lets the lock go, so it can only run while the
+        // write waits somewhere other than the worker.
+        let started = Instant::now();
+        let write = tokio::spawn(async move {
+            let written = exec(&c, "INSERT INTO t VALUES (2)", vec![]).await;
+            (c, written)
+        });
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let_go.send(()).unwrap();
+        });
+        let (c, written) = write.await.unwrap();
+        written.unwrap();
+        // Had it waited on the worker, SQLite's busy handler would have given
+        // up first (the lock is let go only once the worker is free).
+        assert!(started.elapsed() < BUSY_TIMEOUT, "the write waited on the worker: {:?}", started.elapsed());
+        holder.join().unwrap();
+        let rows = exec(&c, "SELECT group_concat(x) FROM t ORDER BY x", vec![]).await.unwrap().rows;
+        assert!(matches!(&rows[0].values[..], [Value::Text(both)] if both == "1,2"), "{rows:?}");
     }
 
     /// A write running on the worker stops at the request's deadline too.
