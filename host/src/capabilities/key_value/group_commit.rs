@@ -24,13 +24,12 @@
 //! writer thread (see `sqlite::checkpoint`).
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
-use std::time::Duration;
 
 use anyhow::{Result, anyhow};
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
-use crate::capabilities::sqlite::{BUSY_TIMEOUT, Checkpoints, multi_threaded};
+use crate::capabilities::sqlite::{Checkpoints, multi_threaded, without_waiting};
 
 /// Most writes in one transaction: bounds how long a round holds the lock.
 const MAX_BATCH: usize = 256;
@@ -147,10 +146,7 @@ impl Writer {
         }
         let Ok(connection) = self.connection.try_lock() else { return Err(write) };
         // Another process holding the lock must not make this worker wait.
-        let _ = connection.busy_timeout(Duration::ZERO);
-        let began = connection.execute_batch("BEGIN IMMEDIATE");
-        let _ = connection.busy_timeout(BUSY_TIMEOUT);
-        if began.is_err() {
+        if without_waiting(&connection, |connection| connection.execute_batch("BEGIN IMMEDIATE")).is_err() {
             return Err(write);
         }
         let result = catch_unwind(AssertUnwindSafe(|| write(&connection)))

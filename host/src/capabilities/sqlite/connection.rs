@@ -35,12 +35,12 @@
 //! (see `turn`), which the connection keeps until its transaction ends.
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, InterruptHandle};
 
-use super::database::{BUSY_TIMEOUT, Database};
+use super::database::{BUSY_TIMEOUT, Database, without_waiting};
 use super::pool::Lease;
 use super::turn::{Turn, may_write};
 use crate::bindings::spin::sqlite::sqlite::{Error, QueryResult, RowResult, Value};
@@ -263,10 +263,7 @@ fn query(connection: &Connection, sql: &str, parameters: &[Value]) -> Result<Que
 /// [`BUSY_TIMEOUT`]. `None` when SQLite answered BUSY: the statement took no
 /// lock and did nothing, and runs again where waiting is allowed.
 fn query_without_waiting(connection: &Connection, sql: &str, parameters: &[Value]) -> Option<Result<QueryResult, Error>> {
-    let _ = connection.busy_timeout(Duration::ZERO);
-    let result = run_statement(connection, sql, parameters);
-    let _ = connection.busy_timeout(BUSY_TIMEOUT);
-    match result {
+    match without_waiting(connection, |connection| run_statement(connection, sql, parameters)) {
         Err(failure) if failure.is_busy() => None,
         result => Some(result.map_err(Failure::into_error)),
     }
@@ -591,7 +588,7 @@ mod tests {
         // up first (the lock is let go only once the worker is free).
         assert!(started.elapsed() < BUSY_TIMEOUT, "the write waited on the worker: {:?}", started.elapsed());
         holder.join().unwrap();
-        let rows = exec(&c, "SELECT group_concat(x) FROM t ORDER BY x", vec![]).await.unwrap().rows;
+        let rows = exec(&c, "SELECT group_concat(x) FROM (SELECT x FROM t ORDER BY x)", vec![]).await.unwrap().rows;
         assert!(matches!(&rows[0].values[..], [Value::Text(both)] if both == "1,2"), "{rows:?}");
     }
 

@@ -31,6 +31,17 @@ use crate::runtime_config::SqliteDatabaseConfig;
 /// with "database is locked".
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Runs `f` with SQLite's busy handler off: a lock another process holds
+/// (a `sqlite3` shell writing to the file) fails it at once with BUSY
+/// instead of making it sleep up to [`BUSY_TIMEOUT`], which the async
+/// worker must not. The handler is back on afterwards.
+pub fn without_waiting<T>(connection: &Connection, f: impl FnOnce(&Connection) -> T) -> T {
+    let _ = connection.busy_timeout(Duration::ZERO);
+    let result = f(connection);
+    let _ = connection.busy_timeout(BUSY_TIMEOUT);
+    result
+}
+
 /// How a commit reaches the disk (SQLite's `synchronous`, in WAL mode).
 #[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Synchronous {

@@ -36,7 +36,7 @@ mod turn;
 
 use connection::GuestConnection;
 use database::Database;
-pub use database::{BUSY_TIMEOUT, Synchronous, new_memdb_uri};
+pub use database::{BUSY_TIMEOUT, Synchronous, new_memdb_uri, without_waiting};
 pub use checkpoint::Checkpoints;
 pub use connection::multi_threaded;
 
