@@ -11,7 +11,7 @@
 //! crash between publish and mark sends a row again): consumers deduplicate
 //! on `event_id`.
 use serde::Serialize;
-use shop_shared::db::{Db, DbError, Param};
+use shop_shared::db::{Bindings, Db, DbError};
 use shop_shared::events::{Envelope, ORDERS_CHANNEL, OrderEvent};
 use spin_sdk::redis::Connection;
 
@@ -173,13 +173,10 @@ fn mark_sent(db: &Db, event_ids: &[String]) -> Result<(), DbError> {
     if event_ids.is_empty() {
         return Ok(());
     }
-    let mut params: Vec<Param> = vec![now_ms().into()];
-    let mut placeholders = Vec::with_capacity(event_ids.len());
-    for id in event_ids {
-        params.push(id.into());
-        placeholders.push(format!("${}", params.len()));
-    }
-    db.execute(&format!("UPDATE outbox SET sent_at_ms = $1 WHERE event_id IN ({})", placeholders.join(", ")), &params)?;
+    let mut sql = Bindings::default();
+    let now = sql.bind(now_ms());
+    let ids: Vec<String> = event_ids.iter().map(|id| sql.bind(id)).collect();
+    db.execute(&format!("UPDATE outbox SET sent_at_ms = {now} WHERE event_id IN ({})", ids.join(", ")), &sql.params)?;
     Ok(())
 }
 

@@ -2,7 +2,7 @@
 //! the admin's writes.
 use serde::Serialize;
 use shop_shared::api::ApiError;
-use shop_shared::db::{Db, DbError, Param, Row, Rows};
+use shop_shared::db::{Bindings, Db, DbError, Row, Rows};
 
 use crate::database::{Read, SCHEMA_VERSION_COLUMN, now_ms};
 use crate::product::{Product, ProductDraft};
@@ -72,7 +72,7 @@ pub fn categories(db: &Db) -> Result<Vec<Category>, DbError> {
 
 /// The page of products `query` asks for.
 pub fn search(db: &Db, query: &SearchQuery) -> Result<Read<Page>, DbError> {
-    let mut sql = SqlParams::default();
+    let mut sql = Bindings::default();
     let filter = filter(query, &mut sql);
     let filter_params = sql.params.len();
     let order = match query.sort {
@@ -108,7 +108,7 @@ pub fn search(db: &Db, query: &SearchQuery) -> Result<Read<Page>, DbError> {
 /// The WHERE clause of a search (empty when nothing is filtered): every
 /// word in the name or the description, in the category, within the price
 /// range, among the SKUs listed.
-fn filter(query: &SearchQuery, sql: &mut SqlParams) -> String {
+fn filter(query: &SearchQuery, sql: &mut Bindings) -> String {
     let mut conditions = Vec::new();
     for word in &query.words {
         let pattern = sql.bind(contains(word));
@@ -136,7 +136,7 @@ fn filter(query: &SearchQuery, sql: &mut SqlParams) -> String {
 /// name starting with the whole text first, then each word found in the
 /// name (3) or the description (1). Every product that passed the filter
 /// has each word somewhere, so this ranks within the matches.
-fn relevance(query: &SearchQuery, sql: &mut SqlParams) -> String {
+fn relevance(query: &SearchQuery, sql: &mut Bindings) -> String {
     let phrase = query.phrase.as_deref().unwrap_or_default();
     let starts = sql.bind(format!("{}%", escape_like(phrase)));
     let mut score = vec![format!("CASE WHEN LOWER(p.name) LIKE {starts} ESCAPE '!' THEN 10 ELSE 0 END")];
@@ -163,20 +163,6 @@ fn escape_like(text: &str) -> String {
         escaped.push(c);
     }
     escaped
-}
-
-/// The parameters of a statement being built, numbered as bound.
-#[derive(Default)]
-struct SqlParams {
-    params: Vec<Param>,
-}
-
-impl SqlParams {
-    /// Adds a parameter; returns its placeholder (`$3`).
-    fn bind(&mut self, value: impl Into<Param>) -> String {
-        self.params.push(value.into());
-        format!("${}", self.params.len())
-    }
 }
 
 /// Adds a product and its stock. A SKU already in the catalog is a 409
@@ -254,6 +240,8 @@ pub fn delete(db: &Db, id: &str) -> Result<bool, DbError> {
 
 #[cfg(test)]
 mod tests {
+    use shop_shared::db::Param;
+
     use super::*;
 
     #[test]
@@ -264,7 +252,7 @@ mod tests {
     #[test]
     fn a_search_binds_every_value() {
         let query = SearchQuery::parse("q=french+press&category=home-kitchen&min_price_cents=100").unwrap();
-        let mut sql = SqlParams::default();
+        let mut sql = Bindings::default();
         assert_eq!(
             filter(&query, &mut sql),
             "WHERE (LOWER(p.name) LIKE $1 ESCAPE '!' OR LOWER(p.description) LIKE $1 ESCAPE '!') \

@@ -64,6 +64,23 @@ impl<T: Into<Param>> From<Option<T>> for Param {
     }
 }
 
+/// The parameters of a statement being built, numbered as bound: each
+/// value gets the next `$n` placeholder, so a statement whose parameters
+/// vary in number (a filter, an `IN` list, a multi-row `INSERT`) never
+/// counts them by hand.
+#[derive(Clone, Debug, Default)]
+pub struct Bindings {
+    pub params: Vec<Param>,
+}
+
+impl Bindings {
+    /// Adds a parameter; returns its placeholder (`$3`).
+    pub fn bind(&mut self, value: impl Into<Param>) -> String {
+        self.params.push(value.into());
+        format!("${}", self.params.len())
+    }
+}
+
 /// A value read back.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Cell {

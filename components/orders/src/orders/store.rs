@@ -3,7 +3,7 @@
 //! event reporting it to the outbox, in the same transaction.
 use std::collections::HashMap;
 
-use shop_shared::db::{Db, DbError, Param, Row};
+use shop_shared::db::{Bindings, Db, DbError, Param, Row};
 use shop_shared::events::{Envelope, OrderEvent, OrderLine};
 
 use super::model::{CURRENCY, CancelReason, HistoryEntry, Order, Status};
@@ -56,24 +56,19 @@ fn insert_lines(db: &Db, order_id: &str, lines: &[OrderLine]) -> Result<(), DbEr
     if lines.is_empty() {
         return Ok(());
     }
-    let mut params: Vec<Param> = vec![order_id.into()];
+    let mut sql = Bindings::default();
+    let order = sql.bind(order_id);
     let mut rows = Vec::with_capacity(lines.len());
     for (line_no, line) in (1i64..).zip(lines) {
-        let first = params.len() + 1;
-        params.extend([
-            line_no.into(),
-            (&line.sku).into(),
-            (&line.name).into(),
-            line.quantity.into(),
-            line.unit_price_cents.into(),
-        ]);
-        rows.push(format!("($1, ${}, ${}, ${}, ${}, ${})", first, first + 1, first + 2, first + 3, first + 4));
+        let (line_no, sku, name) = (sql.bind(line_no), sql.bind(&line.sku), sql.bind(&line.name));
+        let (quantity, unit_price) = (sql.bind(line.quantity), sql.bind(line.unit_price_cents));
+        rows.push(format!("({order}, {line_no}, {sku}, {name}, {quantity}, {unit_price})"));
     }
-    let sql = format!(
+    let statement = format!(
         "INSERT INTO order_lines (order_id, line_no, sku, name, quantity, unit_price_cents) VALUES {}",
         rows.join(", ")
     );
-    db.execute(&sql, &params)?;
+    db.execute(&statement, &sql.params)?;
     Ok(())
 }
 
