@@ -273,7 +273,7 @@ async fn rate_limits_answer_429_with_retry_after_and_the_ratelimit_fields() {
 // ----------------------------------------------------------------- cache
 
 #[tokio::test]
-async fn anonymous_catalog_reads_are_cached_and_invalidated_by_admin_writes() {
+async fn catalog_reads_are_cached_for_everyone_and_invalidated_by_admin_writes() {
     let shop = Shop::embedded(&[]);
     let admin = shop.customer(ADMIN_EMAIL).await;
     let customer = shop.customer("gina@bazaar.test").await;
@@ -307,10 +307,18 @@ async fn anonymous_catalog_reads_are_cached_and_invalidated_by_admin_writes() {
     assert_cache_status(&shop.call(Method::GET, path, &[("cache-control", "No-Cache")], None).await, "gateway; fwd=request; stored");
     assert_cache_status(&shop.call(Method::GET, path, &[], None).await, "gateway; hit");
 
-    // Requests with Authorization are never cached; neither are errors.
+    // The catalog answers the same whoever asks and says so, so a signed-in
+    // customer is served the entry an anonymous read stored, and an entry a
+    // signed-in read stored serves everyone. Errors are never kept.
     let authorized = shop.get_as(&customer, path).await;
     assert_eq!(authorized.status, 200);
-    assert_cache_status(&authorized, "gateway; fwd=bypass; detail=authorization");
+    assert_eq!(authorized.header("cache-control"), Some("public"));
+    assert_cache_status(&authorized, "gateway; hit");
+    assert_eq!(authorized.text, first.text);
+    let signed_in_first = format!("{path}?signed-in");
+    assert_cache_status(&shop.get_as(&customer, &signed_in_first).await, "gateway; fwd=uri-miss; stored");
+    assert_cache_status(&shop.call(Method::GET, &signed_in_first, &[], None).await, "gateway; hit");
+    assert_cache_status(&shop.get_as(&admin, &signed_in_first).await, "gateway; hit");
     for _ in 0..2 {
         let missing = shop.call(Method::GET, "/api/products/no-such-product", &[], None).await;
         assert_eq!(missing.status, 404);

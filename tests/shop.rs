@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::postgres::TestDatabase;
-use support::{Bazaar, Up, call, client, require_components, require_redis};
+use support::{Bazaar, Up, call, client, get_fresh, require_components, require_redis};
 
 const SERVICES: [&str; 7] = ["gateway", "auth", "users", "products", "orders", "payments", "notifications"];
 const GOOD_CARD: &str = "4242424242424242";
@@ -94,10 +94,9 @@ async fn a_product_in_stock(b: &Bazaar, stock: i64) -> Value {
     v["items"].as_array().unwrap().iter().find(|p| p["stock"].as_i64().unwrap() >= stock).cloned().expect("a product in stock")
 }
 
-/// The stock products has now. Asked with a token, so the gateway's cache of
-/// anonymous catalog reads (which may lag by its TTL) is bypassed.
+/// The stock products has now, past the gateway's catalog cache.
 async fn stock_of(b: &Bazaar, c: &Customer, id: &str) -> i64 {
-    let (s, v) = call(b, "GET", &format!("/api/products/{id}"), Some(&c.token), None).await;
+    let (s, v) = get_fresh(b, &format!("/api/products/{id}"), &c.token).await;
     assert_eq!(s, 200, "{v}");
     v["stock"].as_i64().unwrap()
 }

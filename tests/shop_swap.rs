@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
-use support::{Bazaar, Up, bazaar_command, call, client, register_and_login, require_components, root};
+use support::{Bazaar, Up, bazaar_command, call, client, get_fresh, register_and_login, require_components, root};
 
 const SERVICES: [&str; 7] = ["gateway", "auth", "users", "products", "orders", "payments", "notifications"];
 const ADMIN_TOKEN: &str = "shop-swap-test-token";
@@ -72,7 +72,8 @@ enum Kind {
     /// Anonymous searches with `Cache-Control: no-cache`: the gateway
     /// forwards every one to products.
     Search,
-    /// A logged-in customer views the product: never cached.
+    /// A logged-in customer views the product with `no-cache`: the gateway
+    /// forwards every one to products.
     View,
     /// A logged-in customer adds to the cart and checks out.
     Checkout,
@@ -171,7 +172,8 @@ impl Load {
     async fn view(&self, client: &reqwest::Client, token: &str) -> Result<(), String> {
         let path = format!("/api/products/{}", self.product_id);
         let from = self.installed.load(Ordering::SeqCst);
-        let (status, headers, body) = Self::send(client.get(format!("{}{path}", self.base)).bearer_auth(token)).await?;
+        let req = client.get(format!("{}{path}", self.base)).bearer_auth(token).header("cache-control", "no-cache");
+        let (status, headers, body) = Self::send(req).await?;
         if status != 200 || body["sku"] != SKU || !body["stock"].is_i64() {
             return Err(format!("GET {path}: {status} {body}"));
         }
@@ -272,9 +274,15 @@ async fn roll_back_products(b: &Bazaar) -> Value {
 }
 
 /// The `bazaar-served-by` of a product view that reaches products for sure
-/// (logged in, so past the gateway's cache).
+/// (`no-cache`, so past the gateway's cache).
 async fn products_version_now(b: &Bazaar, token: &str, product_id: &str) -> Vec<String> {
-    let resp = client().get(b.url(&format!("/api/products/{product_id}"))).bearer_auth(token).send().await.unwrap();
+    let resp = client()
+        .get(b.url(&format!("/api/products/{product_id}")))
+        .bearer_auth(token)
+        .header("cache-control", "no-cache")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     served_by_values(resp.headers())
 }
@@ -398,7 +406,7 @@ async fn products_swapped_three_times_and_rolled_back_under_shop_load_fails_no_r
     let confirmed = std::mem::take(&mut *load.confirmed.lock().unwrap());
     assert!(!confirmed.is_empty(), "checkouts were made");
     let sold: i64 = confirmed.iter().map(|c| c.quantity).sum();
-    let (s, now) = call(b, "GET", &format!("/api/products/{product_id}"), Some(&admin), None).await;
+    let (s, now) = get_fresh(b, &format!("/api/products/{product_id}"), &admin).await;
     assert_eq!(s, 200, "{now}");
     assert_eq!(now["stock"].as_i64().unwrap() + sold, START_STOCK, "stock left + confirmed quantities = starting stock");
     // ...every confirmed order has its payment captured, for its total...

@@ -316,6 +316,15 @@ pub async fn call(b: &Bazaar, method: &str, path: &str, token: Option<&str>, bod
     raw_call(&b.base, method, path, token, body).await
 }
 
+/// GET `path` as the holder of `token`, asking every cache on the way for a
+/// fresh answer (`Cache-Control: no-cache`): the gateway's catalog cache
+/// may otherwise serve one up to its TTL old.
+pub async fn get_fresh(b: &Bazaar, path: &str, token: &str) -> (u16, Value) {
+    let resp = client().get(b.url(path)).bearer_auth(token).header("cache-control", "no-cache").send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
 /// Registers `email` (named `name`, password `correct horse battery`) with
 /// the shop's auth service and logs in: the access token.
 pub async fn register_and_login(b: &Bazaar, email: &str, name: &str) -> String {

@@ -1,11 +1,17 @@
-//! The shared cache for anonymous catalog reads, in the `gateway-cache`
+//! The shared cache for catalog reads, in the `gateway-cache`
 //! store.
 //!
 //! - Keys: a response is found in two steps, as HTTP caches do (RFC 9111
-//!   §4.1). The request's route, URI (path and query) and `Authorization`
-//!   name a *vary record*: the header names the last response's `Vary`
-//!   listed. Those names, with this request's values for them, then name the
-//!   *entry*. Every key also carries the cache *generation*.
+//!   §4.1). The request's route and URI (path and query) name a *vary
+//!   record*: the header names the last response's `Vary` listed. Those
+//!   names, with this request's values for them, then name the *entry*.
+//!   Every key also carries the cache *generation*.
+//! - Signed-in callers: the catalog is the same for everyone, and products
+//!   says so with `Cache-Control: public`. A response is kept for, or served
+//!   to, a request with `Authorization` only when it carries that mark (or
+//!   `s-maxage`/`must-revalidate`, RFC 9111 §3.5), so a service that ever
+//!   answers a caller personally, without the mark, is never shared; one
+//!   that answers per caller with the mark must say `Vary: Authorization`.
 //! - Invalidation: a successful catalog write through the gateway bumps the
 //!   generation (an atomic increment), so every older key is unreachable at
 //!   once, on every host; the write then sweeps the old keys away. A read
@@ -42,8 +48,6 @@ pub struct RequestKey<'a> {
     pub route: &'a str,
     /// Path and query.
     pub uri: &'a str,
-    /// The `Authorization` field, empty when absent.
-    pub authorization: &'a str,
 }
 
 impl RequestKey<'_> {
@@ -72,7 +76,6 @@ impl RequestKey<'_> {
         };
         part(self.route.as_bytes());
         part(self.uri.as_bytes());
-        part(self.authorization.as_bytes());
         for (name, value) in selected {
             part(name.as_bytes());
             match value {
@@ -124,8 +127,9 @@ impl RequestMode {
 }
 
 /// How long a response may be served from the shared cache, or why it may
-/// not be stored at all.
-pub fn storable_for(reply: &Reply, default_ttl_secs: u64) -> Result<u64, &'static str> {
+/// not be stored at all; `authorized` when the request carried
+/// `Authorization`.
+pub fn storable_for(reply: &Reply, authorized: bool, default_ttl_secs: u64) -> Result<u64, &'static str> {
     if reply.status != 200 {
         return Err("status");
     }
@@ -141,6 +145,9 @@ pub fn storable_for(reply: &Reply, default_ttl_secs: u64) -> Result<u64, &'stati
     }
     if cc.private {
         return Err("private");
+    }
+    if authorized && !cc.shared_despite_authorization() {
+        return Err("authorization");
     }
     // no-cache allows storing, but only to revalidate before every use; the
     // services answer no conditional requests, so keeping it would not help.
@@ -217,7 +224,9 @@ impl Cache {
         Ok(Self { store, generation })
     }
 
-    pub fn lookup(&self, key: &RequestKey<'_>, headers: &Headers, now_secs: u64) -> Result<Lookup, KvError> {
+    /// The fresh entry for this request; `authorized` (the request carried
+    /// `Authorization`) finds only entries the service marked as shared.
+    pub fn lookup(&self, key: &RequestKey<'_>, headers: &Headers, authorized: bool, now_secs: u64) -> Result<Lookup, KvError> {
         let Some(vary) = self.store.get(&key.vary_key(self.generation))? else {
             return Ok(Lookup::Miss("uri-miss"));
         };
@@ -237,6 +246,9 @@ impl Cache {
             return Ok(Lookup::Miss("stale"));
         }
         let mut reply = Reply { status: entry.status, headers: entry.headers, body };
+        if authorized && !CacheControl::parse(&reply.joined_header("cache-control").unwrap_or_default()).shared_despite_authorization() {
+            return Ok(Lookup::Miss("miss"));
+        }
         reply.set_header("age", now_secs.saturating_sub(entry.stored_at_secs).to_string());
         reply.set_header("cache-status", format!("{CACHE_NAME}; hit; ttl={}", entry.expires_at_secs - now_secs));
         Ok(Lookup::Hit(reply))
@@ -283,7 +295,7 @@ mod tests {
         Headers::from_pairs(pairs.iter().map(|(n, v)| (n.to_string(), v.to_string())))
     }
 
-    const KEY: RequestKey<'static> = RequestKey { route: "catalog", uri: "/api/products?q=lamp", authorization: "" };
+    const KEY: RequestKey<'static> = RequestKey { route: "catalog", uri: "/api/products?q=lamp" };
 
     #[test]
     fn keys_carry_the_generation() {
@@ -295,16 +307,15 @@ mod tests {
     }
 
     #[test]
-    fn keys_depend_on_route_uri_and_authorization() {
+    fn keys_depend_on_route_and_uri() {
         let base = KEY.vary_key(1);
         assert_eq!(base, KEY.vary_key(1), "deterministic");
         assert_ne!(base, RequestKey { route: "other", ..KEY }.vary_key(1));
         assert_ne!(base, RequestKey { uri: "/api/products?q=lamps", ..KEY }.vary_key(1));
         assert_ne!(base, RequestKey { uri: "/api/products", ..KEY }.vary_key(1));
-        assert_ne!(base, RequestKey { authorization: "Bearer x", ..KEY }.vary_key(1));
         // Length prefixes keep parts from running into each other.
-        let a = RequestKey { route: "ab", uri: "c", authorization: "" };
-        let b = RequestKey { route: "a", uri: "bc", authorization: "" };
+        let a = RequestKey { route: "ab", uri: "c" };
+        let b = RequestKey { route: "a", uri: "bc" };
         assert_ne!(a.vary_key(1), b.vary_key(1));
     }
 
@@ -344,10 +355,21 @@ mod tests {
 
     #[test]
     fn storable_responses_and_their_lifetime() {
-        assert_eq!(storable_for(&reply(200, &[]), 30), Ok(30));
-        assert_eq!(storable_for(&reply(200, &[("cache-control", "public, max-age=60")]), 30), Ok(60));
-        assert_eq!(storable_for(&reply(200, &[("cache-control", "max-age=60, s-maxage=5")]), 30), Ok(5));
-        assert_eq!(storable_for(&reply(200, &[("vary", "accept")]), 30), Ok(30));
+        assert_eq!(storable_for(&reply(200, &[]), false, 30), Ok(30));
+        assert_eq!(storable_for(&reply(200, &[("cache-control", "public, max-age=60")]), false, 30), Ok(60));
+        assert_eq!(storable_for(&reply(200, &[("cache-control", "max-age=60, s-maxage=5")]), false, 30), Ok(5));
+        assert_eq!(storable_for(&reply(200, &[("vary", "accept")]), false, 30), Ok(30));
+    }
+
+    #[test]
+    fn a_response_to_a_signed_in_caller_is_kept_only_when_marked_shared() {
+        assert_eq!(storable_for(&reply(200, &[]), true, 30), Err("authorization"));
+        assert_eq!(storable_for(&reply(200, &[("cache-control", "max-age=60")]), true, 30), Err("authorization"));
+        assert_eq!(storable_for(&reply(200, &[("cache-control", "public")]), true, 30), Ok(30));
+        assert_eq!(storable_for(&reply(200, &[("cache-control", "s-maxage=5")]), true, 30), Ok(5));
+        // The mark does not override the refusals that hold for everyone.
+        assert_eq!(storable_for(&reply(200, &[("cache-control", "public, no-store")]), true, 30), Err("no-store"));
+        assert_eq!(storable_for(&reply(200, &[("cache-control", "public, private")]), true, 30), Err("private"));
     }
 
     #[test]
@@ -364,7 +386,7 @@ mod tests {
             (reply(404, &[]), "status"),
         ];
         for (reply, why) in cases {
-            assert_eq!(storable_for(&reply, 30), Err(why), "{:?}", reply.headers);
+            assert_eq!(storable_for(&reply, false, 30), Err(why), "{:?}", reply.headers);
         }
     }
 

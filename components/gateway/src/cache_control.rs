@@ -17,6 +17,8 @@ pub struct CacheControl {
     pub no_store: bool,
     pub no_cache: bool,
     pub private: bool,
+    pub public: bool,
+    pub must_revalidate: bool,
     pub max_age: Option<u64>,
     pub s_maxage: Option<u64>,
 }
@@ -29,6 +31,8 @@ impl CacheControl {
                 "no-store" => parsed.no_store = true,
                 "no-cache" => parsed.no_cache = true,
                 "private" => parsed.private = true,
+                "public" => parsed.public = true,
+                "must-revalidate" => parsed.must_revalidate = true,
                 "max-age" => merge_age(&mut parsed.max_age, value.as_deref()),
                 "s-maxage" => merge_age(&mut parsed.s_maxage, value.as_deref()),
                 _ => {}
@@ -41,6 +45,14 @@ impl CacheControl {
     /// `max-age` (RFC 9111 §5.2.2.10).
     pub fn shared_max_age(&self) -> Option<u64> {
         self.s_maxage.or(self.max_age)
+    }
+
+    /// Whether a shared cache may keep this response to a request that
+    /// carried `Authorization`, and serve it to others: only when the
+    /// service says so with `public`, `s-maxage` or `must-revalidate`
+    /// (RFC 9111 §3.5).
+    pub fn shared_despite_authorization(&self) -> bool {
+        self.public || self.s_maxage.is_some() || self.must_revalidate
     }
 }
 
@@ -117,7 +129,7 @@ mod tests {
     #[test]
     fn flags_and_ages() {
         let cc = CacheControl::parse("public, max-age=60, s-maxage=300");
-        assert_eq!(cc, CacheControl { max_age: Some(60), s_maxage: Some(300), ..Default::default() });
+        assert_eq!(cc, CacheControl { public: true, max_age: Some(60), s_maxage: Some(300), ..Default::default() });
         assert_eq!(cc.shared_max_age(), Some(300));
         assert_eq!(CacheControl::parse("max-age=60").shared_max_age(), Some(60));
         assert_eq!(CacheControl::parse("").shared_max_age(), None);
@@ -165,7 +177,17 @@ mod tests {
 
     #[test]
     fn unknown_directives_are_ignored() {
-        let cc = CacheControl::parse("must-revalidate, stale-while-revalidate=30, immutable");
+        let cc = CacheControl::parse("proxy-revalidate, stale-while-revalidate=30, immutable");
         assert_eq!(cc, CacheControl::default());
+    }
+
+    #[test]
+    fn what_lets_a_response_to_a_signed_in_caller_be_shared() {
+        for field in ["public", "Public, max-age=60", "s-maxage=30", "must-revalidate"] {
+            assert!(CacheControl::parse(field).shared_despite_authorization(), "{field}");
+        }
+        for field in ["", "max-age=60", "proxy-revalidate", "community=\"public\""] {
+            assert!(!CacheControl::parse(field).shared_despite_authorization(), "{field}");
+        }
     }
 }

@@ -4,10 +4,11 @@
 //! to the service that answers it, over Spin's service chaining, after
 //! checking who the caller is (EdDSA access tokens from auth, verified with
 //! auth's JWK Set), whether they may call the route, and whether they are
-//! within their rate limit. Anonymous catalog reads are served from a shared
-//! cache. Every request leaves with a request id and a W3C trace context,
-//! and every answer carries the request id. `GET /api/openapi.json`
-//! describes the public API.
+//! within their rate limit. Catalog reads are served from a shared cache
+//! (to signed-in callers too, when products marks the answer `public`).
+//! Every request leaves with a request id and a W3C trace context, and
+//! every answer carries the request id. `GET /api/openapi.json` describes
+//! the public API.
 //!
 //! Settings are Spin variables (see [`config`]); state lives in two
 //! key-value stores: `gateway` (rate-limit counters, the cached JWK Set, the

@@ -110,17 +110,12 @@ fn authorize(access: Access, identity: Result<Identity, Rejection>) -> Result<Op
     }
 }
 
-/// Forwards, through the cache for anonymous catalog reads; a successful
-/// catalog write invalidates the cache.
+/// Forwards, through the cache for catalog reads; a successful catalog write
+/// invalidates the cache.
 async fn dispatch(route: &Route, head: &Head, body: Vec<u8>, identity: Option<&Identity>, trace: &TraceContext, config: &Config) -> Reply {
     let forwarded = |body| proxy::forward(route.service, head, body, identity, trace);
     match route.catalog {
-        Catalog::Read if head.headers.get("authorization").is_none() => cached(head, forwarded(body), trace, config).await,
-        Catalog::Read => {
-            let mut reply = forwarded(body).await.unwrap_or_else(Reply::from);
-            reply.set_header("cache-status", "gateway; fwd=bypass; detail=authorization");
-            reply
-        }
+        Catalog::Read => cached(head, forwarded(body), trace, config).await,
         Catalog::Write => {
             let reply = forwarded(body).await.unwrap_or_else(Reply::from);
             if (200..300).contains(&reply.status)
@@ -134,8 +129,10 @@ async fn dispatch(route: &Route, head: &Head, body: Vec<u8>, identity: Option<&I
     }
 }
 
-/// An anonymous catalog read: from the cache when it has a fresh answer,
-/// else from the service, kept for next time when the response allows.
+/// A catalog read: from the cache when it has a fresh answer, else from the
+/// service, kept for next time when the response allows. A signed-in
+/// caller shares only the answers the service marked `public` (see
+/// [`cache`]).
 async fn cached(head: &Head, forwarded: impl Future<Output = Result<Reply, ApiError>>, trace: &TraceContext, config: &Config) -> Reply {
     let log = |e: &kv::KvError| eprintln!("gateway [{}]: catalog cache: {e}", trace.request_id);
     let mode = RequestMode::of(&head.headers);
@@ -146,14 +143,11 @@ async fn cached(head: &Head, forwarded: impl Future<Output = Result<Reply, ApiEr
         return reply;
     };
     let uri = head.uri();
-    // Only anonymous reads get here, so `authorization` is empty; it is in
-    // the key all the same, so no change of policy could share an entry
-    // between two callers.
-    let authorization = head.headers.get("authorization").unwrap_or_default();
-    let key = RequestKey { route: CATALOG_ROUTE, uri: &uri, authorization };
+    let key = RequestKey { route: CATALOG_ROUTE, uri: &uri };
+    let authorized = head.headers.get("authorization").is_some();
     let now = now_secs();
     let reason = match mode {
-        RequestMode::Normal => match cache.lookup(&key, &head.headers, now) {
+        RequestMode::Normal => match cache.lookup(&key, &head.headers, authorized, now) {
             Ok(Lookup::Hit(reply)) => return conditional(reply, head),
             Ok(Lookup::Miss(reason)) => reason,
             Err(e) => {
@@ -167,7 +161,7 @@ async fn cached(head: &Head, forwarded: impl Future<Output = Result<Reply, ApiEr
     if reply.status == 200 {
         reply.set_header("etag", cache::etag_of(&reply.body));
     }
-    let mut storable = cache::storable_for(&reply, config.cache_ttl_secs);
+    let mut storable = cache::storable_for(&reply, authorized, config.cache_ttl_secs);
     if let Ok(ttl) = storable
         && let Err(e) = cache.store(&key, &head.headers, &reply, ttl, now)
     {

@@ -40,7 +40,7 @@ pub enum Access {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Catalog {
     None,
-    /// A catalog read: cacheable when anonymous.
+    /// A catalog read: through the shared cache.
     Read,
     /// A catalog write: invalidates the cache when it succeeds.
     Write,

@@ -1,5 +1,7 @@
 //! The catalog's HTTP endpoints: browsing and searching for everyone,
-//! writes for admins (the router checks the role).
+//! writes for admins (the router checks the role). A read answers the same
+//! whoever asks, and says so (`Cache-Control: public`), so the gateway's
+//! cache serves signed-in customers too.
 use shop_shared::api::{self, ApiError};
 use spin_sdk::http::{Request, Response};
 
@@ -13,19 +15,19 @@ use crate::validation::object_body;
 pub fn search(req: &Request) -> Result<Response, ApiError> {
     let query = SearchQuery::parse(req.query())?;
     let page = database::read(|db| catalog::search(db, &query))?;
-    Ok(api::json(200, &page))
+    Ok(api::public_json(&page))
 }
 
 /// `GET /api/products/categories`
 pub fn categories() -> Result<Response, ApiError> {
     let db = database::open()?;
-    Ok(api::json(200, &catalog::categories(&db)?))
+    Ok(api::public_json(&catalog::categories(&db)?))
 }
 
 /// `GET /api/products/{id}`
 pub fn get(id: &str) -> Result<Response, ApiError> {
     let product = database::read(|db| catalog::get(db, id))?.ok_or_else(|| no_such_product(id))?;
-    Ok(api::json(200, &product))
+    Ok(api::public_json(&product))
 }
 
 /// `POST /api/products`: 201 with the product and its `location`.

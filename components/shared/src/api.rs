@@ -84,6 +84,16 @@ pub fn json<T: Serialize>(status: u16, body: &T) -> Response {
         .build()
 }
 
+/// A 200 JSON response that is the same whoever asks, signed in or not:
+/// `Cache-Control: public` lets a shared cache (the gateway's) keep it and
+/// serve it to every caller (RFC 9111 §3.5). How long it stays fresh is the
+/// cache's setting, so no `max-age` is given.
+pub fn public_json<T: Serialize>(body: &T) -> Response {
+    let mut response = json(200, body);
+    response.set_header("cache-control", "public");
+    response
+}
+
 /// Parses a JSON body, or a 400 naming the field that is wrong (its path,
 /// such as `card.number` or `items[2].quantity`) and why.
 pub fn parse_json<T: serde::de::DeserializeOwned>(req: &Request) -> Result<T, ApiError> {

@@ -39,6 +39,8 @@ pub struct Stats {
     /// Latency in microseconds, per [`Kind::index`].
     pub latency: Vec<Histogram<u64>>,
     pub errors: Vec<u64>,
+    /// Answers the gateway's catalog cache gave (`Cache-Status: gateway; hit`).
+    pub cache_hits: Vec<u64>,
     /// How the errors went: `"<kind> <status>"` (or `transport: ...`) → count.
     pub error_detail: BTreeMap<String, u64>,
     pub confirmed: u64,
@@ -52,6 +54,7 @@ impl Stats {
         Stats {
             latency: Kind::ALL.iter().map(|_| Histogram::new_with_bounds(1, 120_000_000, 3).unwrap()).collect(),
             errors: vec![0; Kind::ALL.len()],
+            cache_hits: vec![0; Kind::ALL.len()],
             error_detail: BTreeMap::new(),
             confirmed: 0,
             sold_out: 0,
@@ -64,6 +67,9 @@ impl Stats {
             mine.add(theirs).unwrap();
         }
         for (mine, theirs) in self.errors.iter_mut().zip(&other.errors) {
+            *mine += theirs;
+        }
+        for (mine, theirs) in self.cache_hits.iter_mut().zip(&other.cache_hits) {
             *mine += theirs;
         }
         for (detail, n) in &other.error_detail {
@@ -98,7 +104,7 @@ impl Stats {
 /// Runs the mix with every customer until `duration` has passed (each
 /// finishes the request it is in), then hands the customers back, carts as
 /// they are, with what was measured.
-pub async fn run(base: &str, customers: Vec<Customer>, catalog: Arc<Catalog>, duration: Duration, anonymous_catalog: bool) -> (Vec<Customer>, Stats) {
+pub async fn run(base: &str, customers: Vec<Customer>, catalog: Arc<Catalog>, duration: Duration) -> (Vec<Customer>, Stats) {
     let started = Instant::now();
     let deadline = started + duration;
     let tasks: Vec<_> = customers
@@ -111,9 +117,9 @@ pub async fn run(base: &str, customers: Vec<Customer>, catalog: Arc<Catalog>, du
                 while Instant::now() < deadline {
                     let kind = Kind::draw(&mut customer.rng);
                     if kind == Kind::Checkout && customer.cart_units == 0 {
-                        one(&base, &mut customer, &catalog, Kind::AddToCart, anonymous_catalog, &mut stats).await;
+                        one(&base, &mut customer, &catalog, Kind::AddToCart, &mut stats).await;
                     }
-                    one(&base, &mut customer, &catalog, kind, anonymous_catalog, &mut stats).await;
+                    one(&base, &mut customer, &catalog, kind, &mut stats).await;
                 }
                 (customer, stats)
             })
@@ -131,7 +137,7 @@ pub async fn run(base: &str, customers: Vec<Customer>, catalog: Arc<Catalog>, du
 }
 
 /// Sends one request of `kind` and records it.
-async fn one(base: &str, customer: &mut Customer, catalog: &Catalog, kind: Kind, anonymous_catalog: bool, stats: &mut Stats) {
+async fn one(base: &str, customer: &mut Customer, catalog: &Catalog, kind: Kind, stats: &mut Stats) {
     let rng = &mut customer.rng;
     let request = match kind {
         Kind::Browse => customer.client.get(format!("{base}{}", catalog.browse_path(rng))),
@@ -145,14 +151,15 @@ async fn one(base: &str, customer: &mut Customer, catalog: &Catalog, kind: Kind,
             .post(format!("{base}/api/orders/checkout"))
             .json(&json!({"card": {"number": GOOD_CARD, "exp_month": 12, "exp_year": 2099, "cvc": "123"}})),
     };
-    let is_read = matches!(kind, Kind::Browse | Kind::View | Kind::Search);
-    let request = if is_read && anonymous_catalog { request } else { request.bearer_auth(&customer.token) };
+    let request = request.bearer_auth(&customer.token);
     let sent = Instant::now();
     let answer = match request.send().await {
         // The whole body is read, so the latency is the customer's and the
         // connection can be reused.
         Ok(response) => {
             let status = response.status().as_u16();
+            let hit = response.headers().get("cache-status").and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("gateway; hit"));
+            stats.cache_hits[kind.index()] += u64::from(hit);
             response.bytes().await.map(|_| status).map_err(|e| error_chain(&e))
         }
         Err(e) => Err(error_chain(&e)),

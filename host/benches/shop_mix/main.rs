@@ -63,11 +63,6 @@ struct Args {
     /// Drive the shop already serving at this URL instead of starting one.
     #[arg(long)]
     url: Option<String>,
-    /// Catalog reads without the customer's token, as a storefront that
-    /// sends it only where needed would: the gateway then answers them from
-    /// its cache. By default every request carries the token.
-    #[arg(long)]
-    anonymous_catalog: bool,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -84,10 +79,9 @@ async fn main() {
     let args = Args::parse();
     assert!(!args.clients.is_empty() && args.clients.iter().all(|c| *c > 0), "--clients: give at least one number above 0");
     println!(
-        "## The shop under the mix ({} measured after {} warm-up; catalog reads {})\n",
+        "## The shop under the mix ({} measured after {} warm-up; every request with the customer's token)\n",
         humantime::format_duration(args.duration),
         humantime::format_duration(args.warmup),
-        if args.anonymous_catalog { "anonymous (gateway cache)" } else { "with the customer's token (no gateway cache)" }
     );
     let mut runs = Vec::new();
     match &args.url {
@@ -140,10 +134,10 @@ async fn run(args: &Args, base: &str, mode: &str, clients: usize, shop: Option<&
     };
 
     eprintln!("shop_mix: {mode}, {clients} clients: warming up for {}", humantime::format_duration(args.warmup));
-    let (customers, _) = load::run(base, customers, catalog.clone(), args.warmup, args.anonymous_catalog).await;
+    let (customers, _) = load::run(base, customers, catalog.clone(), args.warmup).await;
     eprintln!("shop_mix: {mode}, {clients} clients: measuring for {}", humantime::format_duration(args.duration));
     let cpu = cpu::Reading::now();
-    let (_, stats) = load::run(base, customers, catalog, args.duration, args.anonymous_catalog).await;
+    let (_, stats) = load::run(base, customers, catalog, args.duration).await;
     let (driver_cores, machine_cores) = cpu.cores_since();
 
     let mut run = report::Run { mode: mode.to_string(), clients, stats, violations: None, driver_cores, machine_cores };

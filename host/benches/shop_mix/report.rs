@@ -29,33 +29,36 @@ pub fn run_table(run: &Run) -> String {
     let stats = &run.stats;
     let secs = stats.elapsed.as_secs_f64();
     let mut out = String::new();
-    writeln!(out, "| kind | count | share | req/s | p50 ms | p99 ms | errors |").unwrap();
-    writeln!(out, "| --- | ---: | ---: | ---: | ---: | ---: | ---: |").unwrap();
+    writeln!(out, "| kind | count | share | req/s | p50 ms | p99 ms | errors | cache hits |").unwrap();
+    writeln!(out, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |").unwrap();
     let total = stats.total().max(1);
+    let hits = |hits: u64, count: u64| format!("{:.0}%", 100.0 * hits as f64 / count.max(1) as f64);
     for kind in Kind::ALL {
         let h = &stats.latency[kind.index()];
         writeln!(
             out,
-            "| {} | {} | {:.1}% | {:.0} | {} | {} | {} |",
+            "| {} | {} | {:.1}% | {:.0} | {} | {} | {} | {} |",
             kind.name(),
             h.len(),
             100.0 * h.len() as f64 / total as f64,
             h.len() as f64 / secs,
             ms(h, 0.50),
             ms(h, 0.99),
-            stats.errors[kind.index()]
+            stats.errors[kind.index()],
+            hits(stats.cache_hits[kind.index()], h.len())
         )
         .unwrap();
     }
     let all = stats.all();
     writeln!(
         out,
-        "| **all** | {} | 100% | **{:.0}** | {} | **{}** | **{}** |",
+        "| **all** | {} | 100% | **{:.0}** | {} | **{}** | **{}** | {} |",
         all.len(),
         all.len() as f64 / secs,
         ms(&all, 0.50),
         ms(&all, 0.99),
-        stats.total_errors()
+        stats.total_errors(),
+        hits(stats.cache_hits.iter().sum(), all.len())
     )
     .unwrap();
     out
