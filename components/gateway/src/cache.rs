@@ -20,8 +20,6 @@
 //! - Validators: every stored response gets a strong ETag, a hash of its
 //!   body, and `If-None-Match` is answered with 304.
 //! - `Cache-Status` (RFC 9211) tells the client what the cache did.
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -192,14 +190,41 @@ pub fn forwarded_status(reason: &str, stored: Result<u64, &str>) -> String {
     }
 }
 
-/// A response kept in the store.
+/// What is kept of a response besides its body.
 #[derive(Serialize, Deserialize)]
-struct Entry {
+struct Meta {
     stored_at_secs: u64,
     expires_at_secs: u64,
     status: u16,
     headers: Vec<(String, String)>,
-    body_base64: String,
+}
+
+/// A stored response: its [`Meta`] as JSON, length-prefixed, then the body
+/// as it is, so a hit copies the body out instead of decoding it (base64 in
+/// JSON cost a catalog page more than the rest of the lookup).
+struct Entry {
+    meta: Meta,
+    body: Vec<u8>,
+}
+
+impl Entry {
+    fn encode(&self) -> Vec<u8> {
+        let meta = serde_json::to_vec(&self.meta).expect("the metadata serializes");
+        let mut bytes = Vec::with_capacity(4 + meta.len() + self.body.len());
+        bytes.extend_from_slice(&u32::try_from(meta.len()).expect("metadata under 4 GiB").to_be_bytes());
+        bytes.extend_from_slice(&meta);
+        bytes.extend_from_slice(&self.body);
+        bytes
+    }
+
+    /// `None` for anything this version did not write (an older format, a
+    /// torn value): the lookup then counts it a miss and stores anew.
+    fn decode(mut bytes: Vec<u8>) -> Option<Self> {
+        let len = usize::try_from(u32::from_be_bytes(bytes.get(..4)?.try_into().ok()?)).ok()?;
+        let meta: Meta = serde_json::from_slice(bytes.get(4..4usize.checked_add(len)?)?).ok()?;
+        let body = bytes.split_off(4 + len);
+        Some(Self { meta, body })
+    }
 }
 
 /// What a lookup found.
@@ -236,35 +261,31 @@ impl Cache {
         let Some(entry) = self.store.get(&key.entry_key(self.generation, &vary, headers))? else {
             return Ok(Lookup::Miss("vary-miss"));
         };
-        let Some((entry, body)) = serde_json::from_slice::<Entry>(&entry)
-            .ok()
-            .and_then(|entry| BASE64.decode(&entry.body_base64).ok().map(|body| (entry, body)))
-        else {
+        let Some(Entry { meta, body }) = Entry::decode(entry) else {
             return Ok(Lookup::Miss("uri-miss"));
         };
-        if now_secs >= entry.expires_at_secs {
+        if now_secs >= meta.expires_at_secs {
             return Ok(Lookup::Miss("stale"));
         }
-        let mut reply = Reply { status: entry.status, headers: entry.headers, body };
+        let mut reply = Reply { status: meta.status, headers: meta.headers, body };
         if authorized && !CacheControl::parse(&reply.joined_header("cache-control").unwrap_or_default()).shared_despite_authorization() {
             return Ok(Lookup::Miss("miss"));
         }
-        reply.set_header("age", now_secs.saturating_sub(entry.stored_at_secs).to_string());
-        reply.set_header("cache-status", format!("{CACHE_NAME}; hit; ttl={}", entry.expires_at_secs - now_secs));
+        reply.set_header("age", now_secs.saturating_sub(meta.stored_at_secs).to_string());
+        reply.set_header("cache-status", format!("{CACHE_NAME}; hit; ttl={}", meta.expires_at_secs - now_secs));
         Ok(Lookup::Hit(reply))
     }
 
     /// Keeps `reply` for `ttl_secs` under this cache's generation.
     pub fn store(&self, key: &RequestKey<'_>, headers: &Headers, reply: &Reply, ttl_secs: u64, now_secs: u64) -> Result<(), KvError> {
         let vary = vary_names(reply.joined_header("vary").as_deref()).unwrap_or_default();
-        let entry = Entry {
+        let meta = Meta {
             stored_at_secs: now_secs,
             expires_at_secs: now_secs.saturating_add(ttl_secs),
             status: reply.status,
             headers: reply.headers.iter().filter(|(name, _)| !PER_EXCHANGE.contains(&name.as_str())).cloned().collect(),
-            body_base64: BASE64.encode(&reply.body),
         };
-        let entry = serde_json::to_vec(&entry).expect("an entry serializes");
+        let entry = Entry { meta, body: reply.body.clone() }.encode();
         self.store.set(&key.entry_key(self.generation, &vary, headers), &entry)?;
         self.store.set(&key.vary_key(self.generation), &serde_json::to_vec(&vary).expect("names serialize"))
     }
@@ -398,6 +419,21 @@ mod tests {
         assert_eq!(RequestMode::of(&headers(&[("cache-control", "max-age=0")])), RequestMode::Refresh);
         assert_eq!(RequestMode::of(&headers(&[("pragma", "no-cache")])), RequestMode::Refresh);
         assert_eq!(RequestMode::of(&headers(&[("pragma", "no-cache"), ("cache-control", "max-age=5")])), RequestMode::Normal);
+    }
+
+    #[test]
+    fn entries_keep_the_body_byte_for_byte_and_refuse_what_they_did_not_write() {
+        let body = b"\x00{\"items\":[]}\xff".to_vec();
+        let meta = Meta { stored_at_secs: 10, expires_at_secs: 70, status: 200, headers: vec![("etag".into(), "\"a\"".into())] };
+        let bytes = Entry { meta, body: body.clone() }.encode();
+        let back = Entry::decode(bytes.clone()).expect("decodes");
+        assert_eq!((back.meta.stored_at_secs, back.meta.expires_at_secs, back.meta.status), (10, 70, 200));
+        assert_eq!(back.meta.headers, vec![("etag".to_string(), "\"a\"".to_string())]);
+        assert_eq!(back.body, body);
+        // Truncated, too short, or the old JSON-with-base64 entries.
+        assert!(Entry::decode(bytes[..bytes.len() - body.len() - 1].to_vec()).is_none());
+        assert!(Entry::decode(vec![0, 0]).is_none());
+        assert!(Entry::decode(br#"{"stored_at_secs":1,"expires_at_secs":2,"status":200,"headers":[],"body_base64":""}"#.to_vec()).is_none());
     }
 
     #[test]

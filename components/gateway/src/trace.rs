@@ -111,7 +111,8 @@ fn random_bytes<const N: usize>() -> [u8; N] {
 
 /// Lower-case hex, as trace context and ETags spell bytes.
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    bytes.iter().flat_map(|b| [DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 0xf)]]).map(char::from).collect()
 }
 
 #[cfg(test)]
@@ -119,6 +120,12 @@ mod tests {
     use super::*;
 
     const PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn hex_is_two_lower_case_digits_a_byte() {
+        assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff, 0x10]), "000fa5ff10");
+        assert_eq!(hex(&[]), "");
+    }
 
     fn headers(pairs: &[(&str, &str)]) -> Headers {
         Headers::from_pairs(pairs.iter().map(|(n, v)| (n.to_string(), v.to_string())))
