@@ -247,8 +247,9 @@ async fn admins_create_update_and_delete_products(shop: Shop) {
     shop.call(Method::PUT, &path, ADMIN, Some(edited)).await.expect(404);
     let categories = shop.get("/api/products/categories").await.expect(200);
     assert!(!categories.to_string().contains("camping"), "{categories}");
-    let check = shop.post("/internal/inventory/check", json!({"items": [{"sku": "CAMP-0001", "quantity": 1}]})).await;
-    assert_eq!(check.expect(200)["short"][0]["in_stock"], 0, "its stock went with it");
+    let check = shop.post("/internal/inventory/check", json!({"items": [{"sku": "CAMP-0001", "quantity": 1}]})).await.expect(200);
+    assert_eq!(check["short"][0]["in_stock"], 0, "its stock went with it");
+    assert_eq!(check["products"], json!([]), "and it is no longer sold");
 }
 
 async fn catalog_writes_need_an_admin(shop: Shop) {
@@ -330,17 +331,26 @@ async fn inventory_check_reports_what_is_short(shop: Shop) {
         {"sku": "ELEC-1001", "quantity": 44}
     ]});
     let reply = shop.post("/internal/inventory/check", items).await.expect(200);
+    // The products it sells come priced as the catalog lists them now, so a
+    // checkout quotes and checks in one call.
+    let priced = |listed: &Value| json!({"sku": listed["sku"], "name": listed["name"], "price_cents": listed["price_cents"]});
+    let elec_1001 = shop.get("/api/products/prd_elec-1001").await.expect(200);
+    let elec_1010 = shop.get("/api/products/prd_elec-1010").await.expect(200);
+    let book_2001 = shop.get("/api/products/prd_book-2001").await.expect(200);
     assert_eq!(
         reply,
         json!({"available": false, "short": [
             {"sku": "ELEC-1001", "requested": 46, "in_stock": 45},
             {"sku": "ELEC-1010", "requested": 1, "in_stock": 0},
             {"sku": "NOPE-1", "requested": 1, "in_stock": 0}
-        ]})
+        ], "products": [priced(&elec_1001), priced(&elec_1010)]})
     );
     let enough = json!({"items": [{"sku": "ELEC-1001", "quantity": 45}, {"sku": "BOOK-2001", "quantity": 1}]});
     let reply = shop.post("/internal/inventory/check", enough).await.expect(200);
-    assert_eq!(reply, json!({"available": true, "short": []}));
+    assert_eq!(
+        reply,
+        json!({"available": true, "short": [], "products": [priced(&book_2001), priced(&elec_1001)]})
+    );
     assert_eq!(shop.stock("prd_elec-1001").await, 45, "a check takes nothing");
 }
 

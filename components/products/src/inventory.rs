@@ -66,23 +66,50 @@ pub struct Reservation {
     pub short: Vec<Shortage>,
 }
 
-/// The lines that cannot be had now (nothing is taken).
-pub fn check(db: &Db, lines: &[StockLine]) -> Result<Vec<Shortage>, DbError> {
+/// A product as a checkout prices it: its name and price now.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Priced {
+    pub sku: String,
+    pub name: String,
+    pub price_cents: i64,
+}
+
+/// What a check found: those of the asked SKUs the catalog sells, at their
+/// name and price now (in the lines' order), and the lines that cannot be
+/// had now. A checkout prices its order and checks its stock with one call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Check {
+    pub products: Vec<Priced>,
+    pub short: Vec<Shortage>,
+}
+
+/// Prices the lines and finds which cannot be had now (nothing is taken).
+/// A SKU the catalog does not sell has nothing in stock.
+pub fn check(db: &Db, lines: &[StockLine]) -> Result<Check, DbError> {
     let placeholders: Vec<String> = (1..=lines.len()).map(|i| format!("${i}")).collect();
     let params: Vec<Param> = lines.iter().map(|line| (&line.sku).into()).collect();
-    let rows =
-        db.query(&format!("SELECT sku, quantity FROM stock WHERE sku IN ({})", placeholders.join(", ")), &params)?;
-    let mut short = Vec::new();
+    let rows = db.query(
+        &format!(
+            "SELECT p.sku, p.name, p.price_cents, COALESCE(s.quantity, 0) AS quantity \
+             FROM products p LEFT JOIN stock s ON s.sku = p.sku WHERE p.sku IN ({})",
+            placeholders.join(", ")
+        ),
+        &params,
+    )?;
+    let mut check = Check { products: Vec::new(), short: Vec::new() };
     for line in lines {
         let in_stock = match rows.iter().find(|row| row.text("sku").is_ok_and(|sku| sku == line.sku)) {
-            Some(row) => row.int("quantity")?,
+            Some(row) => {
+                check.products.push(Priced { sku: line.sku.clone(), name: row.text("name")?, price_cents: row.int("price_cents")? });
+                row.int("quantity")?
+            }
             None => 0,
         };
         if in_stock < line.quantity {
-            short.push(Shortage { sku: line.sku.clone(), requested: line.quantity, in_stock });
+            check.short.push(Shortage { sku: line.sku.clone(), requested: line.quantity, in_stock });
         }
     }
-    Ok(short)
+    Ok(check)
 }
 
 /// Reserves every line for `order_id`, or nothing if any is short.

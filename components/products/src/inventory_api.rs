@@ -8,12 +8,14 @@ use crate::inventory;
 use crate::stock_request;
 use crate::validation::object_body;
 
-/// `POST /internal/inventory/check` → `{available, short}`.
+/// `POST /internal/inventory/check` → `{available, short, products}`: the
+/// lines that cannot be had now, and the name and price now of each asked
+/// SKU the catalog sells (a checkout's quote).
 pub fn check(req: &Request) -> Result<Response, ApiError> {
     let lines = stock_request::check_body(&object_body(req)?)?;
     let db = database::open()?;
-    let short = inventory::check(&db, &lines)?;
-    Ok(api::json(200, &json!({ "available": short.is_empty(), "short": short })))
+    let check = inventory::check(&db, &lines)?;
+    Ok(api::json(200, &json!({ "available": check.short.is_empty(), "short": check.short, "products": check.products })))
 }
 
 /// `POST /internal/inventory/reserve` → 200 `{order_id, reserved: true,

@@ -6,8 +6,10 @@
 //! 2. With an `Idempotency-Key` the user used before, the order placed then
 //!    is the answer (its saga resumed if its run died): a retried checkout
 //!    never places a second order.
-//! 3. The cart is priced from the catalog as it is now, and the order is
-//!    placed PENDING, with `OrderCreated`, in one transaction.
+//! 3. The cart is priced from the catalog as it is now and its stock
+//!    checked, in one call to products; the order is placed PENDING, with
+//!    `OrderCreated` and that stock check as its saga's first fact, in one
+//!    transaction.
 //! 4. Its saga runs; the answer is the order: 201 CONFIRMED, 402 CANCELLED
 //!    (payment declined), 409 CANCELLED (out of stock), or 202 PENDING if a
 //!    service did not answer in time (the saga is resumed later; `GET
@@ -20,11 +22,13 @@ use spin_sdk::http::{Request, Response};
 use crate::cart::Cart;
 use crate::cart::store::CartStore;
 use crate::clients::payments::ChargeRequest;
-use crate::clients::{Upstream, products};
+use crate::clients::products::{self, Quote, Stock};
+use crate::clients::Upstream;
 use crate::clock::now_ms;
 use crate::orders::model::{CURRENCY, CancelReason, Status, total_cents};
 use crate::orders::store::{self, NewOrder};
 use crate::saga::runner::{self, LEASE_MS};
+use crate::saga::{Fact, journal};
 use crate::{caller, ids, outbox, schema};
 
 mod request;
@@ -54,7 +58,7 @@ pub async fn checkout(req: &Request) -> Result<Response, ApiError> {
     if cart.is_empty() {
         return Err(ApiError::new(400, "cart_empty", "the cart is empty: add items before checking out"));
     }
-    let lines = price(&upstream, &cart).await?;
+    let (lines, stock) = quote(&upstream, &cart).await?;
     let total_cents = total_cents(&lines).ok_or_else(|| ApiError::bad_request("the order total is too large"))?;
     let order_id = ids::order_id();
     let charge =
@@ -69,7 +73,11 @@ pub async fn checkout(req: &Request) -> Result<Response, ApiError> {
         idempotency_key: request.idempotency_key,
     };
     let now = now_ms();
-    match store::insert(&db, &order, now, now + LEASE_MS) {
+    let placed = db.transaction(|db| {
+        store::place(db, &order, now, now + LEASE_MS)?;
+        journal::learned_before_placing(db, &order.id, &Fact::Stock(stock), now)
+    });
+    match placed {
         Ok(()) => {}
         // A concurrent checkout with the same key placed its order first.
         Err(DbError::Duplicate(_)) if order.idempotency_key.is_some() => {
@@ -95,11 +103,12 @@ async fn replay(db: &Db, upstream: &Upstream, order_id: &str) -> Result<Response
     respond(db, order_id)
 }
 
-/// Each cart line at the catalog's current name and price. A product that
-/// is no longer sold stops the checkout (409) before any order exists.
-async fn price(upstream: &Upstream, cart: &Cart) -> Result<Vec<OrderLine>, ApiError> {
-    let skus: Vec<&str> = cart.items.iter().map(|item| item.sku.as_str()).collect();
-    let mut catalog = products::by_sku(upstream, &skus).await?;
+/// Each cart line at the catalog's current name and price, and whether
+/// they are in stock now. A product that is no longer sold stops the
+/// checkout (409) before any order exists.
+async fn quote(upstream: &Upstream, cart: &Cart) -> Result<(Vec<OrderLine>, Stock), ApiError> {
+    let items: Vec<(&str, u32)> = cart.items.iter().map(|item| (item.sku.as_str(), item.quantity)).collect();
+    let Quote { products: mut catalog, stock } = products::quote(upstream, &items).await?;
     let mut lines = Vec::with_capacity(cart.items.len());
     let mut gone = Vec::new();
     for item in &cart.items {
@@ -120,7 +129,7 @@ async fn price(upstream: &Upstream, cart: &Cart) -> Result<Vec<OrderLine>, ApiEr
             format!("no longer sold: {}; remove them from the cart", gone.join(", ")),
         ));
     }
-    Ok(lines)
+    Ok((lines, stock))
 }
 
 /// The order, with the status that says how its checkout ended.

@@ -1,6 +1,7 @@
 //! The products service: the catalog (a product's current name and price)
-//! and its inventory endpoints, which the saga uses to check, reserve,
-//! commit and release stock per order (each idempotent per order id).
+//! and its inventory endpoints, which a checkout uses to price its cart and
+//! check its stock, and the saga to check, reserve, commit and release stock
+//! per order (each idempotent per order id).
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
@@ -91,10 +92,39 @@ pub async fn by_sku(up: &Upstream, skus: &[&str]) -> Result<HashMap<String, Prod
 
 /// Whether the lines are in stock now (nothing is held).
 pub async fn check(up: &Upstream, lines: &[OrderLine]) -> Result<Stock, Unavailable> {
-    let body = to_body(&json!({ "items": items(lines) }));
-    let reply = up.post(&format!("{BASE}/internal/inventory/check"), body, &[]).await?;
+    stock(&inventory_check(up, items(lines)).await?, "available", "checking stock")
+}
+
+/// A checkout's quote: which of the cart's SKUs the catalog sells, at their
+/// name and price now, and whether the cart's quantities are in stock now.
+pub struct Quote {
+    pub products: HashMap<String, Product>,
+    pub stock: Stock,
+}
+
+/// Prices `(sku, quantity)` and checks their stock in one call to products
+/// (its inventory check answers both). A products that answers the check
+/// without prices (a build from before they were added, during a rolling
+/// upgrade) is asked for them with the catalog listing, as before.
+pub async fn quote(up: &Upstream, cart: &[(&str, u32)]) -> Result<Quote, Unavailable> {
+    let body = inventory_check(up, cart.iter().map(|&(sku, quantity)| Item { sku, quantity }).collect()).await?;
+    let stock = stock(&body, "available", "checking stock")?;
+    let products = match body.get("products") {
+        Some(products) => serde_json::from_value::<Vec<Product>>(products.clone())
+            .map_err(|e| Unavailable(format!("checking stock: unreadable prices: {e}")))?
+            .into_iter()
+            .map(|product| (product.sku.clone(), product))
+            .collect(),
+        None => by_sku(up, &cart.iter().map(|&(sku, _)| sku).collect::<Vec<_>>()).await?,
+    };
+    Ok(Quote { products, stock })
+}
+
+/// `POST /internal/inventory/check`: its answer.
+async fn inventory_check(up: &Upstream, items: Vec<Item<'_>>) -> Result<serde_json::Value, Unavailable> {
+    let reply = up.post(&format!("{BASE}/internal/inventory/check"), to_body(&json!({ "items": items })), &[]).await?;
     match reply.status {
-        200 => stock(&reply.body, "available", "checking stock"),
+        200 => Ok(reply.body),
         _ => Err(reply.unexpected("checking stock")),
     }
 }

@@ -21,33 +21,33 @@ pub struct NewOrder {
     pub charge_request: String,
 }
 
-/// Stores `order` as PENDING, with its lines and `OrderCreated`, leased to
-/// the caller (who runs its saga) until `lease_until_ms`. A duplicate
-/// idempotency key fails with [`DbError::Duplicate`].
-pub fn insert(db: &Db, order: &NewOrder, now: i64, lease_until_ms: i64) -> Result<(), DbError> {
-    db.transaction(|db| {
-        db.execute(
-            "INSERT INTO orders (id, user_id, status, currency, total_cents, address_id, idempotency_key, \
-             charge_request, lease_until_ms, created_at_ms, updated_at_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
-            &[
-                (&order.id).into(),
-                (&order.user_id).into(),
-                Status::Pending.as_str().into(),
-                CURRENCY.into(),
-                order.total_cents.into(),
-                order.address_id.as_deref().into(),
-                order.idempotency_key.as_deref().into(),
-                (&order.charge_request).into(),
-                lease_until_ms.into(),
-                now.into(),
-            ],
-        )?;
-        insert_lines(db, &order.id, &order.lines)?;
-        add_history(db, &order.id, Status::Pending, now, "order placed")?;
-        let created = OrderEvent::OrderCreated { lines: order.lines.clone(), total_cents: order.total_cents };
-        outbox::enqueue(db, &event(&order.id, &order.user_id, now, created))
-    })
+/// Writes `order` as PENDING, with its lines and `OrderCreated`, leased to
+/// the caller (who runs its saga) until `lease_until_ms`: the statements
+/// only, for the caller's transaction (which also journals what the
+/// checkout learned before placing it). A duplicate idempotency key fails
+/// with [`DbError::Duplicate`].
+pub fn place(db: &Db, order: &NewOrder, now: i64, lease_until_ms: i64) -> Result<(), DbError> {
+    db.execute(
+        "INSERT INTO orders (id, user_id, status, currency, total_cents, address_id, idempotency_key, \
+         charge_request, lease_until_ms, created_at_ms, updated_at_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+        &[
+            (&order.id).into(),
+            (&order.user_id).into(),
+            Status::Pending.as_str().into(),
+            CURRENCY.into(),
+            order.total_cents.into(),
+            order.address_id.as_deref().into(),
+            order.idempotency_key.as_deref().into(),
+            (&order.charge_request).into(),
+            lease_until_ms.into(),
+            now.into(),
+        ],
+    )?;
+    insert_lines(db, &order.id, &order.lines)?;
+    add_history(db, &order.id, Status::Pending, now, "order placed")?;
+    let created = OrderEvent::OrderCreated { lines: order.lines.clone(), total_cents: order.total_cents };
+    outbox::enqueue(db, &event(&order.id, &order.user_id, now, created))
 }
 
 /// The order's lines, numbered from 1, in one statement (one round trip to

@@ -100,16 +100,17 @@ pub fn learn(db: &Db, order_id: &str, fact: &Fact, now: i64, lease_until_ms: i64
     }
 }
 
+/// Journals what the checkout learned before it placed the order (its
+/// stock check, made with the pricing), in the transaction that places it:
+/// the lease is the placement's, so this is the fact's row alone.
+pub fn learned_before_placing(db: &Db, order_id: &str, fact: &Fact, now: i64) -> Result<(), DbError> {
+    insert_fact(db, order_id, fact, now)
+}
+
 /// The writes of [`learn`].
 fn record(db: &Db, order_id: &str, fact: &Fact, now: i64, lease_until_ms: i64) -> Result<(), DbError> {
-    let (outcome, detail) = fact.outcome();
     extend_lease(db, order_id, lease_until_ms)?;
-    db.execute(
-        "INSERT INTO saga_steps (order_id, step, outcome, detail, attempts, at_ms) VALUES ($1, $2, $3, $4, 1, $5) \
-         ON CONFLICT (order_id, step) DO UPDATE SET outcome = excluded.outcome, detail = excluded.detail, \
-         attempts = saga_steps.attempts + 1, at_ms = excluded.at_ms WHERE saga_steps.outcome = $6",
-        &[order_id.into(), fact.step().as_str().into(), outcome.into(), detail.into(), now.into(), UNKNOWN.into()],
-    )?;
+    insert_fact(db, order_id, fact, now)?;
     match fact {
         Fact::Payment(Charge::Captured { payment_id }) => db.execute(
             "UPDATE orders SET payment_id = $2, charge_request = NULL, updated_at_ms = $3 WHERE id = $1",
@@ -120,6 +121,19 @@ fn record(db: &Db, order_id: &str, fact: &Fact, now: i64, lease_until_ms: i64) -
         }
         _ => 0,
     };
+    Ok(())
+}
+
+/// The fact's row, unless the step already has a fact: only an attempt
+/// that learned nothing (`unknown`) is overwritten.
+fn insert_fact(db: &Db, order_id: &str, fact: &Fact, now: i64) -> Result<(), DbError> {
+    let (outcome, detail) = fact.outcome();
+    db.execute(
+        "INSERT INTO saga_steps (order_id, step, outcome, detail, attempts, at_ms) VALUES ($1, $2, $3, $4, 1, $5) \
+         ON CONFLICT (order_id, step) DO UPDATE SET outcome = excluded.outcome, detail = excluded.detail, \
+         attempts = saga_steps.attempts + 1, at_ms = excluded.at_ms WHERE saga_steps.outcome = $6",
+        &[order_id.into(), fact.step().as_str().into(), outcome.into(), detail.into(), now.into(), UNKNOWN.into()],
+    )?;
     Ok(())
 }
 

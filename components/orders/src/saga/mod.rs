@@ -14,6 +14,10 @@
 //! CONFIRMED
 //! ```
 //!
+//! The stock check is made by the checkout itself, with its pricing (one
+//! call to products), and journaled with the order it places; a saga whose
+//! journal lacks it (an order placed by an older build) makes it as a step.
+//!
 //! What each step learned is a [`Fact`], written to the saga's journal
 //! (`saga_steps`) as soon as it is known. Where a saga stands is nothing but
 //! its facts ([`Progress`]), and what to do next is a pure function of them
