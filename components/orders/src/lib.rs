@@ -15,7 +15,7 @@
 //!   did not commit.
 //!
 //! Callers are identified by `x-user-id`, set by the gateway ([`caller`]).
-use spin_sdk::http::{Request, Response};
+use spin_sdk::http::{OutgoingResponse, Request, Response, ResponseOutparam};
 use spin_sdk::http_component;
 
 mod caller;
@@ -32,7 +32,25 @@ mod saga;
 mod schema;
 mod validation;
 
+/// Answers, then relays the outbox if the request changed an order (see
+/// [`outbox`]): the response is complete, body and all, before the relay
+/// starts, so the caller does not wait on the bus.
 #[http_component]
-async fn handle(req: Request) -> Response {
-    routes::handle(req).await
+async fn handle(req: Request, out: ResponseOutparam) {
+    send(out, routes::handle(req).await).await;
+    outbox::relay_if_due();
+}
+
+/// Sends `response` and finishes its body.
+async fn send(out: ResponseOutparam, mut response: Response) {
+    let body = std::mem::take(response.body_mut());
+    match OutgoingResponse::try_from(response) {
+        // The body's sink is dropped, so finished, when this returns.
+        Ok(head) => {
+            if let Err(e) = out.set_with_body(head, body).await {
+                eprintln!("orders: sending the response failed: {e}");
+            }
+        }
+        Err(e) => eprintln!("orders: the response cannot be sent: {e}"),
+    }
 }

@@ -10,6 +10,14 @@
 //! `POST /internal/outbox/relay`. Delivery is therefore at least once (a
 //! crash between publish and mark sends a row again): consumers deduplicate
 //! on `event_id`.
+//!
+//! The relay after a state change runs once the response has been sent
+//! ([`relay_after_change`] only marks it due, [`relay_if_due`] runs it):
+//! the caller's answer does not wait on the bus, and the events were
+//! committed before the answer either way. An instance stopped before it
+//! relays leaves the rows pending for the next relay, as a failure does.
+use std::cell::Cell;
+
 use serde::Serialize;
 use shop_shared::db::{Bindings, Db, DbError};
 use shop_shared::events::{Envelope, ORDERS_CHANNEL, OrderEvent};
@@ -189,9 +197,34 @@ fn pending(db: &Db) -> Result<i64, DbError> {
     rows.first().map_or(Ok(0), |row| row.int("n"))
 }
 
-/// Relays after a state change: the change has committed whatever happens
-/// here, so a failure is only logged (the rows stay pending).
-pub fn relay_after_change(db: &Db) {
+thread_local! {
+    /// Whether this request changed an order; an instance serves one
+    /// request, so the flag is that request's.
+    static DUE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks a relay due after a state change; the request's handler runs it
+/// with [`relay_if_due`] once its response has been sent. Several changes in
+/// one request (a resume finishing many sagas) make one relay.
+pub fn relay_after_change() {
+    DUE.with(|due| due.set(true));
+}
+
+/// Runs the relay [`relay_after_change`] marked due, if any, on a connection
+/// of its own (the request's is gone with its handler): the change has
+/// committed whatever happens here, so a failure is only logged (the rows
+/// stay pending).
+pub fn relay_if_due() {
+    if !DUE.with(|due| due.replace(false)) {
+        return;
+    }
+    match Db::from_variable() {
+        Ok(db) => relay_now(&db),
+        Err(e) => eprintln!("orders: outbox relay could not open the database: {e}"),
+    }
+}
+
+fn relay_now(db: &Db) {
     match publish_rounds(db) {
         Ok(Relayed { error: Some(error), .. }) => {
             let pending = pending(db).map_or_else(|e| format!("an unknown number of ({e})"), |n| n.to_string());

@@ -91,7 +91,7 @@ pub async fn checkout(req: &Request) -> Result<Response, ApiError> {
     // `OrderCreated` goes out with the saga's outcome, in one relay (the run
     // relays when it confirms or cancels); a saga left PENDING relays it here.
     if runner::run(&db, &upstream, &order_id).await? == Status::Pending {
-        outbox::relay_after_change(&db);
+        outbox::relay_after_change();
     }
     respond(&db, &order_id)
 }

@@ -65,11 +65,11 @@ pub async fn run(db: &Db, upstream: &Upstream, order_id: &str) -> Result<Status,
                 if store::confirm(db, order_id, &payment_id, now_ms())? {
                     take_out_of_cart(&saga);
                 }
-                outbox::relay_after_change(db);
+                outbox::relay_after_change();
             }
             Next::Cancel(cancellation) => {
                 store::cancel(db, order_id, cancellation.reason, cancellation.refunded, &cancellation.note, now_ms())?;
-                outbox::relay_after_change(db);
+                outbox::relay_after_change();
             }
         }
     }
