@@ -54,6 +54,7 @@ in_both_modes!(
     inventory_check_reports_what_is_short,
     a_reservation_is_all_or_nothing_and_answers_retries_as_first,
     commit_and_release_are_idempotent_and_final,
+    a_sale_reserves_and_commits_in_one_call_and_answers_retries_as_first,
     concurrent_reservations_of_the_last_unit_let_exactly_one_win,
     concurrent_retries_of_one_order_reserve_once,
     the_catalog_and_reservations_survive_a_restart,
@@ -433,6 +434,47 @@ async fn commit_and_release_are_idempotent_and_final(shop: Shop) {
     assert_eq!(shop.post("/internal/inventory/commit", order("never")).await.expect(404)["error"]["code"], "not_found");
 }
 
+async fn a_sale_reserves_and_commits_in_one_call_and_answers_retries_as_first(shop: Shop) {
+    let id = shop.create_product("SELL-1", 10).await;
+    let line = |quantity: i64| json!([{"sku": "SELL-1", "quantity": quantity}]);
+    let order = |id: &str| json!({"order_id": id});
+
+    // Sold at once: the units are gone for good, however often asked.
+    let sold = shop.sell("paid", line(4)).await.expect(200);
+    assert_eq!(sold, json!({"order_id": "paid", "reserved": true, "status": "committed", "short": []}));
+    assert_eq!(shop.sell("paid", line(4)).await.expect(200), sold);
+    assert_eq!(shop.stock(&id).await, 6);
+    let release = shop.post("/internal/inventory/release", order("paid")).await.expect(409);
+    assert_eq!(release["error"]["code"], "conflict");
+    assert_eq!(shop.post("/internal/inventory/commit", order("paid")).await.expect(200)["status"], "committed");
+    assert_eq!(shop.stock(&id).await, 6);
+    // The same order id for other items is a client bug, not a retry.
+    assert_eq!(shop.sell("paid", line(1)).await.expect(422)["error"]["code"], "order_id_reused");
+
+    // Short: nothing taken, and the first answer stands once restocked.
+    let refused = shop.sell("too-many", line(7)).await.expect(409);
+    assert_eq!((&refused["reserved"], &refused["status"]), (&json!(false), &json!("rejected")));
+    assert_eq!(refused["short"], json!([{"sku": "SELL-1", "requested": 7, "in_stock": 6}]));
+    assert_eq!(refused["error"]["code"], "insufficient_stock");
+    shop.set_stock(&id, 20).await;
+    assert_eq!(shop.sell("too-many", line(7)).await.expect(409), refused);
+    assert_eq!(shop.stock(&id).await, 20);
+
+    // A reservation held (by a saga from before sales were one call) is
+    // committed by a sale, without taking its units twice.
+    shop.reserve("held", line(5)).await.expect(200);
+    assert_eq!(shop.stock(&id).await, 15);
+    assert_eq!(shop.sell("held", line(5)).await.expect(200)["status"], "committed");
+    assert_eq!(shop.post("/internal/inventory/release", order("held")).await.status, 409);
+    assert_eq!(shop.stock(&id).await, 15);
+
+    // Released before it sold (a saga that gave up): a late sale takes nothing.
+    shop.post("/internal/inventory/release", order("abandoned")).await.expect(200);
+    let late = shop.sell("abandoned", line(1)).await.expect(409);
+    assert_eq!((&late["error"]["code"], &late["short"]), (&json!("reservation_released"), &json!([])));
+    assert_eq!(shop.stock(&id).await, 15);
+}
+
 async fn concurrent_reservations_of_the_last_unit_let_exactly_one_win(shop: Shop) {
     let id = shop.create_product("LAST-1", 1).await;
     let orders: Vec<String> = (0..10).map(|i| format!("race-{i}")).collect();
@@ -545,6 +587,10 @@ impl Shop {
 
     async fn reserve(&self, order_id: &str, items: Value) -> Reply {
         self.post("/internal/inventory/reserve", json!({"order_id": order_id, "items": items})).await
+    }
+
+    async fn sell(&self, order_id: &str, items: Value) -> Reply {
+        self.post("/internal/inventory/sell", json!({"order_id": order_id, "items": items})).await
     }
 
     /// Runs `statements` on the service's database, behind its back.

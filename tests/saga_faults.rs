@@ -43,21 +43,17 @@ enum When {
 /// for the step's path trap.
 struct Fault {
     service: &'static str,
-    /// The path that traps; `None` for the app's default (reserve for
+    /// The path that traps; `None` for the app's default (sell for
     /// products, charges for payments).
     path: Option<&'static str>,
     times: i64,
     when: When,
 }
 
-/// Products traps on `POST /internal/inventory/reserve`.
-fn reserve_traps(times: i64, when: When) -> Fault {
+/// Products traps on `POST /internal/inventory/sell` (the saga's reserve
+/// and commit, in one call).
+fn sell_traps(times: i64, when: When) -> Fault {
     Fault { service: "products", path: None, times, when }
-}
-
-/// Products traps on `POST /internal/inventory/commit`.
-fn commit_traps(times: i64, when: When) -> Fault {
-    Fault { service: "products", path: Some("/internal/inventory/commit"), times, when }
 }
 
 /// Payments traps on `POST /api/payments/charges`.
@@ -161,12 +157,17 @@ impl Shop {
     /// Ends the lease of `order_id`'s saga, as if its run had given up long
     /// ago, so the next resume takes it over.
     async fn expire_lease(&self, order_id: &str) {
-        let sql = format!("UPDATE orders SET lease_until_ms = 0 WHERE id = '{order_id}'");
+        self.orders_execute(&format!("UPDATE orders SET lease_until_ms = 0 WHERE id = '{order_id}'")).await;
+    }
+
+    /// Runs one statement on orders' database, behind its back; it must
+    /// change exactly one row.
+    async fn orders_execute(&self, sql: &str) {
         let changes = match &self.postgres {
-            None => self.orders_sql(&sql).await["changes"].as_u64().unwrap(),
-            Some(databases) => databases.orders.admin.execute(&sql, &[]).await.unwrap(),
+            None => self.orders_sql(sql).await["changes"].as_u64().unwrap(),
+            Some(databases) => databases.orders.admin.execute(sql, &[]).await.unwrap(),
         };
-        assert_eq!(changes, 1, "no saga {order_id} to expire");
+        assert_eq!(changes, 1, "{sql} changed {changes} rows, not 1");
     }
 
     /// What orders' journal says of `step`: its outcome and how many
@@ -221,28 +222,29 @@ async fn charged_once(shop: &Shop, order: &Value) {
     assert_eq!(order["payment_id"], payments[0]["payment_id"], "{order}");
 }
 
-// ------------------------------------------------------ products, at reserve
+// --------------------------------------------------------- products, at sale
 
-/// Products traps once at reserve: the run's next try reserves, and the
+/// Products traps once at the sale: the run's next try sells, and the
 /// checkout answers CONFIRMED as if nothing happened.
-async fn products_trapping_once_at_reserve_is_retried_within_the_checkout(mode: Mode) {
-    let shop = Shop::with(reserve_traps(1, When::Before), mode).await;
+async fn products_trapping_once_at_the_sale_is_retried_within_the_checkout(mode: Mode) {
+    let shop = Shop::with(sell_traps(1, When::Before), mode).await;
     let product = shop.product("TRAP-1", 1200, 10).await;
 
     let order = shop.checkout("ann", "TRAP-1", 2).await.expect(201);
     assert_eq!(order["status"], "CONFIRMED", "{order}");
     charged_once(&shop, &order).await;
     assert_eq!(shop.stock(&product).await, 8);
-    assert_eq!(shop.journal(&id(&order), "reserve").await, Some(("available".into(), 2)), "a trap, then a reservation");
+    assert_eq!(shop.journal(&id(&order), "reserve").await, Some(("available".into(), 2)), "a trap, then a sale");
+    assert_eq!(shop.journal(&id(&order), "commit").await, Some(("committed".into(), 1)), "learned with the sale");
     assert_eq!(shop.resume().await, json!([]), "nothing left to resume");
 }
 
 /// Products traps on every try of the run (and once more): the checkout
 /// answers 202 PENDING with the card charged; once the run's lease is over,
-/// a resume reserves (after one more trap) and confirms, without charging
+/// a resume sells (after one more trap) and confirms, without charging
 /// again.
 async fn products_trapping_past_every_retry_is_finished_by_a_resume(mode: Mode) {
-    let shop = Shop::with(reserve_traps(ATTEMPTS + 1, When::Before), mode).await;
+    let shop = Shop::with(sell_traps(ATTEMPTS + 1, When::Before), mode).await;
     let product = shop.product("TRAP-2", 1500, 10).await;
 
     let pending = shop.checkout("ann", "TRAP-2", 3).await.expect(202);
@@ -264,9 +266,9 @@ async fn products_trapping_past_every_retry_is_finished_by_a_resume(mode: Mode) 
 }
 
 /// As above, but the stock was sold out while the order waited: the resume
-/// cannot reserve, so it refunds the charge and cancels.
+/// cannot sell, so it refunds the charge and cancels.
 async fn products_trapping_past_every_retry_is_compensated_if_the_stock_went_meanwhile(mode: Mode) {
-    let shop = Shop::with(reserve_traps(ATTEMPTS + 1, When::Before), mode).await;
+    let shop = Shop::with(sell_traps(ATTEMPTS + 1, When::Before), mode).await;
     let product = shop.product("TRAP-3", 900, 4).await;
 
     let pending = shop.checkout("ann", "TRAP-3", 2).await.expect(202);
@@ -284,21 +286,21 @@ async fn products_trapping_past_every_retry_is_compensated_if_the_stock_went_mea
     assert_eq!(shop.stock(&product).await, 1, "no unit taken or given back");
 }
 
-// ------------------------------------------------------- products, at commit
+// --------------------------------------------------- products, after the sale
 
-/// Products sells the reserved units, then every answer of the run is lost:
-/// the order is PENDING with its units sold. The resume commits again,
-/// learns the sale was made (commit is idempotent per order), and confirms;
-/// it must not take the lost answer for a lost reservation and refund.
-async fn products_trapping_after_every_commit_of_a_run_is_confirmed_by_a_resume_not_refunded(mode: Mode) {
-    let shop = Shop::with(commit_traps(ATTEMPTS, When::After), mode).await;
+/// Products sells the units, then every answer of the run is lost: the
+/// order is PENDING with its units sold. The resume sells again, learns the
+/// sale was made (a sale is idempotent per order), and confirms; it must
+/// not take the lost answer for a shortage and refund.
+async fn products_trapping_after_every_sale_of_a_run_is_confirmed_by_a_resume_not_refunded(mode: Mode) {
+    let shop = Shop::with(sell_traps(ATTEMPTS, When::After), mode).await;
     let product = shop.product("TRAP-6", 700, 6).await;
 
     let pending = shop.checkout("ann", "TRAP-6", 2).await.expect(202);
     let order_id = id(&pending);
     assert_eq!(pending["status"], "PENDING", "{pending}");
     assert_eq!(shop.stock(&product).await, 4, "the first try sold the units");
-    assert_eq!(shop.journal(&order_id, "commit").await, Some(("unknown".into(), ATTEMPTS)));
+    assert_eq!(shop.journal(&order_id, "reserve").await, Some(("unknown".into(), ATTEMPTS)));
 
     shop.expire_lease(&order_id).await;
     assert_eq!(shop.resume().await, json!([{"order_id": order_id, "status": "CONFIRMED"}]));
@@ -306,6 +308,34 @@ async fn products_trapping_after_every_commit_of_a_run_is_confirmed_by_a_resume_
     assert_eq!((order["status"].as_str(), &order["refunded"]), (Some("CONFIRMED"), &json!(false)), "{order}");
     charged_once(&shop, &order).await;
     assert_eq!(shop.stock(&product).await, 4, "sold once");
+    assert_eq!(shop.journal(&order_id, "commit").await, Some(("committed".into(), 1)));
+}
+
+/// A saga journaled by a build from before sales were one call: its
+/// reservation is in the journal, its commit is not. The resume commits
+/// (products answers for the units the order holds) and confirms, taking
+/// nothing twice. (The units are sold here by a sale whose answers were
+/// lost; the journal is then written as the older build wrote it.)
+async fn a_saga_journaled_with_a_reservation_but_no_commit_is_committed_by_a_resume(mode: Mode) {
+    let shop = Shop::with(sell_traps(ATTEMPTS, When::After), mode).await;
+    let product = shop.product("TRAP-7", 800, 5).await;
+
+    let pending = shop.checkout("ann", "TRAP-7", 3).await.expect(202);
+    let order_id = id(&pending);
+    assert_eq!(shop.stock(&product).await, 2);
+    shop.orders_execute(&format!(
+        "UPDATE saga_steps SET outcome = 'available', detail = NULL WHERE order_id = '{order_id}' AND step = 'reserve'"
+    ))
+    .await;
+
+    shop.expire_lease(&order_id).await;
+    assert_eq!(shop.resume().await, json!([{"order_id": order_id, "status": "CONFIRMED"}]));
+    let order = shop.order(&order_id, "ann").await;
+    assert_eq!((order["status"].as_str(), &order["refunded"]), (Some("CONFIRMED"), &json!(false)), "{order}");
+    charged_once(&shop, &order).await;
+    assert_eq!(shop.stock(&product).await, 2, "sold once");
+    assert_eq!(shop.journal(&order_id, "reserve").await, Some(("available".into(), ATTEMPTS)), "not asked again");
+    assert_eq!(shop.journal(&order_id, "commit").await, Some(("committed".into(), 1)), "committed as a step");
 }
 
 // ------------------------------------------------------- payments, at charge
@@ -350,13 +380,13 @@ async fn payments_trapping_after_every_charge_of_a_run_is_finished_by_a_resume_w
 // ------------------------------------------------ each scenario in both modes
 
 #[tokio::test]
-async fn embedded_products_trapping_once_at_reserve_is_retried_within_the_checkout() {
-    products_trapping_once_at_reserve_is_retried_within_the_checkout(Mode::Embedded).await
+async fn embedded_products_trapping_once_at_the_sale_is_retried_within_the_checkout() {
+    products_trapping_once_at_the_sale_is_retried_within_the_checkout(Mode::Embedded).await
 }
 
 #[tokio::test]
-async fn production_products_trapping_once_at_reserve_is_retried_within_the_checkout() {
-    products_trapping_once_at_reserve_is_retried_within_the_checkout(Mode::Production).await
+async fn production_products_trapping_once_at_the_sale_is_retried_within_the_checkout() {
+    products_trapping_once_at_the_sale_is_retried_within_the_checkout(Mode::Production).await
 }
 
 #[tokio::test]
@@ -380,13 +410,23 @@ async fn production_products_trapping_past_every_retry_is_compensated_if_the_sto
 }
 
 #[tokio::test]
-async fn embedded_products_trapping_after_every_commit_of_a_run_is_confirmed_by_a_resume_not_refunded() {
-    products_trapping_after_every_commit_of_a_run_is_confirmed_by_a_resume_not_refunded(Mode::Embedded).await
+async fn embedded_products_trapping_after_every_sale_of_a_run_is_confirmed_by_a_resume_not_refunded() {
+    products_trapping_after_every_sale_of_a_run_is_confirmed_by_a_resume_not_refunded(Mode::Embedded).await
 }
 
 #[tokio::test]
-async fn production_products_trapping_after_every_commit_of_a_run_is_confirmed_by_a_resume_not_refunded() {
-    products_trapping_after_every_commit_of_a_run_is_confirmed_by_a_resume_not_refunded(Mode::Production).await
+async fn production_products_trapping_after_every_sale_of_a_run_is_confirmed_by_a_resume_not_refunded() {
+    products_trapping_after_every_sale_of_a_run_is_confirmed_by_a_resume_not_refunded(Mode::Production).await
+}
+
+#[tokio::test]
+async fn embedded_a_saga_journaled_with_a_reservation_but_no_commit_is_committed_by_a_resume() {
+    a_saga_journaled_with_a_reservation_but_no_commit_is_committed_by_a_resume(Mode::Embedded).await
+}
+
+#[tokio::test]
+async fn production_a_saga_journaled_with_a_reservation_but_no_commit_is_committed_by_a_resume() {
+    a_saga_journaled_with_a_reservation_but_no_commit_is_committed_by_a_resume(Mode::Production).await
 }
 
 #[tokio::test]

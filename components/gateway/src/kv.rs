@@ -7,7 +7,7 @@
 //! with other stores.
 use std::fmt;
 
-use spin_sdk::wit::wasi::keyvalue::{atomics, store};
+use spin_sdk::wit::wasi::keyvalue::{atomics, batch, store};
 
 /// Rate-limit counters and the cached JWKS.
 pub const GATEWAY: &str = "gateway";
@@ -37,6 +37,17 @@ impl Store {
 
     pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
         self.bucket.get(key).map_err(|e| error(self.name, e))
+    }
+
+    /// The values of `keys` (in their order; `None` where there is none),
+    /// read in one call: one round trip to Redis (`MGET`), one read
+    /// transaction of SQLite.
+    pub fn get_many<const N: usize>(&self, keys: [&str; N]) -> Result<[Option<Vec<u8>>; N], KvError> {
+        let found = batch::get_many(&self.bucket, &keys.map(str::to_owned)).map_err(|e| error(self.name, e))?;
+        // A host may leave out the keys it has no value for, or answer them
+        // in another order: each value is looked up by its key.
+        let mut found: Vec<(String, Option<Vec<u8>>)> = found;
+        Ok(keys.map(|key| found.iter().position(|(k, _)| k == key).and_then(|i| found.swap_remove(i).1)))
     }
 
     pub fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {

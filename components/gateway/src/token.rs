@@ -17,6 +17,7 @@ use shop_shared::api::ApiError;
 
 use crate::clock::now_secs;
 use crate::jwks::{self, KeyError};
+use crate::kv::{self, Store};
 use crate::reply::Reply;
 use crate::trace::TraceContext;
 use crate::verified;
@@ -105,16 +106,33 @@ pub async fn authenticate(authorization: Option<&str>, trace: &TraceContext, jwk
         return Err(Rejection::Invalid("the token is not signed with EdDSA"));
     }
     let kid = untrusted.header().key_id.as_deref().ok_or(Rejection::Invalid("the token names no signing key (kid)"))?;
-    let key = jwks::verifying_key(kid, trace, jwks_ttl_secs).await.map_err(|e| match e {
+    // auth's key set and the token the claimed user last verified with, in
+    // one read of the store (one round trip to Redis in production). The
+    // claims are only trusted once the token matches the remembered one or
+    // its signature verifies.
+    let claimed = untrusted.deserialize_claims_unchecked::<AccessClaims>().ok().map(|claims| claims.custom.sub);
+    let store = Store::open(kv::GATEWAY).inspect_err(|e| eprintln!("gateway: {e}")).ok();
+    let remembered_key = claimed.as_deref().map(verified::key);
+    let [key_set, remembered] = match &store {
+        Some(store) => store
+            .get_many([jwks::STORE_KEY, remembered_key.as_deref().unwrap_or(jwks::STORE_KEY)])
+            .unwrap_or_else(|e| {
+                eprintln!("gateway: reading the cached JWKS and verified tokens failed: {e}");
+                [None, None]
+            }),
+        None => [None, None],
+    };
+    let key = jwks::signing_key(kid, key_set.as_deref(), store.as_ref(), trace, jwks_ttl_secs).await.map_err(|e| match e {
         KeyError::Unknown => Rejection::Invalid("the token's signing key is unknown"),
         KeyError::Unavailable(detail) => Rejection::Unverifiable(detail),
     })?;
     let digest = verified::digest(token);
-    if let Ok(claims) = untrusted.deserialize_claims_unchecked::<AccessClaims>()
-        && let Some(identity) = verified::recall(&claims.custom.sub, &digest, kid, now().timestamp(), CLOCK_SKEW_SECS)
+    if let (Some(user_id), Some(stored)) = (&claimed, &remembered)
+        && let Some(identity) = verified::recall(stored, user_id, &digest, kid, now().timestamp(), CLOCK_SKEW_SECS)
     {
         return Ok(identity);
     }
+    let key = key.verifying_key().ok_or(Rejection::Invalid("the token's signing key is unknown"))?;
     let token = Ed25519.validator::<AccessClaims>(&key).validate(&untrusted).map_err(|e| match e {
         ValidationError::MalformedClaims(_) => Rejection::Invalid("the token's claims are malformed"),
         _ => Rejection::Invalid("the token's signature does not verify"),

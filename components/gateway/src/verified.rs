@@ -38,16 +38,16 @@ pub fn digest(token: &str) -> String {
     hex(&Sha256::digest(token.as_bytes()))
 }
 
-fn key(user_id: &str) -> String {
+/// Where the `gateway` store keeps `user_id`'s last verified token.
+pub fn key(user_id: &str) -> String {
     format!("gateway:verified:{user_id}")
 }
 
 /// The identity `token` (whose hash is `digest`) was verified as, if it was
-/// and is still valid at `now_secs` give or take `skew_secs`.
-pub fn recall(user_id: &str, digest: &str, kid: &str, now_secs: i64, skew_secs: i64) -> Option<Identity> {
-    let store = Store::open(kv::GATEWAY).ok()?;
-    let bytes = store.get(&key(user_id)).ok()??;
-    let entry: Entry = serde_json::from_slice(&bytes).ok()?;
+/// and is still valid at `now_secs` give or take `skew_secs`. `stored` is
+/// what the store holds under [`key`]`(user_id)`, read by the caller.
+pub fn recall(stored: &[u8], user_id: &str, digest: &str, kid: &str, now_secs: i64, skew_secs: i64) -> Option<Identity> {
+    let entry: Entry = serde_json::from_slice(stored).ok()?;
     if !matches(&entry, digest, kid, now_secs, skew_secs) {
         return None;
     }

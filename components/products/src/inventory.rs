@@ -112,14 +112,31 @@ pub fn check(db: &Db, lines: &[StockLine]) -> Result<Check, DbError> {
     Ok(check)
 }
 
-/// Reserves every line for `order_id`, or nothing if any is short.
+/// What a reservation request asks for once the units are had.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Then {
+    /// Hold them for the order until it commits or releases them.
+    Hold,
+    /// Sell them at once: reserve and commit in one step, for a checkout
+    /// whose payment is already captured (nothing is left to wait for
+    /// between the two, and one call and one transaction do both).
+    Sell,
+}
+
+/// Reserves every line for `order_id`, or nothing if any is short; with
+/// [`Then::Sell`], the units are sold in the same transaction.
 ///
 /// The first call decides; later calls for the same order answer as it did
-/// (a 422 if they ask for other items). Each line's units are taken with
+/// (a 422 if they ask for other items), except that a sale asked for a
+/// reservation still held commits it. Each line's units are taken with
 /// one conditional UPDATE, so two orders racing for the last unit cannot
 /// both get it: the database lets one decrement through and the other
 /// finds `quantity >= n` false.
-pub fn reserve(db: &Db, order_id: &str, lines: &[StockLine]) -> Result<Reservation, ApiError> {
+pub fn reserve(db: &Db, order_id: &str, lines: &[StockLine], then: Then) -> Result<Reservation, ApiError> {
+    let granted = match then {
+        Then::Hold => Status::Reserved,
+        Then::Sell => Status::Committed,
+    };
     let made = db.transaction(|db| {
         // The reservation row first. It is a write, so on SQLite this
         // transaction holds the write lock from its first statement (it has
@@ -130,7 +147,7 @@ pub fn reserve(db: &Db, order_id: &str, lines: &[StockLine]) -> Result<Reservati
         let new = db.execute(
             "INSERT INTO reservations (order_id, status, granted, short_json, created_at_ms, updated_at_ms) \
              VALUES ($1, $2, 1, NULL, $3, $3) ON CONFLICT (order_id) DO NOTHING",
-            &[order_id.into(), Status::Reserved.as_str().into(), now.into()],
+            &[order_id.into(), granted.as_str().into(), now.into()],
         )?;
         if new == 0 {
             return Ok::<_, DbError>(None);
@@ -149,7 +166,7 @@ pub fn reserve(db: &Db, order_id: &str, lines: &[StockLine]) -> Result<Reservati
                 &[order_id.into(), Status::Rejected.as_str().into(), short_json.into()],
             )?;
         }
-        let status = if short.is_empty() { Status::Reserved } else { Status::Rejected };
+        let status = if short.is_empty() { granted } else { Status::Rejected };
         Ok(Some(Reservation { order_id: order_id.to_string(), reserved: short.is_empty(), status, short }))
     })?;
     if let Some(reservation) = made {
@@ -165,6 +182,12 @@ pub fn reserve(db: &Db, order_id: &str, lines: &[StockLine]) -> Result<Reservati
             "order_id_reused",
             format!("order {order_id} already has a reservation for other items"),
         ));
+    }
+    if then == Then::Sell && reservation.status == Status::Reserved {
+        // Held by an earlier request (a saga from before sales were one
+        // step): sold now, as a commit would.
+        let status = commit(db, order_id)?;
+        return Ok(Reservation { status, ..reservation });
     }
     Ok(reservation)
 }

@@ -4,7 +4,7 @@ use shop_shared::api::{self, ApiError};
 use spin_sdk::http::{Request, Response};
 
 use crate::database;
-use crate::inventory;
+use crate::inventory::{self, Then};
 use crate::stock_request;
 use crate::validation::object_body;
 
@@ -23,9 +23,22 @@ pub fn check(req: &Request) -> Result<Response, ApiError> {
 /// the usual `error` (its code `insufficient_stock`, or
 /// `reservation_released` when the order was released before it reserved).
 pub fn reserve(req: &Request) -> Result<Response, ApiError> {
+    reserve_then(req, Then::Hold)
+}
+
+/// `POST /internal/inventory/sell`: the same body and answers as reserve,
+/// but the units are sold at once (`status: "committed"`): a checkout whose
+/// payment is captured reserves and commits in one call. Asked again for
+/// the same order, it answers as the first time; asked for an order whose
+/// units are only reserved, it commits them.
+pub fn sell(req: &Request) -> Result<Response, ApiError> {
+    reserve_then(req, Then::Sell)
+}
+
+fn reserve_then(req: &Request, then: Then) -> Result<Response, ApiError> {
     let (order_id, lines) = stock_request::reserve_body(&object_body(req)?)?;
     let db = database::open()?;
-    let reservation = inventory::reserve(&db, &order_id, &lines)?;
+    let reservation = inventory::reserve(&db, &order_id, &lines, then)?;
     if reservation.reserved {
         return Ok(api::json(200, &reservation));
     }

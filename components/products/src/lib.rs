@@ -5,7 +5,8 @@
 //!   replace and delete products.
 //! - Inventory: units available per SKU. The orders service checks them,
 //!   reserves them for an order (all lines or none, idempotent per order
-//!   id), then commits the reservation (a sale) or releases it
+//!   id), then commits the reservation (a sale) or releases it, or sells
+//!   them at once (reserve and commit in one call, once the order is paid)
 //!   (`/internal/inventory/...`, private).
 //!
 //! The database is the one the `database_url` variable names (SQLite

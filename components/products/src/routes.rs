@@ -18,6 +18,7 @@ enum Endpoint<'a> {
     Delete(&'a str),
     Check,
     Reserve,
+    Sell,
     Release,
     Commit,
 }
@@ -56,6 +57,7 @@ fn serve(req: &Request, endpoint: Endpoint) -> Result<Response, ApiError> {
         Endpoint::Delete(id) => require_admin(req).and_then(|()| catalog_api::delete(id)),
         Endpoint::Check => inventory_api::check(req),
         Endpoint::Reserve => inventory_api::reserve(req),
+        Endpoint::Sell => inventory_api::sell(req),
         Endpoint::Release => inventory_api::release(req),
         Endpoint::Commit => inventory_api::commit(req),
     }
@@ -76,11 +78,12 @@ fn resolve<'a>(method: &Method, path: &'a str) -> Result<Endpoint<'a>, Miss> {
         (["internal", "inventory", action], Method::Post) => match *action {
             "check" => Ok(Endpoint::Check),
             "reserve" => Ok(Endpoint::Reserve),
+            "sell" => Ok(Endpoint::Sell),
             "release" => Ok(Endpoint::Release),
             "commit" => Ok(Endpoint::Commit),
             _ => Err(Miss::NotFound),
         },
-        (["internal", "inventory", "check" | "reserve" | "release" | "commit"], _) => {
+        (["internal", "inventory", "check" | "reserve" | "sell" | "release" | "commit"], _) => {
             Err(Miss::MethodNotAllowed("POST"))
         }
         _ => Err(Miss::NotFound),
@@ -117,6 +120,7 @@ mod tests {
             (Method::Delete, "/api/products/prd_1", Endpoint::Delete("prd_1")),
             (Method::Post, "/internal/inventory/check", Endpoint::Check),
             (Method::Post, "/internal/inventory/reserve", Endpoint::Reserve),
+            (Method::Post, "/internal/inventory/sell", Endpoint::Sell),
             (Method::Post, "/internal/inventory/release", Endpoint::Release),
             (Method::Post, "/internal/inventory/commit", Endpoint::Commit),
         ];

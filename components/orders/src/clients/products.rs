@@ -1,7 +1,7 @@
 //! The products service: the catalog (a product's current name and price)
 //! and its inventory endpoints, which a checkout uses to price its cart and
-//! check its stock, and the saga to check, reserve, commit and release stock
-//! per order (each idempotent per order id).
+//! check its stock, and the saga to check, sell (or reserve and commit) and
+//! release stock per order (each idempotent per order id).
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
@@ -137,6 +137,22 @@ pub async fn reserve(up: &Upstream, order_id: &str, lines: &[OrderLine]) -> Resu
     match reply.status {
         200 | 409 => stock(&reply.body, "reserved", "reserving stock"),
         _ => Err(reply.unexpected("reserving stock")),
+    }
+}
+
+/// Sells every line to `order_id` at once (reserve and commit in one call),
+/// or nothing if any is short. Asked again for the same order, products
+/// answers as it did the first time. `None`: this products has no `sell`
+/// (a build from before it, during a rolling upgrade; its 404 is for the
+/// route, as sell itself never answers 404), so the caller reserves, then
+/// commits, as before.
+pub async fn sell(up: &Upstream, order_id: &str, lines: &[OrderLine]) -> Result<Option<Stock>, Unavailable> {
+    let body = to_body(&json!({ "order_id": order_id, "items": items(lines) }));
+    let reply = up.post(&format!("{BASE}/internal/inventory/sell"), body, &[]).await?;
+    match reply.status {
+        200 | 409 => stock(&reply.body, "reserved", "selling stock").map(Some),
+        404 => Ok(None),
+        _ => Err(reply.unexpected("selling stock")),
     }
 }
 

@@ -81,22 +81,29 @@ fn read(db: &Db, order_id: &str) -> Result<Option<State>, DbError> {
     }))
 }
 
-/// Writes what a step learned, and keeps the saga leased to this run until
-/// `lease_until_ms` for its next step. A fact is written once: a later
-/// attempt (a concurrent run's) cannot overwrite it. Once payments has
-/// answered the charge, the card it carried is erased.
+/// Writes what a step learned (one fact, or a sale's two), and keeps the
+/// saga leased to this run until `lease_until_ms` for its next step. A fact
+/// is written once: a later attempt (a concurrent run's) cannot overwrite
+/// it. Once payments has answered the charge, the card it carried is
+/// erased.
 ///
 /// Only a payment's fact needs a transaction: it commits with the erasure
 /// of the card (a card erased without the fact would leave a charge that
 /// can be neither answered nor retried). Any other fact is one statement
 /// after the lease's: a crash between them leaves the lease extended
 /// without the fact, which only delays the resume that does the step
-/// again; and two statements are two round trips where `BEGIN` and
-/// `COMMIT` made four.
-pub fn learn(db: &Db, order_id: &str, fact: &Fact, now: i64, lease_until_ms: i64) -> Result<(), DbError> {
-    match fact {
-        Fact::Payment(_) => db.transaction(|db| record(db, order_id, fact, now, lease_until_ms)),
-        _ => record(db, order_id, fact, now, lease_until_ms),
+/// again (a sale's reservation written without its commit: the resume
+/// commits, which products answers as sold); and statements alone are
+/// fewer round trips than with `BEGIN` and `COMMIT`.
+pub fn learn(db: &Db, order_id: &str, facts: &[Fact], now: i64, lease_until_ms: i64) -> Result<(), DbError> {
+    let record_all = |db: &Db| {
+        extend_lease(db, order_id, lease_until_ms)?;
+        facts.iter().try_for_each(|fact| record(db, order_id, fact, now))
+    };
+    if facts.iter().any(|fact| matches!(fact, Fact::Payment(_))) {
+        db.transaction(record_all)
+    } else {
+        record_all(db)
     }
 }
 
@@ -107,9 +114,8 @@ pub fn learned_before_placing(db: &Db, order_id: &str, fact: &Fact, now: i64) ->
     insert_fact(db, order_id, fact, now)
 }
 
-/// The writes of [`learn`].
-fn record(db: &Db, order_id: &str, fact: &Fact, now: i64, lease_until_ms: i64) -> Result<(), DbError> {
-    extend_lease(db, order_id, lease_until_ms)?;
+/// The writes of [`learn`] for one fact, after the lease's.
+fn record(db: &Db, order_id: &str, fact: &Fact, now: i64) -> Result<(), DbError> {
     insert_fact(db, order_id, fact, now)?;
     match fact {
         Fact::Payment(Charge::Captured { payment_id }) => db.execute(

@@ -6,9 +6,24 @@
 //!     │ in stock
 //! charge ─ declined ────────────────────────────────────────────▶ CANCELLED (declined)
 //!     │ captured
-//! reserve ─ short ─▶ refund ─▶ release ─────────────────────────▶ CANCELLED (out of stock, refunded)
+//! sell ─ short ─▶ refund ─▶ release ────────────────────────────▶ CANCELLED (out of stock, refunded)
+//!     │ sold (reserved and committed)
+//!     ▼
+//! CONFIRMED
+//! ```
+//!
+//! Selling is one call to products that reserves and commits at once: once
+//! the payment is captured nothing stands between the two, so one call,
+//! one transaction there and one journal write here do what two did. The
+//! journal keeps the two facts (`reserve` and `commit`), so a saga whose
+//! journal has a reservation without its commit (written by an older build,
+//! or against a products that has no `sell` and answered it 404) commits
+//! as a step:
+//!
+//! ```text
+//! reserve ─ short ─▶ refund ─▶ release ──────────────────────────▶ CANCELLED
 //!     │ reserved
-//! commit ─ no reservation ─▶ refund ─▶ release ─────────────────▶ CANCELLED (out of stock, refunded)
+//! commit ─ no reservation ─▶ refund ─▶ release ──────────────────▶ CANCELLED (out of stock, refunded)
 //!     │ committed
 //!     ▼
 //! CONFIRMED
@@ -144,7 +159,10 @@ pub struct Progress {
 pub enum Action {
     CheckStock,
     Charge,
-    Reserve,
+    /// Reserve and commit in one call (or reserve alone, against a products
+    /// that cannot sell); journaled as the `reserve` step.
+    Sell,
+    /// Commit what an earlier reservation holds.
     Commit,
     Refund { payment_id: String },
     Release,
@@ -155,7 +173,7 @@ impl Action {
         match self {
             Action::CheckStock => Step::CheckStock,
             Action::Charge => Step::Charge,
-            Action::Reserve => Step::Reserve,
+            Action::Sell => Step::Reserve,
             Action::Commit => Step::Commit,
             Action::Refund { .. } => Step::Refund,
             Action::Release => Step::Release,
@@ -207,7 +225,7 @@ impl Progress {
             (Some(Stock::Available), Some(Charge::Captured { payment_id })) => payment_id.clone(),
         };
         let failure = match (&self.reservation, &self.commit) {
-            (None, _) => return Next::Call(Action::Reserve),
+            (None, _) => return Next::Call(Action::Sell),
             (Some(Stock::Available), None) => return Next::Call(Action::Commit),
             (Some(Stock::Available), Some(Commit::Committed)) => return Next::Confirm { payment_id },
             (Some(Stock::Available), Some(Commit::NoReservation)) => {
@@ -262,16 +280,22 @@ mod tests {
     }
 
     #[test]
-    fn the_happy_path_checks_charges_reserves_commits_then_confirms() {
+    fn the_happy_path_checks_charges_sells_then_confirms() {
         assert_eq!(after(&[]), Next::Call(Action::CheckStock));
         let mut facts = vec![Fact::Stock(Stock::Available)];
         assert_eq!(after(&facts), Next::Call(Action::Charge));
         facts.push(captured());
-        assert_eq!(after(&facts), Next::Call(Action::Reserve));
+        assert_eq!(after(&facts), Next::Call(Action::Sell));
+        // A sale is learned as both facts at once.
         facts.push(Fact::Reservation(Stock::Available));
-        assert_eq!(after(&facts), Next::Call(Action::Commit));
         facts.push(Fact::Commit(Commit::Committed));
         assert_eq!(after(&facts), Next::Confirm { payment_id: "pay_1".into() });
+    }
+
+    #[test]
+    fn a_reservation_journaled_without_its_commit_is_committed() {
+        let facts = [Fact::Stock(Stock::Available), captured(), Fact::Reservation(Stock::Available)];
+        assert_eq!(after(&facts), Next::Call(Action::Commit));
     }
 
     #[test]

@@ -10,6 +10,7 @@ use shop_shared::db::Db;
 use super::journal::{self, Saga};
 use super::{Action, Fact, Next};
 use crate::cart::store::CartStore;
+use crate::clients::products::{Commit, Stock};
 use crate::clients::{Unavailable, Upstream, payments, products};
 use crate::clock::now_ms;
 use crate::orders::model::Status;
@@ -55,7 +56,7 @@ pub async fn run(db: &Db, upstream: &Upstream, order_id: &str) -> Result<Status,
             Next::Call(action) => {
                 let up = upstream.on_behalf_of(&saga.user_id);
                 match call_with_retries(db, &up, &saga, &action).await? {
-                    Some(fact) => journal::learn(db, order_id, &fact, now_ms(), now_ms() + LEASE_MS)?,
+                    Some(facts) => journal::learn(db, order_id, &facts, now_ms(), now_ms() + LEASE_MS)?,
                     None => return Ok(Status::Pending),
                 }
             }
@@ -102,11 +103,11 @@ pub async fn resume_stale(db: &Db, upstream: &Upstream, limit: i64) -> Result<Ve
 
 /// Calls `action`, retrying with backoff while there is no answer; `None`
 /// if there still is none after [`ATTEMPTS`].
-async fn call_with_retries(db: &Db, up: &Upstream, saga: &Saga, action: &Action) -> Result<Option<Fact>, ApiError> {
+async fn call_with_retries(db: &Db, up: &Upstream, saga: &Saga, action: &Action) -> Result<Option<Vec<Fact>>, ApiError> {
     let mut backoff = Duration::from_millis(FIRST_BACKOFF_MS);
     for attempt in 1..=ATTEMPTS {
         match call(up, saga, action).await {
-            Ok(fact) => return Ok(Some(fact)),
+            Ok(facts) => return Ok(Some(facts)),
             Err(Unavailable(error)) => {
                 let step = action.step().as_str();
                 eprintln!("orders: saga {}: {step} attempt {attempt}/{ATTEMPTS} got no answer: {error}", saga.order_id);
@@ -122,9 +123,18 @@ async fn call_with_retries(db: &Db, up: &Upstream, saga: &Saga, action: &Action)
     Ok(None)
 }
 
-async fn call(up: &Upstream, saga: &Saga, action: &Action) -> Result<Fact, Unavailable> {
+/// What the call taught: one fact, or two for a sale (its reservation and
+/// its commit).
+async fn call(up: &Upstream, saga: &Saga, action: &Action) -> Result<Vec<Fact>, Unavailable> {
     let order_id = &saga.order_id;
-    Ok(match action {
+    if let Action::Sell = action {
+        return Ok(match products::sell(up, order_id, &saga.lines).await? {
+            Some(Stock::Available) => vec![Fact::Reservation(Stock::Available), Fact::Commit(Commit::Committed)],
+            Some(short) => vec![Fact::Reservation(short)],
+            None => vec![Fact::Reservation(products::reserve(up, order_id, &saga.lines).await?)],
+        });
+    }
+    Ok(vec![match action {
         Action::CheckStock => Fact::Stock(products::check(up, &saga.lines).await?),
         Action::Charge => {
             // Erased only once payments answered the charge for good, after
@@ -135,14 +145,14 @@ async fn call(up: &Upstream, saga: &Saga, action: &Action) -> Result<Fact, Unava
                 .ok_or_else(|| Unavailable("the charge request was erased before the charge was answered".into()))?;
             Fact::Payment(payments::charge(up, order_id, body).await?)
         }
-        Action::Reserve => Fact::Reservation(products::reserve(up, order_id, &saga.lines).await?),
+        Action::Sell => unreachable!("answered above"),
         Action::Commit => Fact::Commit(products::commit(up, order_id).await?),
         Action::Refund { payment_id } => Fact::Refunded(payments::refund(up, order_id, payment_id).await?),
         Action::Release => {
             products::release(up, order_id).await?;
             Fact::Released
         }
-    })
+    }])
 }
 
 /// A confirmed order's lines leave its user's cart. The order stands
