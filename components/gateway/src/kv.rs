@@ -9,7 +9,7 @@ use std::fmt;
 
 use spin_sdk::wit::wasi::keyvalue::{atomics, batch, store};
 
-/// Rate-limit counters and the cached JWKS.
+/// Rate-limit counters, the cached JWKS and the tokens verified lately.
 pub const GATEWAY: &str = "gateway";
 /// Cached catalog responses and their generation counter.
 pub const CACHE: &str = "gateway-cache";

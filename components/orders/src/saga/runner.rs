@@ -127,14 +127,7 @@ async fn call_with_retries(db: &Db, up: &Upstream, saga: &Saga, action: &Action)
 /// its commit).
 async fn call(up: &Upstream, saga: &Saga, action: &Action) -> Result<Vec<Fact>, Unavailable> {
     let order_id = &saga.order_id;
-    if let Action::Sell = action {
-        return Ok(match products::sell(up, order_id, &saga.lines).await? {
-            Some(Stock::Available) => vec![Fact::Reservation(Stock::Available), Fact::Commit(Commit::Committed)],
-            Some(short) => vec![Fact::Reservation(short)],
-            None => vec![Fact::Reservation(products::reserve(up, order_id, &saga.lines).await?)],
-        });
-    }
-    Ok(vec![match action {
+    let fact = match action {
         Action::CheckStock => Fact::Stock(products::check(up, &saga.lines).await?),
         Action::Charge => {
             // Erased only once payments answered the charge for good, after
@@ -145,14 +138,21 @@ async fn call(up: &Upstream, saga: &Saga, action: &Action) -> Result<Vec<Fact>, 
                 .ok_or_else(|| Unavailable("the charge request was erased before the charge was answered".into()))?;
             Fact::Payment(payments::charge(up, order_id, body).await?)
         }
-        Action::Sell => unreachable!("answered above"),
+        Action::Sell => match products::sell(up, order_id, &saga.lines).await? {
+            Some(Stock::Available) => {
+                return Ok(vec![Fact::Reservation(Stock::Available), Fact::Commit(Commit::Committed)]);
+            }
+            Some(short) => Fact::Reservation(short),
+            None => Fact::Reservation(products::reserve(up, order_id, &saga.lines).await?),
+        },
         Action::Commit => Fact::Commit(products::commit(up, order_id).await?),
         Action::Refund { payment_id } => Fact::Refunded(payments::refund(up, order_id, payment_id).await?),
         Action::Release => {
             products::release(up, order_id).await?;
             Fact::Released
         }
-    }])
+    };
+    Ok(vec![fact])
 }
 
 /// A confirmed order's lines leave its user's cart. The order stands
