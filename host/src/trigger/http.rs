@@ -30,6 +30,7 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{Error as HttpError, WasiBody, WasiHttpView};
 
+use super::unread_body::DrainedWhenDropped;
 use super::{served_by, spin_headers};
 use crate::app::{App, LoadedComponent};
 use crate::capabilities::outbound_http::{ChainFuture, ChainTarget, InProcessHandler};
@@ -181,6 +182,7 @@ impl HttpTrigger {
             .to_string();
         let full_url = format!("http://{host}{}", req.uri().path_and_query().map_or("/", |p| p.as_str()));
         let component_id = route.component_id.to_string();
+        let req = req.map(DrainedWhenDropped::new);
         let response = self.dispatch(&component_id, req, &full_url, &route, &client.to_string()).await;
         tracing::debug!(component = %component_id, %path, status = response.status().as_u16(), "request");
         response

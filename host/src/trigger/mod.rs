@@ -4,3 +4,4 @@ pub mod http;
 pub mod redis;
 pub mod served_by;
 pub mod spin_headers;
+pub mod unread_body;
