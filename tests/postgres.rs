@@ -418,6 +418,73 @@ async fn transactions_and_session_state_do_not_leak_between_requests() {
     assert_eq!(count, 1);
 }
 
+/// A plain `BEGIN` goes out with the statement after it (one round trip
+/// for both): what a guest sees is a transaction like any other.
+#[tokio::test]
+async fn a_begin_sent_with_the_next_statement_still_opens_the_transaction() {
+    let db = TestDatabase::create().await;
+    let (b, _) = start();
+    db.setup("CREATE TABLE t (id int4)").await;
+    let batch = |statements: Value| post(&b, "/probe/pg/v4/batch", json!({"address": db.url(), "statements": statements}));
+    let ids = || async {
+        let rows = db.admin.query("SELECT id FROM t ORDER BY id", &[]).await.unwrap();
+        rows.iter().map(|r| r.get::<_, i32>(0)).collect::<Vec<_>>()
+    };
+
+    // Rolled back: the BEGIN did open a transaction.
+    let (status, body) = batch(json!([
+        {"sql": "BEGIN", "execute": true},
+        {"sql": "INSERT INTO t VALUES (1)", "execute": true},
+        {"sql": "SELECT count(*)::int4 AS n FROM t"},
+        {"sql": "ROLLBACK", "execute": true},
+    ]))
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let results = body["results"].as_array().unwrap();
+    assert_eq!(results[0], json!({"rows_affected": 0}), "{body}");
+    assert_eq!(results[2]["rows"], json!([[{"int32": 1}]]), "seen inside the transaction: {body}");
+    assert_eq!(ids().await, Vec::<i32>::new(), "rolled back");
+
+    // A failing statement after BEGIN fails as itself, and aborts the
+    // transaction (the BEGIN went first); nothing of it is kept.
+    let (_, body) = batch(json!([
+        {"sql": "begin transaction;"},
+        {"sql": "INSERT INTO t VALUES (2)", "execute": true},
+        {"sql": "INSERT INTO missing VALUES (3)", "execute": true},
+        {"sql": "INSERT INTO t VALUES (4)", "execute": true},
+        {"sql": "COMMIT", "execute": true},
+    ]))
+    .await;
+    let results = body["results"].as_array().unwrap();
+    assert_eq!(results[0]["rows"], json!([]), "{body}");
+    assert_eq!(results[1], json!({"rows_affected": 1}), "{body}");
+    assert_eq!(results[2]["code"], "42P01", "{body}");
+    assert_eq!(results[3]["code"], "25P02", "in an aborted transaction: {body}");
+    assert_eq!(ids().await, Vec::<i32>::new(), "the aborted transaction kept nothing");
+
+    // Committed, with a transaction that has a statement and one that has none.
+    let (_, body) = batch(json!([
+        {"sql": "START TRANSACTION", "execute": true},
+        {"sql": "COMMIT", "execute": true},
+        {"sql": "BEGIN", "execute": true},
+        {"sql": "INSERT INTO t VALUES (5)", "execute": true},
+        {"sql": "COMMIT", "execute": true},
+    ]))
+    .await;
+    assert!(body["results"].as_array().unwrap().iter().all(|r| r.get("error").is_none()), "{body}");
+    assert_eq!(ids().await, vec![5]);
+
+    // A BEGIN with more to it is sent at once: its own error is its own.
+    let (_, body) = batch(json!([
+        {"sql": "BEGIN ISOLATION LEVEL NONSENSE", "execute": true},
+        {"sql": "SELECT 1::int4 AS one"},
+    ]))
+    .await;
+    let results = body["results"].as_array().unwrap();
+    assert_eq!(results[0]["code"], "42601", "a syntax error, at the BEGIN: {body}");
+    assert_eq!(results[1]["rows"], json!([[{"int32": 1}]]), "{body}");
+}
+
 #[tokio::test]
 async fn cached_statements_follow_schema_changes() {
     let db = TestDatabase::create().await;
