@@ -142,6 +142,7 @@ pub struct KeyRecord {
     /// `Some` once the request finished: its status and body.
     pub response: Option<(u16, String)>,
     pub locked_at_ms: i64,
+    pub created_at_ms: i64,
 }
 
 /// Claims a key for a new request; `false` if the key is taken.
@@ -167,7 +168,7 @@ pub fn insert_key(
 
 pub fn find_key(db: &Db, scope: &str, key: &str) -> Result<Option<KeyRecord>, DbError> {
     let rows = db.query(
-        "SELECT fingerprint, status, response_status, response_body, locked_at_ms FROM idempotency_keys
+        "SELECT fingerprint, status, response_status, response_body, locked_at_ms, created_at_ms FROM idempotency_keys
          WHERE scope = $1 AND idempotency_key = $2",
         &[scope.into(), key.into()],
     )?;
@@ -179,7 +180,12 @@ pub fn find_key(db: &Db, scope: &str, key: &str) -> Result<Option<KeyRecord>, Db
     } else {
         None
     };
-    Ok(Some(KeyRecord { fingerprint: row.text("fingerprint")?, response, locked_at_ms: row.int("locked_at_ms")? }))
+    Ok(Some(KeyRecord {
+        fingerprint: row.text("fingerprint")?,
+        response,
+        locked_at_ms: row.int("locked_at_ms")?,
+        created_at_ms: row.int("created_at_ms")?,
+    }))
 }
 
 /// Takes over an in-flight key whose holder let its lease lapse, if nobody
@@ -219,6 +225,16 @@ pub fn release_key(db: &Db, scope: &str, key: &str, token: &str) -> Result<(), D
         &[scope.into(), key.into(), token.into()],
     )?;
     Ok(())
+}
+
+/// Deletes the key if it was created before `cutoff_ms` (it has expired);
+/// whether it did.
+pub fn forget_expired_key(db: &Db, scope: &str, key: &str, cutoff_ms: i64) -> Result<bool, DbError> {
+    let deleted = db.execute(
+        "DELETE FROM idempotency_keys WHERE scope = $1 AND idempotency_key = $2 AND created_at_ms < $3",
+        &[scope.into(), key.into(), cutoff_ms.into()],
+    )?;
+    Ok(deleted == 1)
 }
 
 /// Deletes keys created before `cutoff_ms`.

@@ -7,7 +7,7 @@
 //! keyed by the order, which remembers the first answer given for it.
 use serde::{Deserialize, Serialize};
 use shop_shared::api::ApiError;
-use shop_shared::db::{Db, DbError, Param};
+use shop_shared::db::{Bindings, Db, DbError, Param};
 
 use crate::database::now_ms;
 use crate::stock_request::StockLine;
@@ -152,12 +152,7 @@ pub fn reserve(db: &Db, order_id: &str, lines: &[StockLine], then: Then) -> Resu
         if new == 0 {
             return Ok::<_, DbError>(None);
         }
-        for line in lines {
-            db.execute(
-                "INSERT INTO reservation_lines (order_id, sku, quantity) VALUES ($1, $2, $3)",
-                &[order_id.into(), (&line.sku).into(), line.quantity.into()],
-            )?;
-        }
+        insert_lines(db, order_id, lines)?;
         let short = take_stock(db, lines)?;
         if !short.is_empty() {
             let short_json = serde_json::to_string(&short).map_err(|e| DbError::Query(e.to_string()))?;
@@ -192,26 +187,55 @@ pub fn reserve(db: &Db, order_id: &str, lines: &[StockLine], then: Then) -> Resu
     Ok(reservation)
 }
 
+/// The reservation's lines, in one statement (one round trip however many
+/// lines there are).
+fn insert_lines(db: &Db, order_id: &str, lines: &[StockLine]) -> Result<(), DbError> {
+    if lines.is_empty() {
+        return Ok(());
+    }
+    let mut sql = Bindings::default();
+    let order = sql.bind(order_id);
+    let rows: Vec<String> = lines
+        .iter()
+        .map(|line| format!("({order}, {}, {})", sql.bind(&line.sku), sql.bind(line.quantity)))
+        .collect();
+    db.execute(&format!("INSERT INTO reservation_lines (order_id, sku, quantity) VALUES {}", rows.join(", ")), &sql.params)?;
+    Ok(())
+}
+
 /// Takes every line's units from stock, or none of them: the lines short,
 /// if any, are returned and every decrement undone.
+///
+/// Each line is one conditional UPDATE, in the lines' order (sorted by
+/// SKU), so two orders lock their rows in the same order and cannot
+/// deadlock. When a line is short, the units already taken for the others
+/// are put back: the transaction holds the rows it changed until it ends,
+/// so no other order sees them taken and given back, and no savepoint is
+/// needed (two round trips fewer on every sale).
 fn take_stock(db: &Db, lines: &[StockLine]) -> Result<Vec<Shortage>, DbError> {
-    db.execute("SAVEPOINT take_stock", &[])?;
+    let mut taken = Vec::with_capacity(lines.len());
     let mut short = Vec::new();
     for line in lines {
-        let taken = db.execute(
+        let changed = db.execute(
             "UPDATE stock SET quantity = quantity - $1 WHERE sku = $2 AND quantity >= $1",
             &[line.quantity.into(), (&line.sku).into()],
         )?;
-        if taken == 0 {
-            let rows = db.query("SELECT quantity FROM stock WHERE sku = $1", &[(&line.sku).into()])?;
-            let in_stock = rows.first().map_or(Ok(0), |row| row.int("quantity"))?;
-            short.push(Shortage { sku: line.sku.clone(), requested: line.quantity, in_stock });
+        if changed == 1 {
+            taken.push(line);
+            continue;
         }
+        let rows = db.query("SELECT quantity FROM stock WHERE sku = $1", &[(&line.sku).into()])?;
+        let in_stock = rows.first().map_or(Ok(0), |row| row.int("quantity"))?;
+        short.push(Shortage { sku: line.sku.clone(), requested: line.quantity, in_stock });
     }
     if !short.is_empty() {
-        db.execute("ROLLBACK TO SAVEPOINT take_stock", &[])?;
+        for line in taken {
+            db.execute(
+                "UPDATE stock SET quantity = quantity + $1 WHERE sku = $2",
+                &[line.quantity.into(), (&line.sku).into()],
+            )?;
+        }
     }
-    db.execute("RELEASE SAVEPOINT take_stock", &[])?;
     Ok(short)
 }
 

@@ -1,8 +1,8 @@
 //! `POST /api/orders/checkout`: turns the user's cart into an order and runs
 //! its saga.
 //!
-//! 1. Stale sagas are resumed first (a checkout that crashed is finished by
-//!    the next one).
+//! 1. Stale sagas are resumed once the response is sent (a checkout that
+//!    crashed is finished after the next one, which does not wait for it).
 //! 2. With an `Idempotency-Key` the user used before, the order placed then
 //!    is the answer (its saga resumed if its run died): a retried checkout
 //!    never places a second order.
@@ -28,16 +28,17 @@ use crate::clock::now_ms;
 use crate::orders::model::{CURRENCY, CancelReason, Status, total_cents};
 use crate::orders::store::{self, NewOrder};
 use crate::saga::runner::{self, LEASE_MS};
-use crate::saga::{Fact, journal};
+use crate::saga::journal::{self, Saga};
+use crate::saga::{Fact, Progress};
 use crate::{caller, ids, outbox, schema};
 
 mod request;
 
 use request::CheckoutRequest;
 
-/// Stale sagas a checkout resumes before its own: bounds what it adds to
-/// the checkout's latency (`POST /internal/sagas/resume` does the rest).
-const RESUME_BEFORE_CHECKOUT: i64 = 5;
+/// Stale sagas a checkout resumes once it has answered: bounds the work it
+/// adds to its instance (`POST /internal/sagas/resume` does the rest).
+const RESUME_AFTER_CHECKOUT: i64 = 5;
 
 pub async fn checkout(req: &Request) -> Result<Response, ApiError> {
     let user_id = caller::user_id(req)?;
@@ -45,9 +46,7 @@ pub async fn checkout(req: &Request) -> Result<Response, ApiError> {
     let db = schema::open()?;
     let upstream = Upstream::for_request(req);
 
-    if let Err(e) = runner::resume_stale(&db, &upstream, RESUME_BEFORE_CHECKOUT).await {
-        eprintln!("orders: resuming stale sagas before a checkout failed: {}", e.message);
-    }
+    runner::resume_stale_after_response(&upstream, RESUME_AFTER_CHECKOUT);
     if let Some(key) = &request.idempotency_key
         && let Some(order_id) = store::id_for_key(&db, &user_id, key)?
     {
@@ -73,9 +72,10 @@ pub async fn checkout(req: &Request) -> Result<Response, ApiError> {
         idempotency_key: request.idempotency_key,
     };
     let now = now_ms();
+    let checked = Fact::Stock(stock);
     let placed = db.transaction(|db| {
         store::place(db, &order, now, now + LEASE_MS)?;
-        journal::learned_before_placing(db, &order.id, &Fact::Stock(stock), now)
+        journal::learned_before_placing(db, &order.id, &checked, now)
     });
     match placed {
         Ok(()) => {}
@@ -90,17 +90,30 @@ pub async fn checkout(req: &Request) -> Result<Response, ApiError> {
     }
     // `OrderCreated` goes out with the saga's outcome, in one relay (the run
     // relays when it confirms or cancels); a saga left PENDING relays it here.
-    if runner::run(&db, &upstream, &order_id).await? == Status::Pending {
+    // The saga as the transaction just wrote it: its run need not read it.
+    let mut progress = Progress::default();
+    progress.learn(checked);
+    let NewOrder { user_id, lines, charge_request, .. } = order;
+    let answered_lines = lines.clone();
+    let saga = Saga {
+        order_id: order_id.clone(),
+        user_id,
+        status: Status::Pending,
+        lines,
+        charge_request: Some(charge_request),
+        progress,
+    };
+    if runner::run_placed(&db, &upstream, saga).await? == Status::Pending {
         outbox::relay_after_change();
     }
-    respond(&db, &order_id)
+    respond(&db, &order_id, Some(answered_lines))
 }
 
 /// The answer for an order placed before: its saga finished first if its
 /// run died.
 async fn replay(db: &Db, upstream: &Upstream, order_id: &str) -> Result<Response, ApiError> {
     runner::resume(db, upstream, order_id).await?;
-    respond(db, order_id)
+    respond(db, order_id, None)
 }
 
 /// Each cart line at the catalog's current name and price, and whether
@@ -132,9 +145,11 @@ async fn quote(upstream: &Upstream, cart: &Cart) -> Result<(Vec<OrderLine>, Stoc
     Ok((lines, stock))
 }
 
-/// The order, with the status that says how its checkout ended.
-fn respond(db: &Db, order_id: &str) -> Result<Response, ApiError> {
-    let order = store::find(db, order_id)?.ok_or_else(|| ApiError::internal(format!("order {order_id} vanished")))?;
+/// The order, with the status that says how its checkout ended (its lines
+/// given when the caller holds them).
+fn respond(db: &Db, order_id: &str, lines: Option<Vec<OrderLine>>) -> Result<Response, ApiError> {
+    let order = store::find_with_lines(db, order_id, lines)?
+        .ok_or_else(|| ApiError::internal(format!("order {order_id} vanished")))?;
     let status = match (order.status, order.cancel_reason) {
         (Status::Confirmed, _) => 201,
         (Status::Pending, _) => 202,

@@ -1,7 +1,7 @@
 //! The saga's journal in SQL: each order's facts (`saga_steps`), the lease
 //! that keeps two runs from working on one saga at once, and the charge
 //! request, which must survive a crash until payments has answered it.
-use shop_shared::db::{Db, DbError};
+use shop_shared::db::{Bindings, Db, DbError};
 use shop_shared::events::OrderLine;
 
 use super::{Fact, Progress, Step};
@@ -87,23 +87,31 @@ fn read(db: &Db, order_id: &str) -> Result<Option<State>, DbError> {
 /// it. Once payments has answered the charge, the card it carried is
 /// erased.
 ///
+/// `true` if every write took (the saga was still PENDING and no other run
+/// had written any of these facts): the journal then says what the run
+/// knew plus these facts, so the run carries on without reading it back.
+/// `false` means another run got there too: read the journal again.
+///
 /// Only a payment's fact needs a transaction: it commits with the erasure
 /// of the card (a card erased without the fact would leave a charge that
-/// can be neither answered nor retried). Any other fact is one statement
-/// after the lease's: a crash between them leaves the lease extended
-/// without the fact, which only delays the resume that does the step
-/// again (a sale's reservation written without its commit: the resume
-/// commits, which products answers as sold); and statements alone are
-/// fewer round trips than with `BEGIN` and `COMMIT`.
-pub fn learn(db: &Db, order_id: &str, facts: &[Fact], now: i64, lease_until_ms: i64) -> Result<(), DbError> {
-    let record_all = |db: &Db| {
-        extend_lease(db, order_id, lease_until_ms)?;
-        facts.iter().try_for_each(|fact| record(db, order_id, fact, now))
-    };
-    if facts.iter().any(|fact| matches!(fact, Fact::Payment(_))) {
-        db.transaction(record_all)
-    } else {
-        record_all(db)
+/// can be neither answered nor retried); the erasure extends the lease
+/// too. Other facts are one statement after the lease's: a crash between
+/// them leaves the lease extended without the facts, which only delays the
+/// resume that does the step again; a sale's two facts are one statement,
+/// so they are written together or not at all. Statements alone are fewer
+/// round trips than with `BEGIN` and `COMMIT`.
+pub fn learn(db: &Db, order_id: &str, facts: &[Fact], now: i64, lease_until_ms: i64) -> Result<bool, DbError> {
+    match facts {
+        [Fact::Payment(charge)] => db.transaction(|db| {
+            let took = insert_facts(db, order_id, facts, now)?;
+            Ok(settle_charge(db, order_id, charge, now, lease_until_ms)? && took)
+        }),
+        _ => {
+            // Both writes, whatever the first found: a fact is kept even for
+            // a saga another run has ended.
+            let leased = extend_lease(db, order_id, lease_until_ms)?;
+            Ok(insert_facts(db, order_id, facts, now)? && leased)
+        }
     }
 }
 
@@ -111,36 +119,55 @@ pub fn learn(db: &Db, order_id: &str, facts: &[Fact], now: i64, lease_until_ms: 
 /// stock check, made with the pricing), in the transaction that places it:
 /// the lease is the placement's, so this is the fact's row alone.
 pub fn learned_before_placing(db: &Db, order_id: &str, fact: &Fact, now: i64) -> Result<(), DbError> {
-    insert_fact(db, order_id, fact, now)
+    insert_facts(db, order_id, std::slice::from_ref(fact), now).map(drop)
 }
 
-/// The writes of [`learn`] for one fact, after the lease's.
-fn record(db: &Db, order_id: &str, fact: &Fact, now: i64) -> Result<(), DbError> {
-    insert_fact(db, order_id, fact, now)?;
-    match fact {
-        Fact::Payment(Charge::Captured { payment_id }) => db.execute(
-            "UPDATE orders SET payment_id = $2, charge_request = NULL, updated_at_ms = $3 WHERE id = $1",
-            &[order_id.into(), payment_id.into(), now.into()],
+/// Once payments answered the charge: the card is erased (and a captured
+/// payment's id kept) and the lease extended, if the saga is still
+/// PENDING; whether it was.
+fn settle_charge(db: &Db, order_id: &str, charge: &Charge, now: i64, lease_until_ms: i64) -> Result<bool, DbError> {
+    let pending = Status::Pending.as_str();
+    let changed = match charge {
+        Charge::Captured { payment_id } => db.execute(
+            "UPDATE orders SET payment_id = $2, charge_request = NULL, updated_at_ms = $3, lease_until_ms = $4 \
+             WHERE id = $1 AND status = $5",
+            &[order_id.into(), payment_id.into(), now.into(), lease_until_ms.into(), pending.into()],
         )?,
-        Fact::Payment(Charge::Declined { .. }) => {
-            db.execute("UPDATE orders SET charge_request = NULL WHERE id = $1", &[order_id.into()])?
-        }
-        _ => 0,
+        Charge::Declined { .. } => db.execute(
+            "UPDATE orders SET charge_request = NULL, lease_until_ms = $2 WHERE id = $1 AND status = $3",
+            &[order_id.into(), lease_until_ms.into(), pending.into()],
+        )?,
     };
-    Ok(())
+    Ok(changed == 1)
 }
 
-/// The fact's row, unless the step already has a fact: only an attempt
-/// that learned nothing (`unknown`) is overwritten.
-fn insert_fact(db: &Db, order_id: &str, fact: &Fact, now: i64) -> Result<(), DbError> {
-    let (outcome, detail) = fact.outcome();
-    db.execute(
-        "INSERT INTO saga_steps (order_id, step, outcome, detail, attempts, at_ms) VALUES ($1, $2, $3, $4, 1, $5) \
-         ON CONFLICT (order_id, step) DO UPDATE SET outcome = excluded.outcome, detail = excluded.detail, \
-         attempts = saga_steps.attempts + 1, at_ms = excluded.at_ms WHERE saga_steps.outcome = $6",
-        &[order_id.into(), fact.step().as_str().into(), outcome.into(), detail.into(), now.into(), UNKNOWN.into()],
+/// The facts' rows, in one statement, except for a step that already has a
+/// fact: only an attempt that learned nothing (`unknown`) is overwritten.
+/// Whether every row took.
+fn insert_facts(db: &Db, order_id: &str, facts: &[Fact], now: i64) -> Result<bool, DbError> {
+    if facts.is_empty() {
+        return Ok(true);
+    }
+    let mut sql = Bindings::default();
+    let (order, at, unknown) = (sql.bind(order_id), sql.bind(now), sql.bind(UNKNOWN));
+    let rows: Vec<String> = facts
+        .iter()
+        .map(|fact| {
+            let (outcome, detail) = fact.outcome();
+            let (step, outcome, detail) = (sql.bind(fact.step().as_str()), sql.bind(outcome), sql.bind(detail));
+            format!("({order}, {step}, {outcome}, {detail}, 1, {at})")
+        })
+        .collect();
+    let changed = db.execute(
+        &format!(
+            "INSERT INTO saga_steps (order_id, step, outcome, detail, attempts, at_ms) VALUES {} \
+             ON CONFLICT (order_id, step) DO UPDATE SET outcome = excluded.outcome, detail = excluded.detail, \
+             attempts = saga_steps.attempts + 1, at_ms = excluded.at_ms WHERE saga_steps.outcome = {unknown}",
+            rows.join(", ")
+        ),
+        &sql.params,
     )?;
-    Ok(())
+    Ok(changed == facts.len() as u64)
 }
 
 /// Records an attempt at `step` that got no definitive answer, for whoever
@@ -155,13 +182,14 @@ pub fn attempt_failed(db: &Db, order_id: &str, step: Step, error: &str, now: i64
     Ok(())
 }
 
-/// Keeps the saga leased to the current run until `until_ms`.
-pub fn extend_lease(db: &Db, order_id: &str, until_ms: i64) -> Result<(), DbError> {
-    db.execute(
+/// Keeps the saga leased to the current run until `until_ms`; `false` if
+/// it is no longer PENDING.
+pub fn extend_lease(db: &Db, order_id: &str, until_ms: i64) -> Result<bool, DbError> {
+    let changed = db.execute(
         "UPDATE orders SET lease_until_ms = $2 WHERE id = $1 AND status = $3",
         &[order_id.into(), until_ms.into(), Status::Pending.as_str().into()],
     )?;
-    Ok(())
+    Ok(changed == 1)
 }
 
 /// PENDING sagas whose lease ran out before `now` (their run died or gave

@@ -1,6 +1,7 @@
 //! Runs sagas forward from wherever their journal says they stand: a new
 //! order's, right after checkout placed it, and stale ones, whose run died
 //! or gave up, when they are resumed.
+use std::cell::RefCell;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -43,11 +44,26 @@ pub struct Resumed {
 /// order is CONFIRMED or CANCELLED, or a step gets no answer even after
 /// retries; returns where the order stands.
 pub async fn run(db: &Db, upstream: &Upstream, order_id: &str) -> Result<Status, ApiError> {
-    let gone = || ApiError::not_found(format!("no order {order_id}"));
-    let mut saga = journal::load(db, order_id)?.ok_or_else(gone)?;
-    for turn in 0..MAX_TURNS {
-        if turn > 0 {
-            saga = journal::reload(db, saga)?.ok_or_else(gone)?;
+    let saga = journal::load(db, order_id)?.ok_or_else(|| gone(order_id))?;
+    drive(db, upstream, saga).await
+}
+
+/// [`run`] for a saga the caller has just placed (and so holds as its
+/// journal has it): nothing to read first.
+pub async fn run_placed(db: &Db, upstream: &Upstream, saga: Saga) -> Result<Status, ApiError> {
+    drive(db, upstream, saga).await
+}
+
+/// Carries `saga`, as its journal has it, to its end. The journal is read
+/// back only when a write did not take (another run wrote there too): a
+/// run whose writes all took knows the journal is what it held plus what
+/// it wrote.
+async fn drive(db: &Db, upstream: &Upstream, mut saga: Saga) -> Result<Status, ApiError> {
+    let order_id = saga.order_id.clone();
+    let mut current = true;
+    for _ in 0..MAX_TURNS {
+        if !current {
+            saga = journal::reload(db, saga)?.ok_or_else(|| gone(&order_id))?;
         }
         if saga.status != Status::Pending {
             return Ok(saga.status);
@@ -55,26 +71,48 @@ pub async fn run(db: &Db, upstream: &Upstream, order_id: &str) -> Result<Status,
         match saga.progress.next() {
             Next::Call(action) => {
                 let up = upstream.on_behalf_of(&saga.user_id);
-                match call_with_retries(db, &up, &saga, &action).await? {
-                    Some(facts) => journal::learn(db, order_id, &facts, now_ms(), now_ms() + LEASE_MS)?,
-                    None => return Ok(Status::Pending),
+                let Some(facts) = call_with_retries(db, &up, &saga, &action).await? else {
+                    return Ok(Status::Pending);
+                };
+                current = journal::learn(db, &order_id, &facts, now_ms(), now_ms() + LEASE_MS)?;
+                for fact in facts {
+                    if matches!(fact, Fact::Payment(_)) {
+                        saga.charge_request = None;
+                    }
+                    saga.progress.learn(fact);
                 }
             }
             // Either ends the saga, here or (if it is no longer PENDING) in
-            // the run that got there first: the next turn returns the status.
+            // the run that got there first: then the next turn reads how.
             Next::Confirm { payment_id } => {
-                if store::confirm(db, order_id, &payment_id, now_ms())? {
+                current = store::confirm(db, &order_id, &payment_id, now_ms())?;
+                if current {
                     take_out_of_cart(&saga);
+                    saga.status = Status::Confirmed;
                 }
                 outbox::relay_after_change();
             }
             Next::Cancel(cancellation) => {
-                store::cancel(db, order_id, cancellation.reason, cancellation.refunded, &cancellation.note, now_ms())?;
+                current = store::cancel(
+                    db,
+                    &order_id,
+                    cancellation.reason,
+                    cancellation.refunded,
+                    &cancellation.note,
+                    now_ms(),
+                )?;
+                if current {
+                    saga.status = Status::Cancelled;
+                }
                 outbox::relay_after_change();
             }
         }
     }
     Err(ApiError::internal(format!("the saga of {order_id} makes no progress: its journal does not read back")))
+}
+
+fn gone(order_id: &str) -> ApiError {
+    ApiError::not_found(format!("no order {order_id}"))
 }
 
 /// Runs the saga of `order_id` if it is stale (PENDING, its lease run out)
@@ -99,6 +137,34 @@ pub async fn resume_stale(db: &Db, upstream: &Upstream, limit: i64) -> Result<Ve
         }
     }
     Ok(resumed)
+}
+
+thread_local! {
+    /// A request's ask to resume stale sagas once its response is sent:
+    /// the headers of its calls and how many sagas at most.
+    static RESUME_DUE: RefCell<Option<(Upstream, i64)>> = const { RefCell::new(None) };
+}
+
+/// Asks for up to `limit` stale sagas to be resumed once this request's
+/// response has been sent ([`resume_if_due`]): a checkout finishes the
+/// sagas that crashed before it without making its customer wait for them.
+pub fn resume_stale_after_response(upstream: &Upstream, limit: i64) {
+    RESUME_DUE.with(|due| *due.borrow_mut() = Some((upstream.clone(), limit)));
+}
+
+/// Resumes the stale sagas [`resume_stale_after_response`] asked for, if
+/// any, on a connection of its own (the request's is gone with its
+/// handler). A failure is only logged: the sagas stay PENDING for the next
+/// resume.
+pub async fn resume_if_due() {
+    let Some((upstream, limit)) = RESUME_DUE.with(|due| due.borrow_mut().take()) else { return };
+    let resumed = match Db::from_variable() {
+        Ok(db) => resume_stale(&db, &upstream, limit).await.map(drop),
+        Err(e) => Err(ApiError::from(e)),
+    };
+    if let Err(e) = resumed {
+        eprintln!("orders: resuming stale sagas after a checkout failed: {}", e.message);
+    }
 }
 
 /// Calls `action`, retrying with backoff while there is no answer; `None`
