@@ -2,12 +2,7 @@
 //! statements, with 4.0.0's types (older versions convert in `compat`).
 //!
 //! Statements are prepared once per pooled connection and cached (one
-//! round trip per query instead of two). A plain `BEGIN` is not sent on
-//! its own: it waits for the guest's next statement and goes with it, both
-//! in one round trip (pipelined), so a transaction costs one round trip
-//! less. A plain `BEGIN` cannot fail by itself (inside a transaction it
-//! only warns), so the guest loses nothing by getting its answer first;
-//! should the connection break, the next statement reports it. A cached statement the schema has
+//! round trip per query instead of two). A cached statement the schema has
 //! since invalidated ("cached plan must not change result type", or one a
 //! guest `DISCARD`ed) is prepared again and the statement retried once.
 //! Query results are buffered (the interface returns whole row sets), up to
@@ -18,6 +13,13 @@
 //! abandoned transaction does not hold locks while idle), except if the
 //! guest was stopped in the middle of a statement (its request deadline):
 //! then it is closed, since its reply is still on the way.
+//!
+//! A plain `BEGIN` is not sent on its own: it waits for the guest's next
+//! statement and goes with it, both in one round trip (pipelined), so a
+//! transaction costs one round trip less. A plain `BEGIN` cannot fail by
+//! itself (inside a transaction it only warns), so the guest loses nothing
+//! by getting its answer first; should the connection break, the next
+//! statement reports it.
 
 use std::future::Future;
 
@@ -108,7 +110,11 @@ impl GuestConnection {
     /// Runs `statement`, after `begin` when there is one, both in one round
     /// trip: the client sends each request as it is first polled and
     /// answers them in order, so the two go out together.
-    async fn with_begin<T>(&self, begin: Option<String>, statement: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
+    async fn with_begin<T>(
+        &self,
+        begin: Option<String>,
+        statement: impl Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
         let Some(begin) = begin else { return statement.await };
         let (began, result) = tokio::join!(self.client().batch_execute(&begin), statement);
         began.map_err(|e| query_failed(&e))?;
@@ -236,10 +242,9 @@ fn opens_transaction(sql: &str) -> Option<bool> {
 /// case, with or without a `;`. Anything more (an isolation level, a
 /// comment) is sent at once, so its own errors are its own.
 fn is_plain_begin(sql: &str) -> bool {
-    let sql = sql.trim();
-    let sql = sql.strip_suffix(';').unwrap_or(sql);
-    let words: Vec<String> = sql.split_ascii_whitespace().map(str::to_ascii_lowercase).collect();
-    matches!(words.iter().map(String::as_str).collect::<Vec<_>>()[..], ["begin"] | ["begin", "work" | "transaction"] | ["start", "transaction"])
+    let sql = sql.trim().to_ascii_lowercase();
+    let words: Vec<&str> = sql.strip_suffix(';').unwrap_or(&sql).split_ascii_whitespace().collect();
+    matches!(words[..], ["begin"] | ["begin", "work" | "transaction"] | ["start", "transaction"])
 }
 
 /// A failed statement as 4.0.0 reports it: Postgres's own error, with its
