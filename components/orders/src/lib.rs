@@ -38,7 +38,6 @@ mod validation;
 #[http_component]
 async fn handle(req: Request, out: ResponseOutparam) {
     send(out, routes::handle(req).await).await;
-    saga::runner::resume_if_due().await;
     outbox::relay_if_due();
 }
 

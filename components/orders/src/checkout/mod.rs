@@ -1,8 +1,8 @@
 //! `POST /api/orders/checkout`: turns the user's cart into an order and runs
 //! its saga.
 //!
-//! 1. Stale sagas are resumed once the response is sent (a checkout that
-//!    crashed is finished after the next one, which does not wait for it).
+//! 1. Stale sagas are resumed first (a checkout that crashed is finished by
+//!    the next one).
 //! 2. With an `Idempotency-Key` the user used before, the order placed then
 //!    is the answer (its saga resumed if its run died): a retried checkout
 //!    never places a second order.
@@ -36,9 +36,9 @@ mod request;
 
 use request::CheckoutRequest;
 
-/// Stale sagas a checkout resumes once it has answered: bounds the work it
-/// adds to its instance (`POST /internal/sagas/resume` does the rest).
-const RESUME_AFTER_CHECKOUT: i64 = 5;
+/// Stale sagas a checkout resumes before its own: bounds what it adds to
+/// the checkout's latency (`POST /internal/sagas/resume` does the rest).
+const RESUME_BEFORE_CHECKOUT: i64 = 5;
 
 pub async fn checkout(req: &Request) -> Result<Response, ApiError> {
     let user_id = caller::user_id(req)?;
@@ -46,7 +46,9 @@ pub async fn checkout(req: &Request) -> Result<Response, ApiError> {
     let db = schema::open()?;
     let upstream = Upstream::for_request(req);
 
-    runner::resume_stale_after_response(&upstream, RESUME_AFTER_CHECKOUT);
+    if let Err(e) = runner::resume_stale(&db, &upstream, RESUME_BEFORE_CHECKOUT).await {
+        eprintln!("orders: resuming stale sagas before a checkout failed: {}", e.message);
+    }
     if let Some(key) = &request.idempotency_key
         && let Some(order_id) = store::id_for_key(&db, &user_id, key)?
     {

@@ -1,7 +1,6 @@
 //! Runs sagas forward from wherever their journal says they stand: a new
 //! order's, right after checkout placed it, and stale ones, whose run died
 //! or gave up, when they are resumed.
-use std::cell::RefCell;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -137,34 +136,6 @@ pub async fn resume_stale(db: &Db, upstream: &Upstream, limit: i64) -> Result<Ve
         }
     }
     Ok(resumed)
-}
-
-thread_local! {
-    /// A request's ask to resume stale sagas once its response is sent:
-    /// the headers of its calls and how many sagas at most.
-    static RESUME_DUE: RefCell<Option<(Upstream, i64)>> = const { RefCell::new(None) };
-}
-
-/// Asks for up to `limit` stale sagas to be resumed once this request's
-/// response has been sent ([`resume_if_due`]): a checkout finishes the
-/// sagas that crashed before it without making its customer wait for them.
-pub fn resume_stale_after_response(upstream: &Upstream, limit: i64) {
-    RESUME_DUE.with(|due| *due.borrow_mut() = Some((upstream.clone(), limit)));
-}
-
-/// Resumes the stale sagas [`resume_stale_after_response`] asked for, if
-/// any, on a connection of its own (the request's is gone with its
-/// handler). A failure is only logged: the sagas stay PENDING for the next
-/// resume.
-pub async fn resume_if_due() {
-    let Some((upstream, limit)) = RESUME_DUE.with(|due| due.borrow_mut().take()) else { return };
-    let resumed = match Db::from_variable() {
-        Ok(db) => resume_stale(&db, &upstream, limit).await.map(drop),
-        Err(e) => Err(ApiError::from(e)),
-    };
-    if let Err(e) = resumed {
-        eprintln!("orders: resuming stale sagas after a checkout failed: {}", e.message);
-    }
 }
 
 /// Calls `action`, retrying with backoff while there is no answer; `None`
