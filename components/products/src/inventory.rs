@@ -195,11 +195,8 @@ fn insert_lines(db: &Db, order_id: &str, lines: &[StockLine]) -> Result<(), DbEr
     }
     let mut sql = Bindings::default();
     let order = sql.bind(order_id);
-    let rows: Vec<String> = lines
-        .iter()
-        .map(|line| format!("({order}, {}, {})", sql.bind(&line.sku), sql.bind(line.quantity)))
-        .collect();
-    db.execute(&format!("INSERT INTO reservation_lines (order_id, sku, quantity) VALUES {}", rows.join(", ")), &sql.params)?;
+    let rows = sql.rows(lines, |sql, line| vec![order.clone(), sql.bind(&line.sku), sql.bind(line.quantity)]);
+    db.execute(&format!("INSERT INTO reservation_lines (order_id, sku, quantity) VALUES {rows}"), &sql.params)?;
     Ok(())
 }
 

@@ -79,6 +79,14 @@ impl Bindings {
         self.params.push(value.into());
         format!("${}", self.params.len())
     }
+
+    /// A multi-row `VALUES` list, `(…), (…)`, so one statement (one round
+    /// trip) writes any number of rows: `row` gives an item's placeholders,
+    /// binding its values or reusing ones bound once for every row.
+    pub fn rows<T>(&mut self, items: impl IntoIterator<Item = T>, mut row: impl FnMut(&mut Self, T) -> Vec<String>) -> String {
+        let rows: Vec<String> = items.into_iter().map(|item| format!("({})", row(self, item).join(", "))).collect();
+        rows.join(", ")
+    }
 }
 
 /// A value read back.
@@ -428,5 +436,17 @@ mod tests {
         assert_eq!(sqlite_placeholders("SELECT $1, $2 WHERE a = $1"), "SELECT ?1, ?2 WHERE a = ?1");
         assert_eq!(sqlite_placeholders("SELECT '$1' || $1"), "SELECT '$1' || ?1");
         assert_eq!(sqlite_placeholders("SELECT price$"), "SELECT price$");
+    }
+
+    #[test]
+    fn rows_bind_each_item_after_the_shared_values() {
+        let mut sql = Bindings::default();
+        let order = sql.bind("o-1");
+        let rows = sql.rows([("a", 2i64), ("b", 5)], |sql, (sku, quantity)| {
+            vec![order.clone(), sql.bind(sku), sql.bind(quantity)]
+        });
+        assert_eq!(rows, "($1, $2, $3), ($1, $4, $5)");
+        let texts = |s: &str| Param::Text(s.to_string());
+        assert_eq!(sql.params, vec![texts("o-1"), texts("a"), Param::Int(2), texts("b"), Param::Int(5)]);
     }
 }

@@ -105,7 +105,7 @@ pub async fn checkout(req: &Request) -> Result<Response, ApiError> {
         charge_request: Some(charge_request),
         progress,
     };
-    if runner::run_placed(&db, &upstream, saga).await? == Status::Pending {
+    if runner::drive(&db, &upstream, saga).await? == Status::Pending {
         outbox::relay_after_change();
     }
     respond(&db, &order_id, Some(answered_lines))

@@ -58,16 +58,18 @@ fn insert_lines(db: &Db, order_id: &str, lines: &[OrderLine]) -> Result<(), DbEr
     }
     let mut sql = Bindings::default();
     let order = sql.bind(order_id);
-    let mut rows = Vec::with_capacity(lines.len());
-    for (line_no, line) in (1i64..).zip(lines) {
-        let (line_no, sku, name) = (sql.bind(line_no), sql.bind(&line.sku), sql.bind(&line.name));
-        let (quantity, unit_price) = (sql.bind(line.quantity), sql.bind(line.unit_price_cents));
-        rows.push(format!("({order}, {line_no}, {sku}, {name}, {quantity}, {unit_price})"));
-    }
-    let statement = format!(
-        "INSERT INTO order_lines (order_id, line_no, sku, name, quantity, unit_price_cents) VALUES {}",
-        rows.join(", ")
-    );
+    let rows = sql.rows((1i64..).zip(lines), |sql, (line_no, line)| {
+        vec![
+            order.clone(),
+            sql.bind(line_no),
+            sql.bind(&line.sku),
+            sql.bind(&line.name),
+            sql.bind(line.quantity),
+            sql.bind(line.unit_price_cents),
+        ]
+    });
+    let statement =
+        format!("INSERT INTO order_lines (order_id, line_no, sku, name, quantity, unit_price_cents) VALUES {rows}");
     db.execute(&statement, &sql.params)?;
     Ok(())
 }

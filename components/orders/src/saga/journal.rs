@@ -150,20 +150,15 @@ fn insert_facts(db: &Db, order_id: &str, facts: &[Fact], now: i64) -> Result<boo
     }
     let mut sql = Bindings::default();
     let (order, at, unknown) = (sql.bind(order_id), sql.bind(now), sql.bind(UNKNOWN));
-    let rows: Vec<String> = facts
-        .iter()
-        .map(|fact| {
-            let (outcome, detail) = fact.outcome();
-            let (step, outcome, detail) = (sql.bind(fact.step().as_str()), sql.bind(outcome), sql.bind(detail));
-            format!("({order}, {step}, {outcome}, {detail}, 1, {at})")
-        })
-        .collect();
+    let rows = sql.rows(facts, |sql, fact| {
+        let (outcome, detail) = fact.outcome();
+        vec![order.clone(), sql.bind(fact.step().as_str()), sql.bind(outcome), sql.bind(detail), "1".into(), at.clone()]
+    });
     let changed = db.execute(
         &format!(
-            "INSERT INTO saga_steps (order_id, step, outcome, detail, attempts, at_ms) VALUES {} \
+            "INSERT INTO saga_steps (order_id, step, outcome, detail, attempts, at_ms) VALUES {rows} \
              ON CONFLICT (order_id, step) DO UPDATE SET outcome = excluded.outcome, detail = excluded.detail, \
-             attempts = saga_steps.attempts + 1, at_ms = excluded.at_ms WHERE saga_steps.outcome = {unknown}",
-            rows.join(", ")
+             attempts = saga_steps.attempts + 1, at_ms = excluded.at_ms WHERE saga_steps.outcome = {unknown}"
         ),
         &sql.params,
     )?;

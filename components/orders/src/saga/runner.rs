@@ -47,17 +47,12 @@ pub async fn run(db: &Db, upstream: &Upstream, order_id: &str) -> Result<Status,
     drive(db, upstream, saga).await
 }
 
-/// [`run`] for a saga the caller has just placed (and so holds as its
-/// journal has it): nothing to read first.
-pub async fn run_placed(db: &Db, upstream: &Upstream, saga: Saga) -> Result<Status, ApiError> {
-    drive(db, upstream, saga).await
-}
-
 /// Carries `saga`, as its journal has it, to its end. The journal is read
 /// back only when a write did not take (another run wrote there too): a
 /// run whose writes all took knows the journal is what it held plus what
-/// it wrote.
-async fn drive(db: &Db, upstream: &Upstream, mut saga: Saga) -> Result<Status, ApiError> {
+/// it wrote. A caller that has just placed the saga passes it as placed:
+/// nothing to read first.
+pub async fn drive(db: &Db, upstream: &Upstream, mut saga: Saga) -> Result<Status, ApiError> {
     let order_id = saga.order_id.clone();
     let mut current = true;
     for _ in 0..MAX_TURNS {
