@@ -252,13 +252,23 @@ impl Cache {
     /// The fresh entry for this request; `authorized` (the request carried
     /// `Authorization`) finds only entries the service marked as shared.
     pub fn lookup(&self, key: &RequestKey<'_>, headers: &Headers, authorized: bool, now_secs: u64) -> Result<Lookup, KvError> {
-        let Some(vary) = self.store.get(&key.vary_key(self.generation))? else {
+        // Most responses vary on nothing: the entry such a response is kept
+        // under is read with its vary record, in one call to the store. Only
+        // a record that names headers costs a second call.
+        let unvaried = key.entry_key(self.generation, &[], headers);
+        let [vary, unvaried_entry] = self.store.get_many([&key.vary_key(self.generation), &unvaried])?;
+        let Some(vary) = vary else {
             return Ok(Lookup::Miss("uri-miss"));
         };
         let Ok(vary) = serde_json::from_slice::<Vec<String>>(&vary) else {
             return Ok(Lookup::Miss("uri-miss"));
         };
-        let Some(entry) = self.store.get(&key.entry_key(self.generation, &vary, headers))? else {
+        let entry = if vary.is_empty() {
+            unvaried_entry
+        } else {
+            self.store.get(&key.entry_key(self.generation, &vary, headers))?
+        };
+        let Some(entry) = entry else {
             return Ok(Lookup::Miss("vary-miss"));
         };
         let Some(Entry { meta, body }) = Entry::decode(entry) else {

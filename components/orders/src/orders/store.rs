@@ -91,16 +91,30 @@ pub fn find(db: &Db, id: &str) -> Result<Option<Order>, DbError> {
 }
 
 /// [`find`] for a caller that already holds the order's lines (they never
-/// change once it is placed): one query fewer.
+/// change once it is placed): one query, the order's row joined with its
+/// history (a checkout answers with it).
 pub fn find_with_lines(db: &Db, id: &str, known_lines: Option<Vec<OrderLine>>) -> Result<Option<Order>, DbError> {
-    let rows = db.query(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"), &[id.into()])?;
+    let columns: Vec<String> = ORDER_COLUMNS.split(", ").map(|column| format!("o.{}", column.trim())).collect();
+    let rows = db.query(
+        &format!(
+            "SELECT {}, h.status AS history_status, h.at_ms AS history_at_ms, h.note AS history_note \
+             FROM orders o LEFT JOIN order_history h ON h.order_id = o.id WHERE o.id = $1 \
+             ORDER BY h.at_ms, {HISTORY_TIE_BREAK}",
+            columns.join(", ")
+        ),
+        &[id.into()],
+    )?;
     let Some(row) = rows.first() else { return Ok(None) };
     let mut order = order(&row)?;
+    for row in rows.iter() {
+        if row.opt_int("history_at_ms")?.is_some() {
+            order.history.push(history_entry(&row, "history_")?);
+        }
+    }
     order.lines = match known_lines {
         Some(known) => known,
         None => lines(db, id)?,
     };
-    order.history = history(db, &[id.to_string()])?.remove(id).unwrap_or_default();
     Ok(Some(order))
 }
 
@@ -161,24 +175,33 @@ fn history(db: &Db, ids: &[String]) -> Result<HashMap<String, Vec<HistoryEntry>>
     if ids.is_empty() {
         return Ok(by_order);
     }
-    // PENDING comes first even when the order ended within its millisecond.
     let rows = db.query(
         &format!(
-            "SELECT order_id, status, at_ms, note FROM order_history WHERE order_id IN ({}) \
-             ORDER BY order_id, at_ms, CASE status WHEN 'PENDING' THEN 0 ELSE 1 END",
+            "SELECT order_id, status, at_ms, note FROM order_history h WHERE order_id IN ({}) \
+             ORDER BY order_id, at_ms, {HISTORY_TIE_BREAK}",
             placeholders(ids.len())
         ),
         &params(ids),
     )?;
     for row in rows.iter() {
-        let entry = HistoryEntry {
-            status: Status::parse(&row.text("status")?)?,
-            at_ms: row.int("at_ms")?,
-            note: row.text("note")?,
-        };
-        by_order.entry(row.text("order_id")?).or_default().push(entry);
+        by_order.entry(row.text("order_id")?).or_default().push(history_entry(&row, "")?);
     }
     Ok(by_order)
+}
+
+/// Orders a history's entries of one millisecond: PENDING comes first even
+/// when the order ended within the millisecond it was placed (`h` is
+/// `order_history`).
+const HISTORY_TIE_BREAK: &str = "CASE h.status WHEN 'PENDING' THEN 0 ELSE 1 END";
+
+/// A history entry, from the columns named `status`, `at_ms` and `note`
+/// after `prefix`.
+fn history_entry(row: &Row, prefix: &str) -> Result<HistoryEntry, DbError> {
+    Ok(HistoryEntry {
+        status: Status::parse(&row.text(&format!("{prefix}status"))?)?,
+        at_ms: row.int(&format!("{prefix}at_ms"))?,
+        note: row.text(&format!("{prefix}note"))?,
+    })
 }
 
 /// PENDING → CONFIRMED, with `OrderConfirmed`. `false` if the order was no
