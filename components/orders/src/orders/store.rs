@@ -204,32 +204,33 @@ fn history_entry(row: &Row, prefix: &str) -> Result<HistoryEntry, DbError> {
     })
 }
 
-/// PENDING → CONFIRMED, with `OrderConfirmed`. `false` if the order was no
-/// longer PENDING (another run of its saga finished it first).
+/// PENDING → CONFIRMED, with `OrderConfirmed`: the statements only, for
+/// the caller's transaction (which journals the facts that led here).
+/// `false` if the order was no longer PENDING (another run of its saga
+/// finished it first).
 pub fn confirm(db: &Db, order_id: &str, payment_id: &str, now: i64) -> Result<bool, DbError> {
-    db.transaction(|db| {
-        let rows = db.query(
-            "UPDATE orders SET status = $2, payment_id = $3, charge_request = NULL, updated_at_ms = $4 \
-             WHERE id = $1 AND status = $5 RETURNING user_id, total_cents",
-            &[
-                order_id.into(),
-                Status::Confirmed.as_str().into(),
-                payment_id.into(),
-                now.into(),
-                Status::Pending.as_str().into(),
-            ],
-        )?;
-        let Some(row) = rows.first() else { return Ok(false) };
-        let note = format!("paid ({payment_id}); stock committed");
-        add_history(db, order_id, Status::Confirmed, now, &note)?;
-        let confirmed =
-            OrderEvent::OrderConfirmed { total_cents: row.int("total_cents")?, payment_id: payment_id.to_string() };
-        outbox::enqueue(db, &event(order_id, &row.text("user_id")?, now, confirmed))?;
-        Ok(true)
-    })
+    let rows = db.query(
+        "UPDATE orders SET status = $2, payment_id = $3, charge_request = NULL, updated_at_ms = $4 \
+         WHERE id = $1 AND status = $5 RETURNING user_id, total_cents",
+        &[
+            order_id.into(),
+            Status::Confirmed.as_str().into(),
+            payment_id.into(),
+            now.into(),
+            Status::Pending.as_str().into(),
+        ],
+    )?;
+    let Some(row) = rows.first() else { return Ok(false) };
+    let note = format!("paid ({payment_id}); stock committed");
+    add_history(db, order_id, Status::Confirmed, now, &note)?;
+    let confirmed =
+        OrderEvent::OrderConfirmed { total_cents: row.int("total_cents")?, payment_id: payment_id.to_string() };
+    outbox::enqueue(db, &event(order_id, &row.text("user_id")?, now, confirmed))?;
+    Ok(true)
 }
 
-/// PENDING → CANCELLED, with `OrderCancelled`. `false` if the order was no
+/// PENDING → CANCELLED, with `OrderCancelled`: the statements only, for
+/// the caller's transaction, as [`confirm`]. `false` if the order was no
 /// longer PENDING.
 pub fn cancel(
     db: &Db,
@@ -239,25 +240,23 @@ pub fn cancel(
     note: &str,
     now: i64,
 ) -> Result<bool, DbError> {
-    db.transaction(|db| {
-        let rows = db.query(
-            "UPDATE orders SET status = $2, cancel_reason = $3, refunded = $4, charge_request = NULL, \
-             updated_at_ms = $5 WHERE id = $1 AND status = $6 RETURNING user_id",
-            &[
-                order_id.into(),
-                Status::Cancelled.as_str().into(),
-                reason.as_str().into(),
-                refunded.into(),
-                now.into(),
-                Status::Pending.as_str().into(),
-            ],
-        )?;
-        let Some(row) = rows.first() else { return Ok(false) };
-        add_history(db, order_id, Status::Cancelled, now, note)?;
-        let cancelled = OrderEvent::OrderCancelled { reason: reason.as_str().to_string(), refunded };
-        outbox::enqueue(db, &event(order_id, &row.text("user_id")?, now, cancelled))?;
-        Ok(true)
-    })
+    let rows = db.query(
+        "UPDATE orders SET status = $2, cancel_reason = $3, refunded = $4, charge_request = NULL, \
+         updated_at_ms = $5 WHERE id = $1 AND status = $6 RETURNING user_id",
+        &[
+            order_id.into(),
+            Status::Cancelled.as_str().into(),
+            reason.as_str().into(),
+            refunded.into(),
+            now.into(),
+            Status::Pending.as_str().into(),
+        ],
+    )?;
+    let Some(row) = rows.first() else { return Ok(false) };
+    add_history(db, order_id, Status::Cancelled, now, note)?;
+    let cancelled = OrderEvent::OrderCancelled { reason: reason.as_str().to_string(), refunded };
+    outbox::enqueue(db, &event(order_id, &row.text("user_id")?, now, cancelled))?;
+    Ok(true)
 }
 
 fn add_history(db: &Db, order_id: &str, status: Status, at_ms: i64, note: &str) -> Result<(), DbError> {

@@ -68,41 +68,55 @@ pub async fn drive(db: &Db, upstream: &Upstream, mut saga: Saga) -> Result<Statu
                 let Some(facts) = call_with_retries(db, &up, &saga, &action).await? else {
                     return Ok(Status::Pending);
                 };
-                current = journal::learn(db, &order_id, &facts, now_ms(), now_ms() + LEASE_MS)?;
-                for fact in facts {
-                    if matches!(fact, Fact::Payment(_)) {
-                        saga.charge_request = None;
+                let mut learned = saga.progress.clone();
+                facts.iter().cloned().for_each(|fact| learned.learn(fact));
+                current = match learned.next() {
+                    // Facts that end the saga are written with its end.
+                    Next::Call(_) => {
+                        let took = journal::learn(db, &order_id, &facts, now_ms(), now_ms() + LEASE_MS)?;
+                        if facts.iter().any(|fact| matches!(fact, Fact::Payment(_))) {
+                            saga.charge_request = None;
+                        }
+                        took
                     }
-                    saga.progress.learn(fact);
-                }
+                    end => finish(db, &mut saga, &facts, end)?,
+                };
+                saga.progress = learned;
             }
-            // Either ends the saga, here or (if it is no longer PENDING) in
-            // the run that got there first: then the next turn reads how.
-            Next::Confirm { payment_id } => {
-                current = store::confirm(db, &order_id, &payment_id, now_ms())?;
-                if current {
-                    take_out_of_cart(&saga);
-                    saga.status = Status::Confirmed;
-                }
-                outbox::relay_after_change();
-            }
-            Next::Cancel(cancellation) => {
-                current = store::cancel(
-                    db,
-                    &order_id,
-                    cancellation.reason,
-                    cancellation.refunded,
-                    &cancellation.note,
-                    now_ms(),
-                )?;
-                if current {
-                    saga.status = Status::Cancelled;
-                }
-                outbox::relay_after_change();
-            }
+            // The journal already held what ends it (a resumed saga).
+            end => current = finish(db, &mut saga, &[], end)?,
         }
     }
     Err(ApiError::internal(format!("the saga of {order_id} makes no progress: its journal does not read back")))
+}
+
+/// Ends `saga` as `end` (a confirmation or a cancellation) says, with the
+/// `facts` that decided it, in one transaction (see [`journal::end`]);
+/// whether every write took. Either way the outbox is relayed: the end's
+/// event, or the one of the run that ended the saga first, goes out.
+fn finish(db: &Db, saga: &mut Saga, facts: &[Fact], end: Next) -> Result<bool, ApiError> {
+    let (order_id, now) = (saga.order_id.as_str(), now_ms());
+    let (ended, status) = match &end {
+        Next::Confirm { payment_id } => (
+            journal::end(db, order_id, facts, now, |db| store::confirm(db, order_id, payment_id, now))?,
+            Status::Confirmed,
+        ),
+        Next::Cancel(cancellation) => (
+            journal::end(db, order_id, facts, now, |db| {
+                store::cancel(db, order_id, cancellation.reason, cancellation.refunded, &cancellation.note, now)
+            })?,
+            Status::Cancelled,
+        ),
+        Next::Call(_) => unreachable!("finish is given an end, never a call"),
+    };
+    if ended {
+        if status == Status::Confirmed {
+            take_out_of_cart(saga);
+        }
+        saga.status = status;
+    }
+    outbox::relay_after_change();
+    Ok(ended)
 }
 
 fn gone(order_id: &str) -> ApiError {
