@@ -593,9 +593,14 @@ async fn addresses_can_be_added_listed_and_deleted() {
 
     let (status, list) = shop.as_user(user, Method::GET, "/api/users/me/addresses", None).await;
     assert_eq!((status, list), (200, json!({"items": [home, work]})));
+    // The profile carries them too, oldest first, its own fields once.
+    let (status, me) = shop.as_user(user, Method::GET, "/api/users/me", None).await;
+    assert_eq!((status, &me["addresses"], &me["name"]), (200, &json!([home, work]), &json!("Max")), "{me}");
     // Another user sees none of them and cannot delete them.
     let other = shop.register("nia@example.com", "Nia").await;
     assert_eq!(shop.as_user(&other, Method::GET, "/api/users/me/addresses", None).await.1, json!({"items": []}));
+    let (status, nia) = shop.as_user(&other, Method::GET, "/api/users/me", None).await;
+    assert_eq!((status, &nia["addresses"], &nia["name"]), (200, &json!([]), &json!("Nia")), "{nia}");
     let path = format!("/api/users/me/addresses/{}", home["id"].as_str().unwrap());
     assert_eq!(shop.as_user(&other, Method::DELETE, &path, None).await.0, 404);
 

@@ -27,12 +27,9 @@ pub async fn handle(payload: &[u8]) -> Result<(), Error> {
         }
     }
     let db = store::open()?;
-    // Saves asking users again for an event already handled; `record`
-    // stays the guard when two deliveries race.
-    if store::handled(&db, &event.event_id)? {
-        println!("notifications: event {} was already handled; nothing to do", event.event_id);
-        return Ok(());
-    }
+    // A delivery of an event already handled is rare (a retry, a replayed
+    // dead letter): it asks users again and writes nothing, `record`
+    // deciding. Looking first would cost every event a query.
     let recipient = recipients::lookup(&event.user_id, &event.event_id).await;
     let messages = messages::compose(&event, &recipient);
     if store::record(&db, &event, &messages, clock::now_ms())? {
@@ -44,6 +41,8 @@ pub async fn handle(payload: &[u8]) -> Result<(), Error> {
             event.user_id,
             channels.join(", ")
         );
+    } else {
+        println!("notifications: event {} was already handled; nothing written", event.event_id);
     }
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! The notifications database: the events already handled and the messages
 //! they produced, in the portable SQL of [`shop_shared::db`].
 use serde::Serialize;
-use shop_shared::db::{Db, DbError, Param};
+use shop_shared::db::{Bindings, Db, DbError};
 use shop_shared::events::Envelope;
 
 use crate::messages::Message;
@@ -50,11 +50,6 @@ pub fn open() -> Result<Db, DbError> {
     Ok(db)
 }
 
-/// Whether `event_id` was handled already (its messages are written).
-pub fn handled(db: &Db, event_id: &str) -> Result<bool, DbError> {
-    Ok(!db.query("SELECT 1 AS one FROM handled_events WHERE event_id = $1", &[event_id.into()])?.is_empty())
-}
-
 /// Marks `event` handled and writes its messages, in one transaction, unless
 /// it was handled already: the event's primary key decides, so two
 /// deliveries racing each other write the messages once. Returns whether
@@ -75,23 +70,33 @@ pub fn record(db: &Db, event: &Envelope, messages: &[Message], now_ms: i64) -> R
         if claimed == 0 {
             return Ok(false);
         }
-        for message in messages {
-            db.execute(
-                "INSERT INTO notifications (id, event_id, user_id, order_id, channel, subject, body, occurred_at_ms, created_at_ms)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                &[
-                    format!("ntf_{}", uuid::Uuid::new_v4().simple()).into(),
-                    (&event.event_id).into(),
-                    (&event.user_id).into(),
-                    (&event.order_id).into(),
-                    message.channel.as_str().into(),
-                    (&message.subject).into(),
-                    (&message.body).into(),
-                    event.occurred_at_ms.into(),
-                    Param::Int(now_ms),
-                ],
-            )?;
+        if messages.is_empty() {
+            return Ok(true);
         }
+        // Every message in one statement (one round trip).
+        let mut sql = Bindings::default();
+        let (event_id, user_id, order_id) = (sql.bind(&event.event_id), sql.bind(&event.user_id), sql.bind(&event.order_id));
+        let (occurred, created) = (sql.bind(event.occurred_at_ms), sql.bind(now_ms));
+        let rows = sql.rows(messages, |sql, message| {
+            vec![
+                sql.bind(format!("ntf_{}", uuid::Uuid::new_v4().simple())),
+                event_id.clone(),
+                user_id.clone(),
+                order_id.clone(),
+                sql.bind(message.channel.as_str()),
+                sql.bind(&message.subject),
+                sql.bind(&message.body),
+                occurred.clone(),
+                created.clone(),
+            ]
+        });
+        db.execute(
+            &format!(
+                "INSERT INTO notifications (id, event_id, user_id, order_id, channel, subject, body, occurred_at_ms, \
+                 created_at_ms) VALUES {rows}"
+            ),
+            &sql.params,
+        )?;
         Ok(true)
     })
 }

@@ -36,22 +36,38 @@ pub fn create_profile(db: &Db, new: &NewProfile) -> Result<Created, DbError> {
 }
 
 /// The whole profile of `user_id`, addresses included.
+///
+/// One query, the profile joined with its addresses (one row per address):
+/// one round trip for every profile read, notifications' lookup of each
+/// order event's recipient among them.
 pub fn profile(db: &Db, user_id: &str) -> Result<Option<Profile>, DbError> {
+    let address_columns: Vec<String> = ADDRESS_COLUMNS.split(", ").map(|column| format!("a.{column}")).collect();
     let rows = db.query(
-        "SELECT user_id, email, name, phone, email_notifications, sms_notifications, push_notifications, currency \
-         FROM profiles WHERE user_id = $1",
+        &format!(
+            "SELECT p.user_id, p.email, p.name, p.phone, p.email_notifications, p.sms_notifications, \
+             p.push_notifications, p.currency, {} \
+             FROM profiles p LEFT JOIN addresses a ON a.user_id = p.user_id WHERE p.user_id = $1 \
+             ORDER BY a.created_at_ms, a.id",
+            address_columns.join(", ")
+        ),
         &[user_id.into()],
     )?;
     let Some(row) = rows.first() else {
         return Ok(None);
     };
+    let mut addresses = Vec::new();
+    for row in rows.iter() {
+        if row.opt_text("id")?.is_some() {
+            addresses.push(address_of(&row)?);
+        }
+    }
     Ok(Some(Profile {
         user_id: row.text("user_id")?,
         email: row.text("email")?,
         name: row.text("name")?,
         phone: row.opt_text("phone")?,
         preferences: preferences_of(&row)?,
-        addresses: addresses(db, user_id)?,
+        addresses,
     }))
 }
 
