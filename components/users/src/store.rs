@@ -41,14 +41,12 @@ pub fn create_profile(db: &Db, new: &NewProfile) -> Result<Created, DbError> {
 /// one round trip for every profile read, notifications' lookup of each
 /// order event's recipient among them.
 pub fn profile(db: &Db, user_id: &str) -> Result<Option<Profile>, DbError> {
-    let address_columns: Vec<String> = ADDRESS_COLUMNS.split(", ").map(|column| format!("a.{column}")).collect();
     let rows = db.query(
         &format!(
             "SELECT p.user_id, p.email, p.name, p.phone, p.email_notifications, p.sms_notifications, \
-             p.push_notifications, p.currency, {} \
+             p.push_notifications, p.currency, {ADDRESS_COLUMNS} \
              FROM profiles p LEFT JOIN addresses a ON a.user_id = p.user_id WHERE p.user_id = $1 \
-             ORDER BY a.created_at_ms, a.id",
-            address_columns.join(", ")
+             ORDER BY a.created_at_ms, a.id"
         ),
         &[user_id.into()],
     )?;
@@ -123,12 +121,14 @@ fn preferences_of(row: &Row<'_>) -> Result<Preferences, DbError> {
     })
 }
 
-const ADDRESS_COLUMNS: &str = "id, line1, line2, city, postal_code, country";
+/// An address's columns, of `addresses a` (qualified, so that they can be
+/// selected beside a profile's).
+const ADDRESS_COLUMNS: &str = "a.id, a.line1, a.line2, a.city, a.postal_code, a.country";
 
 /// The addresses of `user_id`, oldest first.
 pub fn addresses(db: &Db, user_id: &str) -> Result<Vec<Address>, DbError> {
     let rows = db.query(
-        &format!("SELECT {ADDRESS_COLUMNS} FROM addresses WHERE user_id = $1 ORDER BY created_at_ms, id"),
+        &format!("SELECT {ADDRESS_COLUMNS} FROM addresses a WHERE a.user_id = $1 ORDER BY a.created_at_ms, a.id"),
         &[user_id.into()],
     )?;
     rows.iter().map(|row| address_of(&row)).collect()
@@ -137,7 +137,7 @@ pub fn addresses(db: &Db, user_id: &str) -> Result<Vec<Address>, DbError> {
 /// The address `user_id` created with `idempotency_key`, if any.
 pub fn address_by_idempotency_key(db: &Db, user_id: &str, idempotency_key: &str) -> Result<Option<Address>, DbError> {
     let rows = db.query(
-        &format!("SELECT {ADDRESS_COLUMNS} FROM addresses WHERE user_id = $1 AND idempotency_key = $2"),
+        &format!("SELECT {ADDRESS_COLUMNS} FROM addresses a WHERE a.user_id = $1 AND a.idempotency_key = $2"),
         &[user_id.into(), idempotency_key.into()],
     )?;
     rows.first().map(|row| address_of(&row)).transpose()

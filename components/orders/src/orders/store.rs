@@ -83,8 +83,10 @@ pub fn id_for_key(db: &Db, user_id: &str, idempotency_key: &str) -> Result<Optio
     rows.first().map(|row| row.text("id")).transpose()
 }
 
-const ORDER_COLUMNS: &str = "id, user_id, status, currency, total_cents, payment_id, address_id, cancel_reason, \
-     refunded, created_at_ms, updated_at_ms";
+/// An order's columns, of `orders o` (qualified, so that they can be
+/// selected beside a joined table's).
+const ORDER_COLUMNS: &str = "o.id, o.user_id, o.status, o.currency, o.total_cents, o.payment_id, o.address_id, \
+     o.cancel_reason, o.refunded, o.created_at_ms, o.updated_at_ms";
 
 pub fn find(db: &Db, id: &str) -> Result<Option<Order>, DbError> {
     find_with_lines(db, id, None)
@@ -94,13 +96,11 @@ pub fn find(db: &Db, id: &str) -> Result<Option<Order>, DbError> {
 /// change once it is placed): one query, the order's row joined with its
 /// history (a checkout answers with it).
 pub fn find_with_lines(db: &Db, id: &str, known_lines: Option<Vec<OrderLine>>) -> Result<Option<Order>, DbError> {
-    let columns: Vec<String> = ORDER_COLUMNS.split(", ").map(|column| format!("o.{}", column.trim())).collect();
     let rows = db.query(
         &format!(
-            "SELECT {}, h.status AS history_status, h.at_ms AS history_at_ms, h.note AS history_note \
+            "SELECT {ORDER_COLUMNS}, h.status AS history_status, h.at_ms AS history_at_ms, h.note AS history_note \
              FROM orders o LEFT JOIN order_history h ON h.order_id = o.id WHERE o.id = $1 \
-             ORDER BY h.at_ms, {HISTORY_TIE_BREAK}",
-            columns.join(", ")
+             ORDER BY h.at_ms, {HISTORY_TIE_BREAK}"
         ),
         &[id.into()],
     )?;
@@ -124,8 +124,8 @@ pub fn page_for_user(db: &Db, user_id: &str, limit: i64, offset: i64) -> Result<
     let total = total.first().map_or(Ok(0), |row| row.int("n"))?;
     let rows = db.query(
         &format!(
-            "SELECT {ORDER_COLUMNS} FROM orders WHERE user_id = $1 \
-             ORDER BY created_at_ms DESC, id DESC LIMIT $2 OFFSET $3"
+            "SELECT {ORDER_COLUMNS} FROM orders o WHERE o.user_id = $1 \
+             ORDER BY o.created_at_ms DESC, o.id DESC LIMIT $2 OFFSET $3"
         ),
         &[user_id.into(), limit.into(), offset.into()],
     )?;

@@ -118,9 +118,8 @@ pub fn learn(db: &Db, order_id: &str, facts: &[Fact], now: i64, lease_until_ms: 
 /// Ends the saga: writes the facts that decided its end (none when the
 /// journal already held them) and then `ending`, the statements of the
 /// end (the order CONFIRMED or CANCELLED, with its event), in one
-/// transaction. The end
-/// needs no lease, and the order's final UPDATE erases the card as a
-/// payment's fact would.
+/// transaction. The end needs no lease, and the order's final UPDATE
+/// erases the card as a payment's fact would.
 ///
 /// `true` if every write took; `false` when another run wrote one of these
 /// facts or ended the saga first: what took is kept, and the run reads the
