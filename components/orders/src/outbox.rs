@@ -183,8 +183,8 @@ fn mark_sent(db: &Db, event_ids: &[String]) -> Result<(), DbError> {
     }
     let mut sql = Bindings::default();
     let now = sql.bind(now_ms());
-    let ids: Vec<String> = event_ids.iter().map(|id| sql.bind(id)).collect();
-    db.execute(&format!("UPDATE outbox SET sent_at_ms = {now} WHERE event_id IN ({})", ids.join(", ")), &sql.params)?;
+    let ids = sql.list(event_ids);
+    db.execute(&format!("UPDATE outbox SET sent_at_ms = {now} WHERE event_id IN ({ids})"), &sql.params)?;
     Ok(())
 }
 

@@ -126,8 +126,7 @@ fn filter(query: &SearchQuery, sql: &mut Bindings) -> String {
         conditions.push(format!("p.price_cents <= {}", sql.bind(max)));
     }
     if !query.skus.is_empty() {
-        let skus: Vec<String> = query.skus.iter().map(|sku| sql.bind(sku)).collect();
-        conditions.push(format!("p.sku IN ({})", skus.join(", ")));
+        conditions.push(format!("p.sku IN ({})", sql.list(&query.skus)));
     }
     if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) }
 }

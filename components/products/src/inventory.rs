@@ -7,7 +7,7 @@
 //! keyed by the order, which remembers the first answer given for it.
 use serde::{Deserialize, Serialize};
 use shop_shared::api::ApiError;
-use shop_shared::db::{Bindings, Db, DbError, Param};
+use shop_shared::db::{Bindings, Db, DbError};
 
 use crate::database::now_ms;
 use crate::stock_request::StockLine;
@@ -86,15 +86,14 @@ pub struct Check {
 /// Prices the lines and finds which cannot be had now (nothing is taken).
 /// A SKU the catalog does not sell has nothing in stock.
 pub fn check(db: &Db, lines: &[StockLine]) -> Result<Check, DbError> {
-    let placeholders: Vec<String> = (1..=lines.len()).map(|i| format!("${i}")).collect();
-    let params: Vec<Param> = lines.iter().map(|line| (&line.sku).into()).collect();
+    let mut sql = Bindings::default();
     let rows = db.query(
         &format!(
             "SELECT p.sku, p.name, p.price_cents, COALESCE(s.quantity, 0) AS quantity \
              FROM products p LEFT JOIN stock s ON s.sku = p.sku WHERE p.sku IN ({})",
-            placeholders.join(", ")
+            sql.list(lines.iter().map(|line| &line.sku))
         ),
-        &params,
+        &sql.params,
     )?;
     let mut check = Check { products: Vec::new(), short: Vec::new() };
     for line in lines {

@@ -80,6 +80,12 @@ impl Bindings {
         format!("${}", self.params.len())
     }
 
+    /// An `IN` list, `$3, $4, $5`: one placeholder per item, each bound.
+    pub fn list<T: Into<Param>>(&mut self, items: impl IntoIterator<Item = T>) -> String {
+        let placeholders: Vec<String> = items.into_iter().map(|item| self.bind(item)).collect();
+        placeholders.join(", ")
+    }
+
     /// A multi-row `VALUES` list, `(…), (…)`, so one statement (one round
     /// trip) writes any number of rows: `row` gives an item's placeholders,
     /// binding its values or reusing ones bound once for every row.
@@ -448,5 +454,16 @@ mod tests {
         assert_eq!(rows, "($1, $2, $3), ($1, $4, $5)");
         let texts = |s: &str| Param::Text(s.to_string());
         assert_eq!(sql.params, vec![texts("o-1"), texts("a"), Param::Int(2), texts("b"), Param::Int(5)]);
+    }
+
+    #[test]
+    fn a_list_binds_each_item_after_what_was_bound_before() {
+        let mut sql = Bindings::default();
+        let now = sql.bind(7i64);
+        let ids = ["e-1".to_string(), "e-2".to_string()];
+        assert_eq!((now, sql.list(&ids)), ("$1".to_string(), "$2, $3".to_string()));
+        let texts = |s: &str| Param::Text(s.to_string());
+        assert_eq!(sql.params, vec![Param::Int(7), texts("e-1"), texts("e-2")]);
+        assert_eq!(Bindings::default().list(Vec::<String>::new()), "");
     }
 }

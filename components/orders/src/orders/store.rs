@@ -3,7 +3,7 @@
 //! event reporting it to the outbox, in the same transaction.
 use std::collections::HashMap;
 
-use shop_shared::db::{Bindings, Db, DbError, Param, Row};
+use shop_shared::db::{Bindings, Db, DbError, Row};
 use shop_shared::events::{Envelope, OrderEvent, OrderLine};
 
 use super::model::{CURRENCY, CancelReason, HistoryEntry, Order, Status};
@@ -150,13 +150,14 @@ fn lines_of(db: &Db, ids: &[String]) -> Result<HashMap<String, Vec<OrderLine>>, 
     if ids.is_empty() {
         return Ok(by_order);
     }
+    let mut sql = Bindings::default();
     let rows = db.query(
         &format!(
             "SELECT order_id, sku, name, quantity, unit_price_cents FROM order_lines \
              WHERE order_id IN ({}) ORDER BY order_id, line_no",
-            placeholders(ids.len())
+            sql.list(ids)
         ),
-        &params(ids),
+        &sql.params,
     )?;
     for row in rows.iter() {
         let line = OrderLine {
@@ -175,13 +176,14 @@ fn history(db: &Db, ids: &[String]) -> Result<HashMap<String, Vec<HistoryEntry>>
     if ids.is_empty() {
         return Ok(by_order);
     }
+    let mut sql = Bindings::default();
     let rows = db.query(
         &format!(
             "SELECT order_id, status, at_ms, note FROM order_history h WHERE order_id IN ({}) \
              ORDER BY order_id, at_ms, {HISTORY_TIE_BREAK}",
-            placeholders(ids.len())
+            sql.list(ids)
         ),
-        &params(ids),
+        &sql.params,
     )?;
     for row in rows.iter() {
         by_order.entry(row.text("order_id")?).or_default().push(history_entry(&row, "")?);
@@ -294,13 +296,4 @@ fn order(row: &Row) -> Result<Order, DbError> {
         updated_at_ms: row.int("updated_at_ms")?,
         history: Vec::new(),
     })
-}
-
-/// `$1, $2, ..., $n`.
-fn placeholders(n: usize) -> String {
-    (1..=n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
-}
-
-fn params(ids: &[String]) -> Vec<Param> {
-    ids.iter().map(Into::into).collect()
 }
