@@ -6,7 +6,9 @@
 //!
 //! `notifications` is the probe in this app (tests/apps/gateway/spin.toml):
 //! `GET /api/notifications/headers` answers with the headers the service
-//! received from the gateway.
+//! received from the gateway. In tests/apps/gateway-varies the probe is the
+//! catalog service instead, answering with `Vary`, which no shop service
+//! sends.
 //!
 //! Embedded mode keeps every store in SQLite files in the test's state
 //! directory. Production mode (`on_redis_*`) keeps the gateway's stores in
@@ -347,6 +349,43 @@ async fn catalog_reads_are_cached_for_everyone_and_invalidated_by_admin_writes()
     assert_cache_status(&shop.call(Method::GET, &format!("{path}?view=all"), &[], None).await, "gateway; fwd=uri-miss; stored");
 }
 
+#[tokio::test]
+async fn catalog_answers_that_vary_are_kept_one_entry_per_variant() {
+    let shop = Shop::varying_catalog();
+    let path = "/api/products/varies?on=accept-language";
+    let get = |language: Option<&'static str>| {
+        let headers: Vec<(&str, &str)> = language.map(|l| ("accept-language", l)).into_iter().collect();
+        let shop = &shop;
+        async move { shop.call(Method::GET, path, &headers, None).await }
+    };
+    let assert_answer = |reply: &Reply, language: Option<&str>, status: &str| {
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        assert_eq!(reply.json(), json!({ "accept-language": language }), "for {language:?}");
+        assert_eq!(reply.header("vary"), Some("accept-language"));
+        assert_cache_status(reply, status);
+    };
+
+    // The first answer is kept under its variant, and serves that variant
+    // only: another language is a miss that the service answers and that
+    // is kept beside the first.
+    assert_answer(&get(Some("en")).await, Some("en"), "gateway; fwd=uri-miss; stored");
+    assert_answer(&get(Some("en")).await, Some("en"), "gateway; hit");
+    assert_answer(&get(Some("fr")).await, Some("fr"), "gateway; fwd=vary-miss; stored");
+    assert_answer(&get(Some("fr")).await, Some("fr"), "gateway; hit");
+    assert_answer(&get(Some("en")).await, Some("en"), "gateway; hit");
+    // No header at all is a variant of its own.
+    assert_answer(&get(None).await, None, "gateway; fwd=vary-miss; stored");
+    assert_answer(&get(None).await, None, "gateway; hit");
+    assert_answer(&get(Some("fr")).await, Some("fr"), "gateway; hit");
+
+    // `Vary: *` can never be matched, so such an answer is not kept.
+    for _ in 0..2 {
+        let star = shop.call(Method::GET, "/api/products/varies?on=*", &[], None).await;
+        assert_eq!(star.status, 200, "{}", star.text);
+        assert_cache_status(&star, "gateway; fwd=uri-miss; detail=vary-star");
+    }
+}
+
 // --------------------------------------------------------------- routing
 
 #[tokio::test]
@@ -507,6 +546,19 @@ impl Shop {
     /// A host on the stores and databases in `state`.
     fn start(state: &Path, stores: Stores, envs: &[(&str, &str)]) -> Shop {
         require_components(&["gateway", "auth", "users", "products", "orders", "payments", "probe"]);
+        Self::start_app("gateway", state, stores, envs)
+    }
+
+    /// The gateway in front of the probe as the catalog service
+    /// (tests/apps/gateway-varies), its stores in files.
+    fn varying_catalog() -> Shop {
+        require_components(&["gateway", "probe"]);
+        let state = tempfile::tempdir().unwrap();
+        let bazaar = Self::start_app("gateway-varies", state.path(), Stores::Files, &[]).bazaar;
+        Shop { bazaar, _state: Some(state) }
+    }
+
+    fn start_app(name: &str, state: &Path, stores: Stores, envs: &[(&str, &str)]) -> Shop {
         let runtime_config = state.join(match stores {
             Stores::Files => "runtime-config.toml",
             Stores::Redis => "runtime-config-redis.toml",
@@ -516,7 +568,7 @@ impl Shop {
         for (name, value) in envs {
             up = up.env(name, *value);
         }
-        Shop { bazaar: Bazaar::start(&app("gateway"), up), _state: None }
+        Shop { bazaar: Bazaar::start(&app(name), up), _state: None }
     }
 
     async fn call(&self, method: Method, path: &str, headers: &[(&str, &str)], body: Option<Value>) -> Reply {

@@ -14,6 +14,7 @@
 //! | Request                          | Capability / behaviour                                   |
 //! |----------------------------------|----------------------------------------------------------|
 //! | `GET /headers`, `GET .../headers`, or an empty path | request headers as a JSON object (lower-case names) |
+//! | `GET .../varies?on=NAME`         | a shared-cacheable answer (`Cache-Control: public, max-age=60`) with `Vary: NAME` (`*` allowed), body `{"NAME": <the request's value or null>}` |
 //! | `GET /sleep?ms=N`                | answers after N ms (a request in flight)                 |
 //! | `POST /echo`                     | streams the request body back (application/octet-stream) |
 //! | `GET /hello`                     | text `hello from probe\n`                                |
@@ -132,6 +133,11 @@ async fn route(req: &RequestHead, body: &[u8]) -> Reply {
     if req.method == "GET" && (req.path.is_empty() || req.path == "/" || req.path.ends_with("/headers")) {
         return Ok(headers(req));
     }
+    // Like `.../headers`, at any depth: a gateway test mounts the probe as
+    // the catalog service, whose paths it forwards unchanged.
+    if req.method == "GET" && req.path.ends_with("/varies") {
+        return Ok(varies(req));
+    }
     let (top, rest) = split_segment(&req.path);
     match (req.method.as_str(), top, rest) {
         ("GET", "sleep", "") => Ok(sleep(req)),
@@ -166,6 +172,26 @@ fn headers(req: &RequestHead) -> Response {
         object.insert(name.clone(), Json::String(joined));
     }
     json_response(200, Json::Object(object))
+}
+
+/// An answer a shared cache may keep, that depends on the request header
+/// `on` names and says so (`Vary`), as a service answering per language
+/// would: how a cache's keeping of one entry per variant is tested.
+fn varies(req: &RequestHead) -> Response {
+    let on = req.query_param("on").unwrap_or_else(|| "accept-language".into());
+    let value = req
+        .headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(&on))
+        .map(|(_, value)| Json::String(value.clone()))
+        .unwrap_or(Json::Null);
+    Response::builder()
+        .status(200)
+        .header("content-type", "application/json")
+        .header("cache-control", "public, max-age=60")
+        .header("vary", on.as_str())
+        .body(Json::Object(Map::from_iter([(on.to_ascii_lowercase(), value)])).to_string().into_bytes())
+        .build()
 }
 
 /// Sleeps `ms` milliseconds (wall clock, in the host's timer), then answers:
