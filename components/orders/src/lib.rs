@@ -15,6 +15,7 @@
 //!   did not commit.
 //!
 //! Callers are identified by `x-user-id`, set by the gateway ([`caller`]).
+use shop_shared::db::Db;
 use spin_sdk::http::{OutgoingResponse, Request, Response, ResponseOutparam};
 use spin_sdk::http_component;
 
@@ -32,13 +33,25 @@ mod saga;
 mod schema;
 mod validation;
 
-/// Answers, then relays the outbox if the request changed an order (see
-/// [`outbox`]): the response is complete, body and all, before the relay
-/// starts, so the caller does not wait on the bus.
+/// Answers, then does what the answer need not wait for: a checkout
+/// resumes stale sagas ([`checkout::resume_stale_after_response`]), and
+/// the outbox is relayed if an order changed ([`outbox`]). The response is
+/// complete, body and all, before either starts, so the caller waits on
+/// neither another order's saga nor the bus.
 #[http_component]
 async fn handle(req: Request, out: ResponseOutparam) {
     send(out, routes::handle(req).await).await;
-    outbox::relay_if_due();
+    if !checkout::resume_due() && !outbox::relay_due() {
+        return;
+    }
+    // A connection of its own: the request's is gone with its handler.
+    match Db::from_variable() {
+        Ok(db) => {
+            checkout::resume_stale_after_response(&db).await;
+            outbox::relay_if_due(&db);
+        }
+        Err(e) => eprintln!("orders: the work after the response could not open the database: {e}"),
+    }
 }
 
 /// Sends `response` and finishes its body.

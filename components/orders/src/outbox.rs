@@ -210,17 +210,17 @@ pub fn relay_after_change() {
     DUE.with(|due| due.set(true));
 }
 
-/// Runs the relay [`relay_after_change`] marked due, if any, on a connection
-/// of its own (the request's is gone with its handler): the change has
+/// Whether a relay is due (see [`relay_after_change`]).
+pub fn relay_due() -> bool {
+    DUE.with(Cell::get)
+}
+
+/// Runs the relay [`relay_after_change`] marked due, if any: the change has
 /// committed whatever happens here, so a failure is only logged (the rows
 /// stay pending).
-pub fn relay_if_due() {
-    if !DUE.with(|due| due.replace(false)) {
-        return;
-    }
-    match Db::from_variable() {
-        Ok(db) => relay_now(&db),
-        Err(e) => eprintln!("orders: outbox relay could not open the database: {e}"),
+pub fn relay_if_due(db: &Db) {
+    if DUE.with(|due| due.replace(false)) {
+        relay_now(db);
     }
 }
 

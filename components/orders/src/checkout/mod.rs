@@ -1,8 +1,9 @@
 //! `POST /api/orders/checkout`: turns the user's cart into an order and runs
 //! its saga.
 //!
-//! 1. Stale sagas are resumed first (a checkout that crashed is finished by
-//!    the next one).
+//! 1. Stale sagas are resumed once the answer has been sent
+//!    ([`resume_stale_after_response`]): a checkout that crashed is finished
+//!    by the next one, and no checkout waits for another's saga.
 //! 2. With an `Idempotency-Key` the user used before, the order placed then
 //!    is the answer (its saga resumed if its run died): a retried checkout
 //!    never places a second order.
@@ -14,6 +15,8 @@
 //!    (payment declined), 409 CANCELLED (out of stock), or 202 PENDING if a
 //!    service did not answer in time (the saga is resumed later; `GET
 //!    /api/orders/{id}` follows it).
+use std::cell::RefCell;
+
 use shop_shared::api::{ApiError, json};
 use shop_shared::db::{Db, DbError};
 use shop_shared::events::OrderLine;
@@ -36,19 +39,24 @@ mod request;
 
 use request::CheckoutRequest;
 
-/// Stale sagas a checkout resumes before its own: bounds what it adds to
-/// the checkout's latency (`POST /internal/sagas/resume` does the rest).
-const RESUME_BEFORE_CHECKOUT: i64 = 5;
+/// Stale sagas a checkout resumes after its answer: bounds how long its
+/// instance lives on (`POST /internal/sagas/resume` does the rest).
+const RESUME_AFTER_CHECKOUT: i64 = 5;
+
+thread_local! {
+    /// The chained calls' headers of a checkout that has stale sagas to
+    /// resume after its answer; an instance serves one request, so this is
+    /// that request's (as the outbox's due flag).
+    static RESUME_DUE: RefCell<Option<Upstream>> = const { RefCell::new(None) };
+}
 
 pub async fn checkout(req: &Request) -> Result<Response, ApiError> {
     let user_id = caller::user_id(req)?;
     let request = CheckoutRequest::from_request(req)?;
     let db = schema::open()?;
     let upstream = Upstream::for_request(req);
+    RESUME_DUE.with(|due| *due.borrow_mut() = Some(upstream.clone()));
 
-    if let Err(e) = runner::resume_stale(&db, &upstream, RESUME_BEFORE_CHECKOUT).await {
-        eprintln!("orders: resuming stale sagas before a checkout failed: {}", e.message);
-    }
     if let Some(key) = &request.idempotency_key
         && let Some(order_id) = store::id_for_key(&db, &user_id, key)?
     {
@@ -161,4 +169,23 @@ fn respond(db: &Db, order_id: &str, lines: Option<Vec<OrderLine>>) -> Result<Res
     let mut response = json(status, &order);
     response.set_header("location", format!("/api/orders/{order_id}"));
     Ok(response)
+}
+
+/// Whether this request was a checkout, which resumes stale sagas once
+/// its answer has been sent.
+pub fn resume_due() -> bool {
+    RESUME_DUE.with(|due| due.borrow().is_some())
+}
+
+/// Resumes up to [`RESUME_AFTER_CHECKOUT`] stale sagas if this request was
+/// a checkout, after its answer (lib.rs): a stale saga's calls, with their
+/// retries, never hold up a customer's checkout. Their events join the
+/// outbox relay that follows.
+pub async fn resume_stale_after_response(db: &Db) {
+    let Some(upstream) = RESUME_DUE.with(|due| due.borrow_mut().take()) else {
+        return;
+    };
+    if let Err(e) = runner::resume_stale(db, &upstream, RESUME_AFTER_CHECKOUT).await {
+        eprintln!("orders: resuming stale sagas after a checkout failed: {}", e.message);
+    }
 }
