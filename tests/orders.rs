@@ -570,8 +570,13 @@ async fn users_read_their_own_orders_newest_first() {
 /// An order as checkout leaves it at the crash: PENDING, its lease run out,
 /// stock checked; the charge it was about to send is `charge`.
 async fn crashed_saga(shop: &Shop, order_id: &str, user: &str, sku: &str, price_cents: i64) -> Value {
+    crashed_saga_paying_with(shop, order_id, user, sku, price_cents, good_card()).await
+}
+
+/// [`crashed_saga`], about to charge `card`.
+async fn crashed_saga_paying_with(shop: &Shop, order_id: &str, user: &str, sku: &str, price_cents: i64, card: Value) -> Value {
     shop.get("/api/orders", user).await.expect(200); // orders migrates its database on first use
-    let charge = json!({"order_id": order_id, "amount_cents": price_cents, "currency": "USD", "card": good_card()});
+    let charge = json!({"order_id": order_id, "amount_cents": price_cents, "currency": "USD", "card": card});
     let at = now_ms() - 60_000;
     shop.orders_sql(&[
         format!(
@@ -631,6 +636,25 @@ async fn embedded_a_saga_that_crashed_after_charging_is_finished_once() {
 #[tokio::test]
 async fn postgres_a_saga_that_crashed_after_charging_is_finished_once() {
     a_saga_that_crashed_after_charging_is_finished_once(&Shop::postgres().await).await;
+}
+
+/// A stale saga whose card processor is down (a try of its charge takes 5 s
+/// to fail) holds up no checkout: the next checkout answers its own
+/// customer before it resumes the stale saga, so when the answer arrives
+/// no try of that charge has been written down.
+#[tokio::test]
+async fn a_stale_saga_stuck_on_its_payment_holds_up_no_checkout() {
+    let shop = Shop::embedded();
+    shop.product("STUCK-1", 1200, 5).await;
+    let unavailable = json!({"number": "4000000000009995", "exp_month": 12, "exp_year": 2099, "cvc": "123"});
+    crashed_saga_paying_with(&shop, "ord_stuck", "cat", "STUCK-1", 1200, unavailable).await;
+
+    shop.add("dan", "STUCK-1", 1).await.expect(201);
+    assert_eq!(shop.checkout("dan", good_card(), None).await.expect(201)["status"], "CONFIRMED");
+    let query = json!({"sql": "SELECT step, attempts FROM saga_steps WHERE order_id = 'ord_stuck' ORDER BY step", "params": []});
+    let steps = shop.bazaar.send_as("POST", "/probe/sqlite3/orders", None, Some(query), &[]).await.expect(200);
+    assert_eq!(steps["rows"], json!([["check_stock", 1]]), "the stale saga's charge is not tried before the answer");
+    assert_eq!(shop.get("/api/orders/ord_stuck", "cat").await.expect(200)["status"], "PENDING");
 }
 
 /// Crashed after checking stock; by the resume the stock is gone, so the
