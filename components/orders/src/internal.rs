@@ -18,8 +18,8 @@ const RESUME_BATCH: i64 = 20;
 /// PENDING by a run that died or gave up.
 pub async fn resume_sagas(req: &Request) -> Result<Response, ApiError> {
     let db = schema::open()?;
-    let resumed = runner::resume_stale(&db, &Upstream::for_request(req), RESUME_BATCH).await?;
-    let remaining = journal::stale(&db, now_ms(), RESUME_BATCH)?.len();
+    let resumed = runner::resume_stale(&db, &Upstream::for_request(req), i64::MAX, RESUME_BATCH).await?;
+    let remaining = journal::stale(&db, now_ms(), i64::MAX, RESUME_BATCH)?.len();
     Ok(json(200, &json!({ "resumed": resumed, "remaining": remaining })))
 }
 

@@ -43,11 +43,20 @@ use request::CheckoutRequest;
 /// instance lives on (`POST /internal/sagas/resume` does the rest).
 const RESUME_AFTER_CHECKOUT: i64 = 5;
 
+/// What a checkout resumes after its answer: sagas stale then and placed
+/// before it began, never its own (one that answered 202 has just tried
+/// and given up; a later checkout or `POST /internal/sagas/resume` takes
+/// it up once its lease runs out).
+struct ResumeDue {
+    /// The chained calls' headers.
+    upstream: Upstream,
+    began_ms: i64,
+}
+
 thread_local! {
-    /// The chained calls' headers of a checkout that has stale sagas to
-    /// resume after its answer; an instance serves one request, so this is
-    /// that request's (as the outbox's due flag).
-    static RESUME_DUE: RefCell<Option<Upstream>> = const { RefCell::new(None) };
+    /// Set by a checkout; an instance serves one request, so this is that
+    /// request's (as the outbox's due flag).
+    static RESUME_DUE: RefCell<Option<ResumeDue>> = const { RefCell::new(None) };
 }
 
 pub async fn checkout(req: &Request) -> Result<Response, ApiError> {
@@ -55,7 +64,8 @@ pub async fn checkout(req: &Request) -> Result<Response, ApiError> {
     let request = CheckoutRequest::from_request(req)?;
     let db = schema::open()?;
     let upstream = Upstream::for_request(req);
-    RESUME_DUE.with(|due| *due.borrow_mut() = Some(upstream.clone()));
+    let began_ms = now_ms();
+    RESUME_DUE.with(|due| *due.borrow_mut() = Some(ResumeDue { upstream: upstream.clone(), began_ms }));
 
     if let Some(key) = &request.idempotency_key
         && let Some(order_id) = store::id_for_key(&db, &user_id, key)?
@@ -182,10 +192,10 @@ pub fn resume_due() -> bool {
 /// retries, never hold up a customer's checkout. Their events join the
 /// outbox relay that follows.
 pub async fn resume_stale_after_response(db: &Db) {
-    let Some(upstream) = RESUME_DUE.with(|due| due.borrow_mut().take()) else {
+    let Some(ResumeDue { upstream, began_ms }) = RESUME_DUE.with(|due| due.borrow_mut().take()) else {
         return;
     };
-    if let Err(e) = runner::resume_stale(db, &upstream, RESUME_AFTER_CHECKOUT).await {
+    if let Err(e) = runner::resume_stale(db, &upstream, began_ms, RESUME_AFTER_CHECKOUT).await {
         eprintln!("orders: resuming stale sagas after a checkout failed: {}", e.message);
     }
 }

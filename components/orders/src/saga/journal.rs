@@ -211,12 +211,13 @@ pub fn extend_lease(db: &Db, order_id: &str, until_ms: i64) -> Result<bool, DbEr
     Ok(changed == 1)
 }
 
-/// PENDING sagas whose lease ran out before `now` (their run died or gave
-/// up), oldest first.
-pub fn stale(db: &Db, now: i64, limit: i64) -> Result<Vec<String>, DbError> {
+/// PENDING sagas placed before `placed_before` whose lease ran out before
+/// `now` (their run died or gave up), oldest first.
+pub fn stale(db: &Db, now: i64, placed_before: i64, limit: i64) -> Result<Vec<String>, DbError> {
     let rows = db.query(
-        "SELECT id FROM orders WHERE status = $1 AND lease_until_ms < $2 ORDER BY created_at_ms LIMIT $3",
-        &[Status::Pending.as_str().into(), now.into(), limit.into()],
+        "SELECT id FROM orders WHERE status = $1 AND lease_until_ms < $2 AND created_at_ms < $3 \
+         ORDER BY created_at_ms LIMIT $4",
+        &[Status::Pending.as_str().into(), now.into(), placed_before.into(), limit.into()],
     )?;
     rows.iter().map(|row| row.text("id")).collect()
 }

@@ -133,11 +133,12 @@ pub async fn resume(db: &Db, upstream: &Upstream, order_id: &str) -> Result<Opti
     run(db, upstream, order_id).await.map(Some)
 }
 
-/// Resumes up to `limit` stale sagas, oldest first. One saga failing does
-/// not stop the others: it stays PENDING for the next resume.
-pub async fn resume_stale(db: &Db, upstream: &Upstream, limit: i64) -> Result<Vec<Resumed>, ApiError> {
+/// Resumes up to `limit` stale sagas placed before `placed_before`, oldest
+/// first. One saga failing does not stop the others: it stays PENDING for
+/// the next resume.
+pub async fn resume_stale(db: &Db, upstream: &Upstream, placed_before: i64, limit: i64) -> Result<Vec<Resumed>, ApiError> {
     let mut resumed = Vec::new();
-    for order_id in journal::stale(db, now_ms(), limit)? {
+    for order_id in journal::stale(db, now_ms(), placed_before, limit)? {
         match resume(db, upstream, &order_id).await {
             Ok(Some(status)) => resumed.push(Resumed { order_id, status }),
             Ok(None) => {}
