@@ -23,6 +23,11 @@ fn declined_card() -> Value {
     json!({"number": "4000000000000002", "exp_month": 12, "exp_year": 2099, "cvc": "123"})
 }
 
+/// A card whose processor is down: a try to charge it takes 5 s to fail.
+fn unavailable_card() -> Value {
+    json!({"number": "4000000000009995", "exp_month": 12, "exp_year": 2099, "cvc": "123"})
+}
+
 // ------------------------------------------------------------------ the shop
 
 /// The test app running on its own state: orders, products, payments, the
@@ -646,8 +651,7 @@ async fn postgres_a_saga_that_crashed_after_charging_is_finished_once() {
 async fn a_stale_saga_stuck_on_its_payment_holds_up_no_checkout() {
     let shop = Shop::embedded();
     shop.product("STUCK-1", 1200, 5).await;
-    let unavailable = json!({"number": "4000000000009995", "exp_month": 12, "exp_year": 2099, "cvc": "123"});
-    crashed_saga_paying_with(&shop, "ord_stuck", "cat", "STUCK-1", 1200, unavailable).await;
+    crashed_saga_paying_with(&shop, "ord_stuck", "cat", "STUCK-1", 1200, unavailable_card()).await;
 
     shop.add("dan", "STUCK-1", 1).await.expect(201);
     assert_eq!(shop.checkout("dan", good_card(), None).await.expect(201)["status"], "CONFIRMED");
