@@ -13,20 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::postgres::SagaDatabases as Databases;
-use support::{Bazaar, Reply, Up, app, client, free_port, require_components};
-
-fn good_card() -> Value {
-    json!({"number": "4242424242424242", "exp_month": 12, "exp_year": 2099, "cvc": "123"})
-}
-
-fn declined_card() -> Value {
-    json!({"number": "4000000000000002", "exp_month": 12, "exp_year": 2099, "cvc": "123"})
-}
-
-/// A card whose processor is down: a try to charge it takes 5 s to fail.
-fn unavailable_card() -> Value {
-    json!({"number": "4000000000009995", "exp_month": 12, "exp_year": 2099, "cvc": "123"})
-}
+use support::{Bazaar, Reply, Up, app, cards, client, free_port, require_components};
 
 // ------------------------------------------------------------------ the shop
 
@@ -303,7 +290,7 @@ async fn checkout_confirms_takes_stock_captures_payment_and_publishes(shop: &Sho
     shop.add("ann", "HAPPY-1", 2).await.expect(201);
     shop.add("ann", "HAPPY-2", 3).await.expect(201);
 
-    let order = shop.checkout("ann", good_card(), None).await.expect(201);
+    let order = shop.checkout("ann", cards::good(), None).await.expect(201);
     assert_eq!(order["status"], "CONFIRMED");
     assert_eq!(order["user_id"], "ann");
     assert_eq!(order["total_cents"], 2 * 2500 + 3 * 300);
@@ -351,7 +338,7 @@ async fn a_declined_card_cancels_without_reserving_anything() {
     let product = shop.product("DECL-1", 1999, 4).await;
     shop.add("ann", "DECL-1", 2).await.expect(201);
 
-    let order = shop.checkout("ann", declined_card(), None).await.expect(402);
+    let order = shop.checkout("ann", cards::declined(), None).await.expect(402);
     assert_eq!(
         (order["status"].as_str(), order["cancel_reason"].as_str()),
         (Some("CANCELLED"), Some("payment_declined"))
@@ -366,7 +353,7 @@ async fn a_declined_card_cancels_without_reserving_anything() {
 
     // The cart stays, so the user can pay with another card.
     assert_eq!(shop.get("/api/cart", "ann").await.expect(200)["item_count"], 2);
-    assert_eq!(shop.checkout("ann", good_card(), None).await.expect(201)["status"], "CONFIRMED");
+    assert_eq!(shop.checkout("ann", cards::good(), None).await.expect(201)["status"], "CONFIRMED");
     assert_eq!(shop.stock(&product).await, 2);
 }
 
@@ -377,7 +364,7 @@ async fn stock_gone_before_checkout_cancels_without_charging() {
     shop.add("ann", "GONE-1", 2).await.expect(201);
     shop.set_stock(&product, 1).await;
 
-    let order = shop.checkout("ann", good_card(), None).await.expect(409);
+    let order = shop.checkout("ann", cards::good(), None).await.expect(409);
     assert_eq!((order["status"].as_str(), order["cancel_reason"].as_str()), (Some("CANCELLED"), Some("out_of_stock")));
     assert_eq!(order["refunded"], false);
     let note = order["history"][1]["note"].as_str().unwrap();
@@ -395,7 +382,7 @@ async fn two_carts_race_for_the_last_unit(shop: &Shop) {
     shop.add("ann", "LAST-1", 1).await.expect(201);
     shop.add("bob", "LAST-1", 1).await.expect(201);
 
-    let (a, b) = tokio::join!(shop.checkout("ann", good_card(), None), shop.checkout("bob", good_card(), None));
+    let (a, b) = tokio::join!(shop.checkout("ann", cards::good(), None), shop.checkout("bob", cards::good(), None));
     let mut statuses = [a.status, b.status];
     statuses.sort();
     assert_eq!(statuses, [201, 409], "{} / {}", a.body, b.body);
@@ -435,14 +422,14 @@ async fn checkout_with_an_idempotency_key_places_one_order(shop: &Shop) {
     // The one that comes second finds the order placed and, while the
     // other's saga still runs, answers 202 with it PENDING.
     let (first, second) = tokio::join!(
-        shop.checkout("ann", good_card(), Some("buy-1")),
-        shop.checkout("ann", good_card(), Some("buy-1"))
+        shop.checkout("ann", cards::good(), Some("buy-1")),
+        shop.checkout("ann", cards::good(), Some("buy-1"))
     );
     let mut statuses = [first.status, second.status];
     statuses.sort();
     assert!(statuses == [201, 201] || statuses == [201, 202], "{} / {}", first.body, second.body);
     assert_eq!(id(&second.body), id(&first.body));
-    let again = shop.checkout("ann", good_card(), Some("buy-1")).await.expect(201);
+    let again = shop.checkout("ann", cards::good(), Some("buy-1")).await.expect(201);
     assert_eq!(id(&again), id(&first.body));
     assert_eq!(again["status"], "CONFIRMED");
     assert_eq!(shop.payments(&id(&again)).await.len(), 1);
@@ -451,16 +438,16 @@ async fn checkout_with_an_idempotency_key_places_one_order(shop: &Shop) {
 
     // The key is the user's own: another user's same key is another order.
     shop.add("bob", "IDEM-1", 1).await.expect(201);
-    let bobs = shop.checkout("bob", good_card(), Some("buy-1")).await.expect(201);
+    let bobs = shop.checkout("bob", cards::good(), Some("buy-1")).await.expect(201);
     assert_ne!(id(&bobs), id(&again));
 
     // A declined checkout answers the same way when retried with its key.
     shop.add("ann", "IDEM-1", 1).await.expect(201);
-    let declined = shop.checkout("ann", declined_card(), Some("buy-2")).await.expect(402);
-    let replayed = shop.checkout("ann", good_card(), Some("buy-2")).await.expect(402);
+    let declined = shop.checkout("ann", cards::declined(), Some("buy-2")).await.expect(402);
+    let replayed = shop.checkout("ann", cards::good(), Some("buy-2")).await.expect(402);
     assert_eq!(id(&replayed), id(&declined));
     // A new key is a new checkout (the cart is still there).
-    assert_eq!(shop.checkout("ann", good_card(), Some("buy-3")).await.expect(201)["status"], "CONFIRMED");
+    assert_eq!(shop.checkout("ann", cards::good(), Some("buy-3")).await.expect(201)["status"], "CONFIRMED");
 }
 
 #[tokio::test]
@@ -478,7 +465,7 @@ async fn a_checkout_that_cannot_start_places_no_order() {
     let shop = Shop::embedded();
     let product = shop.product("NOPE-1", 500, 10).await;
 
-    let empty = shop.checkout("ann", good_card(), None).await.expect(400);
+    let empty = shop.checkout("ann", cards::good(), None).await.expect(400);
     assert_eq!(empty["error"]["code"], "cart_empty");
     shop.add("ann", "NOPE-1", 1).await.expect(201);
 
@@ -489,19 +476,19 @@ async fn a_checkout_that_cannot_start_places_no_order() {
         fields(&shop.checkout("ann", bad_card, None).await.expect(400)),
         ["card.number", "card.exp_month", "card.cvc"]
     );
-    let expired = json!({"number": "4242424242424242", "exp_month": 1, "exp_year": 2020, "cvc": "123"});
+    let expired = json!({"number": cards::GOOD, "exp_month": 1, "exp_year": 2020, "cvc": "123"});
     assert_eq!(fields(&shop.checkout("ann", expired, None).await.expect(400)), ["card.exp_year"]);
-    let bad_key = shop.checkout("ann", good_card(), Some("has space")).await.expect(400);
+    let bad_key = shop.checkout("ann", cards::good(), Some("has space")).await.expect(400);
     assert_eq!(fields(&bad_key), ["Idempotency-Key"]);
     assert_eq!(
-        shop.bazaar.send_as("POST", "/api/orders/checkout", None, Some(json!({"card": good_card()})), &[]).await.status,
+        shop.bazaar.send_as("POST", "/api/orders/checkout", None, Some(json!({"card": cards::good()})), &[]).await.status,
         401
     );
 
     // A product withdrawn from the catalog after it was put in the cart.
     let path = format!("/api/products/{product}");
     assert_eq!(shop.bazaar.send_as("DELETE", &path, Some("admin"), None, &[("x-user-role", "admin")]).await.status, 204);
-    let withdrawn = shop.checkout("ann", good_card(), None).await.expect(409);
+    let withdrawn = shop.checkout("ann", cards::good(), None).await.expect(409);
     assert_eq!(withdrawn["error"]["code"], "products_unavailable");
 
     assert_eq!(shop.get("/api/orders", "ann").await.expect(200)["total"], 0);
@@ -517,7 +504,7 @@ async fn checkout_prices_the_order_from_the_catalog_as_it_is_now() {
     let path = format!("/api/products/{product}");
     shop.bazaar.send_as("PUT", &path, Some("admin"), Some(changed), &[("x-user-role", "admin")]).await.expect(200);
 
-    let order = shop.checkout("ann", good_card(), None).await.expect(201);
+    let order = shop.checkout("ann", cards::good(), None).await.expect(201);
     assert_eq!(
         (order["lines"][0]["unit_price_cents"].clone(), order["total_cents"].clone()),
         (json!(1100), json!(2200))
@@ -532,13 +519,13 @@ async fn users_read_their_own_orders_newest_first() {
     let shop = Shop::embedded();
     shop.product("READ-1", 700, 10).await;
     let mut placed = Vec::new();
-    for card in [good_card(), declined_card(), good_card()] {
+    for card in [cards::good(), cards::declined(), cards::good()] {
         shop.add("ann", "READ-1", 1).await;
         let reply = shop.checkout("ann", card, None).await;
         placed.push(id(&reply.body));
     }
     shop.add("bob", "READ-1", 1).await.expect(201);
-    let bobs = shop.checkout("bob", good_card(), None).await.expect(201);
+    let bobs = shop.checkout("bob", cards::good(), None).await.expect(201);
 
     let page = shop.get("/api/orders", "ann").await.expect(200);
     let listed: Vec<String> = page["items"].as_array().unwrap().iter().map(id).collect();
@@ -575,7 +562,7 @@ async fn users_read_their_own_orders_newest_first() {
 /// An order as checkout leaves it at the crash: PENDING, its lease run out,
 /// stock checked; the charge it was about to send is `charge`.
 async fn crashed_saga(shop: &Shop, order_id: &str, user: &str, sku: &str, price_cents: i64) -> Value {
-    crashed_saga_paying_with(shop, order_id, user, sku, price_cents, good_card()).await
+    crashed_saga_paying_with(shop, order_id, user, sku, price_cents, cards::good()).await
 }
 
 /// [`crashed_saga`], about to charge `card`.
@@ -623,7 +610,7 @@ async fn a_saga_that_crashed_after_charging_is_finished_once(shop: &Shop) {
         .expect(201);
 
     shop.add("dan", "CRASH-1", 1).await.expect(201);
-    shop.checkout("dan", good_card(), None).await.expect(201);
+    shop.checkout("dan", cards::good(), None).await.expect(201);
 
     let order = shop.order_once("ord_crashed_after_charge", "cat", "CONFIRMED").await;
     assert_eq!(order["payment_id"], paid["payment_id"]);
@@ -651,10 +638,10 @@ async fn postgres_a_saga_that_crashed_after_charging_is_finished_once() {
 async fn a_stale_saga_stuck_on_its_payment_holds_up_no_checkout() {
     let shop = Shop::embedded();
     shop.product("STUCK-1", 1200, 5).await;
-    crashed_saga_paying_with(&shop, "ord_stuck", "cat", "STUCK-1", 1200, unavailable_card()).await;
+    crashed_saga_paying_with(&shop, "ord_stuck", "cat", "STUCK-1", 1200, cards::unavailable()).await;
 
     shop.add("dan", "STUCK-1", 1).await.expect(201);
-    assert_eq!(shop.checkout("dan", good_card(), None).await.expect(201)["status"], "CONFIRMED");
+    assert_eq!(shop.checkout("dan", cards::good(), None).await.expect(201)["status"], "CONFIRMED");
     let query = json!({"sql": "SELECT step, attempts FROM saga_steps WHERE order_id = 'ord_stuck' ORDER BY step", "params": []});
     let steps = shop.bazaar.send_as("POST", "/probe/sqlite3/orders", None, Some(query), &[]).await.expect(200);
     assert_eq!(steps["rows"], json!([["check_stock", 1]]), "the stale saga's charge is not tried before the answer");
@@ -701,7 +688,7 @@ async fn events_wait_in_the_outbox_until_the_bus_takes_them() {
     let shop = Shop::start(None, &[("SPIN_VARIABLE_BUS_ADDRESS", unreachable)]);
     shop.product("OUTBOX-1", 650, 5).await;
     shop.add("ann", "OUTBOX-1", 1).await.expect(201);
-    let order = shop.checkout("ann", good_card(), None).await.expect(201);
+    let order = shop.checkout("ann", cards::good(), None).await.expect(201);
 
     // The checkout's own relay runs after its response, so this one may find
     // it holding the outbox (and report no attempt): ask until one tries.
@@ -739,7 +726,7 @@ async fn a_bus_that_never_answers_holds_up_no_checkout() {
     let shop = Shop::start(None, &[("SPIN_VARIABLE_BUS_ADDRESS", address), ("BAZAAR_REQUEST_TIMEOUT", "3s".to_string())]);
     shop.product("SILENT-1", 700, 5).await;
     shop.add("ann", "SILENT-1", 1).await.expect(201);
-    let order = shop.checkout("ann", good_card(), None).await.expect(201);
+    let order = shop.checkout("ann", cards::good(), None).await.expect(201);
     assert_eq!(order["status"], "CONFIRMED", "{order}");
     let sql = json!({"sql": "SELECT COUNT(*) FROM outbox WHERE sent_at_ms IS NULL", "params": []});
     let outbox = shop.bazaar.send_as("POST", "/probe/sqlite3/orders", None, Some(sql), &[]).await.expect(200);

@@ -21,7 +21,7 @@ use futures::future::join_all;
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 use support::postgres::TestDatabase;
-use support::{Bazaar, Up, client, require_components, root};
+use support::{Bazaar, Up, cards, client, require_components, root};
 
 // ------------------------------------------------------------------ harness
 
@@ -152,16 +152,12 @@ async fn post(shop: &Shop, path: &str, key: Option<&str>, body: &Value) -> Reply
     send(request).await
 }
 
-const OK_CARD: &str = "4242424242424242";
-const DECLINED_CARD: &str = "4000000000000002";
-const SLOW_CARD: &str = "4000000000009995";
-
 fn charge_body(order_id: &str, amount_cents: i64, card_number: &str) -> Value {
     json!({
         "order_id": order_id,
         "amount_cents": amount_cents,
         "currency": "USD",
-        "card": {"number": card_number, "exp_month": 12, "exp_year": 2099, "cvc": "123"}
+        "card": cards::card(card_number)
     })
 }
 
@@ -182,7 +178,7 @@ async fn refund(shop: &Shop, payment_id: &str, key: &str, body: &Value) -> Reply
 // ----------------------------------------------------------------- payments
 
 async fn a_charge_is_made_once_per_key(shop: &Shop) {
-    let body = charge_body("order-1", 2_500, OK_CARD);
+    let body = charge_body("order-1", 2_500, cards::GOOD);
     let first = charge(shop, "key-1", &body).await;
     assert_eq!(first.status, 201, "{}", first.text);
     assert_eq!(first.header("idempotent-replayed"), None);
@@ -192,7 +188,7 @@ async fn a_charge_is_made_once_per_key(shop: &Shop) {
     assert_eq!(payment["amount_cents"], 2_500);
     assert_eq!(payment["refunded_cents"], 0);
     assert_eq!(payment["card_last4"], "4242");
-    assert!(!first.text.contains(OK_CARD), "the card number must not be echoed: {}", first.text);
+    assert!(!first.text.contains(cards::GOOD), "the card number must not be echoed: {}", first.text);
 
     // The same request again: the stored answer, byte for byte.
     let replay = charge(shop, "key-1", &body).await;
@@ -220,8 +216,8 @@ async fn a_charge_is_made_once_per_key(shop: &Shop) {
 }
 
 async fn a_key_reused_for_another_request_is_refused(shop: &Shop) {
-    assert_eq!(charge(shop, "key-2", &charge_body("order-2", 1_000, OK_CARD)).await.status, 201);
-    let other = charge(shop, "key-2", &charge_body("order-2", 1_001, OK_CARD)).await;
+    assert_eq!(charge(shop, "key-2", &charge_body("order-2", 1_000, cards::GOOD)).await.status, 201);
+    let other = charge(shop, "key-2", &charge_body("order-2", 1_001, cards::GOOD)).await;
     assert_eq!((other.status, other.error_code().as_str()), (422, "idempotency_key_reused"), "{}", other.text);
     assert_eq!(payments_of(shop, "order-2").await.len(), 1);
 }
@@ -236,16 +232,16 @@ async fn charge_replays_the_first_response_for_the_same_key() {
 #[tokio::test]
 async fn a_charge_without_an_idempotency_key_is_refused() {
     let shop = start(Backend::Sqlite).await;
-    let reply = post(&shop, "/api/payments/charges", None, &charge_body("order-3", 1_000, OK_CARD)).await;
+    let reply = post(&shop, "/api/payments/charges", None, &charge_body("order-3", 1_000, cards::GOOD)).await;
     assert_eq!((reply.status, reply.error_code().as_str()), (400, "idempotency_key_missing"), "{}", reply.text);
     let too_long = "k".repeat(256);
-    let reply = post(&shop, "/api/payments/charges", Some(&too_long), &charge_body("order-3", 1_000, OK_CARD)).await;
+    let reply = post(&shop, "/api/payments/charges", Some(&too_long), &charge_body("order-3", 1_000, cards::GOOD)).await;
     assert_eq!((reply.status, reply.error_code().as_str()), (400, "idempotency_key_invalid"), "{}", reply.text);
     assert!(payments_of(&shop, "order-3").await.is_empty());
 }
 
 async fn concurrent_requests_with_one_key_charge_once(shop: &Shop) {
-    let body = charge_body("order-4", 4_200, OK_CARD);
+    let body = charge_body("order-4", 4_200, cards::GOOD);
     let replies = join_all((0..4).map(|_| charge(shop, "key-4", &body))).await;
     let fresh: Vec<&Reply> =
         replies.iter().filter(|r| r.status == 201 && r.header("idempotent-replayed").is_none()).collect();
@@ -268,7 +264,7 @@ async fn concurrent_requests_with_one_key_charge_once_on_sqlite() {
 #[tokio::test]
 async fn a_key_in_flight_is_409_and_a_processor_failure_frees_it() {
     let shop = start(Backend::Sqlite).await;
-    let body = charge_body("order-5", 900, SLOW_CARD);
+    let body = charge_body("order-5", 900, cards::UNAVAILABLE);
     let started = Instant::now();
     let (first, second) = tokio::join!(charge(&shop, "key-5", &body), async {
         tokio::time::sleep(Duration::from_millis(1_000)).await;
@@ -290,7 +286,7 @@ async fn a_key_in_flight_is_409_and_a_processor_failure_frees_it() {
 #[tokio::test]
 async fn a_key_left_in_flight_by_a_crash_is_taken_over_after_its_lease() {
     let shop = start(Backend::Sqlite).await;
-    let body = charge_body("order-12", 900, SLOW_CARD);
+    let body = charge_body("order-12", 900, cards::UNAVAILABLE);
     let stuck = tokio::spawn({
         let request = client().post(shop.url("/api/payments/charges")).header("Idempotency-Key", "key-12").json(&body);
         async move { request.send().await }
@@ -317,7 +313,7 @@ async fn a_key_left_in_flight_by_a_crash_is_taken_over_after_its_lease() {
 #[tokio::test]
 async fn keys_are_forgotten_after_a_day() {
     let shop = start(Backend::Sqlite).await;
-    let body = charge_body("order-13", 1_300, OK_CARD);
+    let body = charge_body("order-13", 1_300, cards::GOOD);
     assert_eq!(charge(&shop, "key-13", &body).await.status, 201);
     let day_and_a_minute = 24 * 60 * 60 * 1000 + 60_000;
     let aged = shop
@@ -336,7 +332,7 @@ async fn keys_are_forgotten_after_a_day() {
 #[tokio::test]
 async fn a_declined_card_is_402_and_replayed_as_such() {
     let shop = start(Backend::Sqlite).await;
-    let body = charge_body("order-6", 1_500, DECLINED_CARD);
+    let body = charge_body("order-6", 1_500, cards::DECLINED);
     let first = charge(&shop, "key-6", &body).await;
     assert_eq!((first.status, first.error_code().as_str()), (402, "card_declined"), "{}", first.text);
     let again = charge(&shop, "key-6", &body).await;
@@ -355,7 +351,7 @@ async fn invalid_charges_are_400_with_their_fields() {
     assert_eq!(reply.field_names(), ["card.number"]);
 
     let expired = json!({"order_id": "order-7", "amount_cents": 100, "currency": "USD",
-        "card": {"number": OK_CARD, "exp_month": 1, "exp_year": 2021, "cvc": "123"}});
+        "card": {"number": cards::GOOD, "exp_month": 1, "exp_year": 2021, "cvc": "123"}});
     assert_eq!(charge(&shop, "key-7b", &expired).await.field_names(), ["card.exp_year"]);
 
     let everything_wrong = json!({"amount_cents": -5, "currency": 840,
@@ -373,11 +369,11 @@ async fn invalid_charges_are_400_with_their_fields() {
     assert_eq!((malformed.status, malformed.error_code().as_str()), (400, "bad_request"), "{}", malformed.text);
 
     // A refused request does not use its key up.
-    assert_eq!(charge(&shop, "key-7a", &charge_body("order-7", 100, OK_CARD)).await.status, 201);
+    assert_eq!(charge(&shop, "key-7a", &charge_body("order-7", 100, cards::GOOD)).await.status, 201);
 }
 
 async fn refunds_never_exceed_the_capture(shop: &Shop) {
-    let payment = charge(shop, "pay-8", &charge_body("order-8", 10_000, OK_CARD)).await.json();
+    let payment = charge(shop, "pay-8", &charge_body("order-8", 10_000, cards::GOOD)).await.json();
     let id = payment["payment_id"].as_str().unwrap();
 
     let partial = refund(shop, id, "refund-8a", &json!({"amount_cents": 3_000})).await;
@@ -414,7 +410,7 @@ async fn refunds_never_exceed_the_capture(shop: &Shop) {
     assert_eq!(nothing_left.status, 422, "an empty body refunds the rest, and none is left: {}", nothing_left.text);
 
     // Charge and refund keys live apart; a refund key names its payment.
-    let other = charge(shop, "refund-8a", &charge_body("order-8b", 500, OK_CARD)).await;
+    let other = charge(shop, "refund-8a", &charge_body("order-8b", 500, cards::GOOD)).await;
     assert_eq!((other.status, other.header("idempotent-replayed")), (201, None), "{}", other.text);
     let other_id = other.json()["payment_id"].as_str().unwrap().to_string();
     let elsewhere = refund(shop, &other_id, "refund-8a", &json!({"amount_cents": 3_000})).await;
@@ -428,7 +424,7 @@ async fn partial_and_full_refunds_up_to_the_captured_amount() {
 }
 
 async fn concurrent_refunds_cannot_take_more_than_was_captured(shop: &Shop) {
-    let payment = charge(shop, "pay-9", &charge_body("order-9", 10_000, OK_CARD)).await.json();
+    let payment = charge(shop, "pay-9", &charge_body("order-9", 10_000, cards::GOOD)).await.json();
     let id = payment["payment_id"].as_str().unwrap();
     let keys: Vec<String> = (0..4).map(|i| format!("refund-9-{i}")).collect();
     let body = json!({"amount_cents": 4_000});
@@ -448,7 +444,7 @@ async fn concurrent_refunds_cannot_take_more_than_was_captured_on_sqlite() {
 #[tokio::test]
 async fn refund_requests_are_checked() {
     let shop = start(Backend::Sqlite).await;
-    let id = charge(&shop, "pay-10", &charge_body("order-10", 1_000, OK_CARD)).await.json()["payment_id"]
+    let id = charge(&shop, "pay-10", &charge_body("order-10", 1_000, cards::GOOD)).await.json()["payment_id"]
         .as_str()
         .unwrap()
         .to_string();
@@ -469,7 +465,7 @@ async fn payment_routes_answer_in_json_and_customers_see_their_own() {
             .post(shop.url("/api/payments/charges"))
             .header("Idempotency-Key", "key-11")
             .header("x-user-id", "alice")
-            .json(&charge_body("order-11", 700, OK_CARD)),
+            .json(&charge_body("order-11", 700, cards::GOOD)),
     )
     .await;
     assert_eq!(mine.status, 201, "{}", mine.text);

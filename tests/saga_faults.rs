@@ -20,15 +20,11 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 use support::postgres::SagaDatabases;
-use support::{Bazaar, Reply, Up, app, require_components};
+use support::{Bazaar, Reply, Up, app, cards, require_components};
 
 /// Tries orders makes of one step within one run (`ATTEMPTS` in
 /// components/orders/src/saga/runner.rs).
 const ATTEMPTS: i64 = 3;
-
-fn good_card() -> Value {
-    json!({"number": "4242424242424242", "exp_month": 12, "exp_year": 2099, "cvc": "123"})
-}
 
 /// Where a proxy traps and when (the `*_fault_*` variables of the app).
 #[derive(Clone, Copy)]
@@ -136,7 +132,7 @@ impl Shop {
     async fn checkout(&self, user: &str, sku: &str, quantity: i64) -> Reply {
         let line = json!({"sku": sku, "quantity": quantity});
         self.send("POST", "/api/cart/items", Some(user), Some(line), false).await.expect(201);
-        self.send("POST", "/api/orders/checkout", Some(user), Some(json!({"card": good_card()})), false).await
+        self.send("POST", "/api/orders/checkout", Some(user), Some(json!({"card": cards::good()})), false).await
     }
 
     async fn order(&self, order_id: &str, user: &str) -> Value {

@@ -18,12 +18,11 @@ use std::time::{Duration, Instant};
 
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
-use support::{Bazaar, Up, bazaar_command, call, client, get_fresh, register_and_login, require_components, root};
+use support::{Bazaar, Up, bazaar_command, call, cards, client, get_fresh, register_and_login, require_components, root};
 
 const SERVICES: [&str; 7] = ["gateway", "auth", "users", "products", "orders", "payments", "notifications"];
 const ADMIN_TOKEN: &str = "shop-swap-test-token";
 const SERVED_BY: &str = "bazaar-served-by";
-const GOOD_CARD: &str = "4242424242424242";
 /// The product the customers buy: enough stock that no checkout runs out.
 const SKU: &str = "SWAP-1";
 const START_STOCK: i64 = 1_000_000;
@@ -192,7 +191,7 @@ impl Load {
             return Err(format!("add to cart: {status} {body}"));
         }
         self.record(Kind::Checkout, Ok(()));
-        let card = json!({"number": GOOD_CARD, "exp_month": 12, "exp_year": 2099, "cvc": "123"});
+        let card = cards::good();
         let checkout = client.post(format!("{}/api/orders/checkout", self.base)).bearer_auth(token).json(&json!({"card": card}));
         let (status, headers, order) = Self::send(checkout).await?;
         if status != 201 || order["status"] != "CONFIRMED" {

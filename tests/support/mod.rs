@@ -2,6 +2,7 @@
 //! it over HTTP, the way a user would.
 #![allow(dead_code)] // each test file uses a different part of the harness
 
+pub mod cards;
 pub mod consistency;
 pub mod postgres;
 pub mod shop;
