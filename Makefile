@@ -44,11 +44,15 @@ wasm: setup
 up: components
 	$(TARGET_DIR)/debug/bazaar up --from spin.toml --runtime-config-file runtime-config/embedded.toml
 
-# The host's unit and end-to-end tests, then the components' own unit tests
-# (pure logic, compiled natively).
-test: host wasm
-	$(CARGO) test -p bazaar
-	$(CARGO) test -p shop-shared $(addprefix -p ,$(SHOP_COMPONENTS))
+# The host's unit and end-to-end tests and the components' own unit tests
+# (pure logic, compiled natively), in one cargo invocation. Cargo unifies
+# dependency features per invocation, and the host's dev-dependencies change
+# features deep in its tree (syn's, so every derive macro's, so nearly every
+# crate's): a `cargo build -p bazaar` first, or a second `cargo test` for the
+# components, compiled most of the tree again, a third of a cold build (the
+# e2e tests run the binary `cargo test` builds, CARGO_BIN_EXE_bazaar).
+test: wasm
+	$(CARGO) test -p bazaar -p shop-shared $(addprefix -p ,$(SHOP_COMPONENTS))
 
 # Benchmarks (scripts/bench/bench.sh): hello world against wasmtime serve and
 # native hyper, start-up time, the shop under load; writes BENCHMARKS.md.
