@@ -149,8 +149,20 @@ pub fn bazaar_command() -> Command {
 
 impl Bazaar {
     /// Starts `bazaar up --from manifest` and waits until it serves.
+    ///
+    /// Ports the harness picked itself ([`free_port`]: bound, then released)
+    /// can be taken by another test before bazaar binds them; then it tries
+    /// again with new ones, a few times.
     pub fn start(manifest: &Path, up: Up) -> Bazaar {
-        Self::try_start(manifest, up).unwrap_or_else(|logs| panic!("bazaar did not start:\n{logs}"))
+        let mut tries = if up.port.is_none() { 3 } else { 1 };
+        loop {
+            tries -= 1;
+            match Self::try_start(manifest, up.clone()) {
+                Ok(bazaar) => return bazaar,
+                Err(logs) if tries > 0 && logs.contains("Address already in use") => continue,
+                Err(logs) => panic!("bazaar did not start:\n{logs}"),
+            }
+        }
     }
 
     /// Like [`Bazaar::start`], but returns the output if bazaar exits.
@@ -161,7 +173,9 @@ impl Bazaar {
         if let Some(dir) = &up.state_dir {
             cmd.arg("--state-dir").arg(dir);
         }
-        let admin_port = free_port();
+        // Two calls may return the same released port: the admin endpoint
+        // must not take the listener's.
+        let admin_port = std::iter::repeat_with(free_port).find(|p| *p != port).unwrap();
         if !up.args.iter().any(|a| a == "--admin-listen") {
             cmd.arg("--admin-listen").arg(format!("127.0.0.1:{admin_port}"));
         }
