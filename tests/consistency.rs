@@ -13,7 +13,6 @@ use support::consistency::{self, Snapshot, Violation};
 use support::shop::{Mode, Shop};
 use support::{Up, call, cards, register_and_login};
 
-
 /// Adds `quantity` of `sku` to the cart and checks out: status and order.
 async fn checkout(shop: &Shop, token: &str, sku: &str, quantity: i64, card_number: &str) -> (u16, Value) {
     let b = &shop.bazaar;
