@@ -8,18 +8,10 @@ use crate::support;
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use support::consistency::{self, Snapshot, Violation};
 use support::shop::{Mode, Shop};
-use support::{Up, call, cards, register_and_login};
-
-/// Adds `quantity` of `sku` to the cart and checks out: status and order.
-async fn checkout(shop: &Shop, token: &str, sku: &str, quantity: i64, card_number: &str) -> (u16, Value) {
-    let b = &shop.bazaar;
-    let (s, v) = call(b, "POST", "/api/cart/items", Some(token), Some(json!({"sku": sku, "quantity": quantity}))).await;
-    assert!(s == 200 || s == 201, "add to cart: {s} {v}");
-    call(b, "POST", "/api/orders/checkout", Some(token), Some(json!({"card": cards::card(card_number)}))).await
-}
+use support::{Up, add_and_check_out, call, cards, register_and_login};
 
 #[tokio::test]
 async fn embedded_session_is_consistent_and_corruptions_are_found() {
@@ -54,16 +46,16 @@ async fn consistent_then_corrupted(shop: &Shop) {
 
     let ada = register_and_login(b, "ada@example.com", "Ada").await;
     let bob = register_and_login(b, "bob@example.com", "Bob").await;
-    let (s, first) = checkout(shop, &ada, "ELEC-1002", 2, cards::GOOD).await;
+    let (s, first) = add_and_check_out(b, &ada, "ELEC-1002", 2, cards::GOOD).await;
     assert_eq!((s, &first["status"]), (201, &json!("CONFIRMED")), "{first}");
-    let (s, declined) = checkout(shop, &bob, "BOOK-2001", 1, cards::DECLINED).await;
+    let (s, declined) = add_and_check_out(b, &bob, "BOOK-2001", 1, cards::DECLINED).await;
     assert_eq!((s, &declined["status"]), (402, &json!("CANCELLED")), "{declined}");
     // Bob's cart still holds the book: the same card again, now a good one.
     let (s, second) = call(b, "POST", "/api/orders/checkout", Some(&bob), Some(json!({"card": cards::good()}))).await;
     assert_eq!((s, &second["status"]), (201, &json!("CONFIRMED")), "{second}");
-    let (s, won) = checkout(shop, &ada, "LAST-1", 1, cards::GOOD).await;
+    let (s, won) = add_and_check_out(b, &ada, "LAST-1", 1, cards::GOOD).await;
     assert_eq!((s, &won["status"]), (201, &json!("CONFIRMED")), "{won}");
-    let (s, sold_out) = checkout(shop, &bob, "LAST-1", 1, cards::GOOD).await;
+    let (s, sold_out) = add_and_check_out(b, &bob, "LAST-1", 1, cards::GOOD).await;
     assert_eq!((s, &sold_out["status"]), (409, &json!("CANCELLED")), "{sold_out}");
 
     // Every event has been relayed and notified once the snapshot settles.

@@ -209,3 +209,56 @@ async fn component_output_goes_to_the_host_log_tagged_with_the_component() {
         assert!(bazaar.wait_for_log(&format!("request_id={id}")), "{}", bazaar.logs());
     }
 }
+
+#[tokio::test]
+async fn over_the_concurrency_limit_requests_wait_their_turn_and_health_checks_do_not() {
+    require_components(&["probe"]);
+    let bazaar = Bazaar::start(&app("routes"), Up::default().arg("--max-concurrent-requests").arg("1"));
+    let queued = || async {
+        let text = client().get(bazaar.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
+        text.lines().find_map(|l| l.strip_prefix("bazaar_http_requests_queued ")).map_or(-1.0, |v| v.trim().parse::<f64>().unwrap())
+    };
+    assert_eq!(queued().await, 0.0);
+    let started = Instant::now();
+    let sleepers: Vec<_> = (0..3)
+        .map(|_| {
+            let url = bazaar.url("/static/sleep?ms=700");
+            tokio::spawn(async move {
+                let resp = client().get(url).send().await.unwrap();
+                (resp.status().as_u16(), started.elapsed())
+            })
+        })
+        .collect();
+    // One is served, two wait at the door.
+    while queued().await < 2.0 {
+        assert!(started.elapsed() < Duration::from_secs(10), "the requests never queued");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The host answers its health check meanwhile, ahead of the line.
+    let health = client().get(bazaar.url("/.well-known/spin/health")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    assert!(queued().await >= 1.0, "the health check waited for the queued requests");
+    let mut done = Vec::new();
+    for sleeper in sleepers {
+        let (status, elapsed) = sleeper.await.unwrap();
+        assert_eq!(status, 200);
+        done.push(elapsed);
+    }
+    // One at a time: the last finished no sooner than three sleeps.
+    done.sort();
+    assert!(done[2] >= Duration::from_millis(3 * 700), "served side by side: {done:?}");
+    assert_eq!(queued().await, 0.0);
+}
+
+#[tokio::test]
+async fn a_concurrency_limit_that_is_not_a_number_is_refused_with_the_flag_named() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bazaar"))
+        .args(["up", "--from"])
+        .arg(app("routes"))
+        .args(["--max-concurrent-requests", "many"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--max-concurrent-requests") && stderr.contains("`off`"), "{stderr}");
+}

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::postgres::TestDatabase;
-use support::{Bazaar, Up, call, cards, client, get_fresh, require_components, require_redis};
+use support::{Bazaar, Up, add_and_check_out, call, cards, client, get_fresh, require_components, require_redis};
 
 const SERVICES: [&str; 7] = ["gateway", "auth", "users", "products", "orders", "payments", "notifications"];
 
@@ -99,12 +99,6 @@ async fn stock_of(b: &Bazaar, c: &Customer, id: &str) -> i64 {
     v["stock"].as_i64().unwrap()
 }
 
-async fn checkout(b: &Bazaar, c: &Customer, sku: &str, quantity: i64, card_number: &str) -> (u16, Value) {
-    let (s, v) = call(b, "POST", "/api/cart/items", Some(&c.token), Some(json!({"sku": sku, "quantity": quantity}))).await;
-    assert!(s == 200 || s == 201, "add to cart: {s} {v}");
-    call(b, "POST", "/api/orders/checkout", Some(&c.token), Some(json!({"card": cards::card(card_number)}))).await
-}
-
 async fn notifications(b: &Bazaar, c: &Customer, at_least: usize) -> Vec<Value> {
     let started = Instant::now();
     loop {
@@ -126,7 +120,7 @@ async fn happy_path(shop: &Shop) {
     let sku = product["sku"].as_str().unwrap();
     let before = stock_of(b, &ada, id).await;
 
-    let (s, order) = checkout(b, &ada, sku, 2, cards::GOOD).await;
+    let (s, order) = add_and_check_out(b, &ada.token, sku, 2, cards::GOOD).await;
     assert_eq!(s, 201, "{order}");
     assert_eq!(order["status"], "CONFIRMED");
     assert_eq!(order["total_cents"], product["price_cents"].as_i64().unwrap() * 2);
@@ -151,7 +145,7 @@ async fn declined_payment_cancels_and_reserves_nothing(shop: &Shop) {
     let bob = register_and_login(b, &format!("bob-{}@example.com", support::free_port())).await;
     let product = a_product_in_stock(b, 1).await;
     let before = stock_of(b, &bob, product["id"].as_str().unwrap()).await;
-    let (s, order) = checkout(b, &bob, product["sku"].as_str().unwrap(), 1, cards::DECLINED).await;
+    let (s, order) = add_and_check_out(b, &bob.token, product["sku"].as_str().unwrap(), 1, cards::DECLINED).await;
     assert_eq!(s, 402, "{order}");
     assert_eq!(order["status"], "CANCELLED");
     assert_eq!(stock_of(b, &bob, product["id"].as_str().unwrap()).await, before);
@@ -175,7 +169,7 @@ async fn the_last_unit_goes_to_exactly_one_checkout(shop: &Shop, admin_email: &s
     let sku = product["sku"].as_str().unwrap().to_string();
     let c1 = register_and_login(b, &format!("c1-{}@example.com", support::free_port())).await;
     let c2 = register_and_login(b, &format!("c2-{}@example.com", support::free_port())).await;
-    let (r1, r2) = tokio::join!(checkout(b, &c1, &sku, 1, cards::GOOD), checkout(b, &c2, &sku, 1, cards::GOOD));
+    let (r1, r2) = tokio::join!(add_and_check_out(b, &c1.token, &sku, 1, cards::GOOD), add_and_check_out(b, &c2.token, &sku, 1, cards::GOOD));
     let results = [r1, r2];
     let confirmed = results.iter().filter(|(_, o)| o["status"] == "CONFIRMED").count();
     let cancelled: Vec<&Value> = results.iter().filter(|(_, o)| o["status"] == "CANCELLED").map(|(_, o)| o).collect();

@@ -18,6 +18,7 @@ use crate::engine::{EngineOptions, default_cache_dir};
 use crate::manifest;
 use crate::runtime_config::RuntimeConfig;
 use crate::swap::Swapper;
+use crate::trigger::admission::{Admission, Limit};
 use crate::trigger::http::{HttpTrigger, bind};
 use crate::trigger::redis::{MeteredPublisher, RedisTrigger, bus_addresses};
 
@@ -150,6 +151,13 @@ pub struct UpArgs {
     /// How many instances may run at once.
     #[arg(long, default_value_t = 1000)]
     pub max_instances: u32,
+    /// How many requests from the network are served at once; the others
+    /// wait their turn, first come first served, up to the request timeout
+    /// (then a 503). For apps whose requests keep the CPU busy (about 2 per
+    /// core); `off`, the default, serves every request as it arrives, as
+    /// Spin does.
+    #[arg(long, default_value = "off", env = "BAZAAR_MAX_CONCURRENT_REQUESTS")]
+    pub max_concurrent_requests: Limit,
     /// Compile cache directory (default: the user cache dir).
     #[arg(long, env = "BAZAAR_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
@@ -271,7 +279,8 @@ async fn up(args: UpArgs) -> Result<()> {
     // Compiling is CPU-bound and may take seconds: keep it off the runtime.
     let app = tokio::task::spawn_blocking(move || App::load(&options)).await??;
     let app = Arc::new(app);
-    let trigger = HttpTrigger::new(app.clone())?;
+    let admission = Admission::new(args.max_concurrent_requests, args.request_timeout, &app.metrics);
+    let trigger = HttpTrigger::new(app.clone(), admission)?;
     trigger.set_version_header(args.version_header);
     let redis_trigger = RedisTrigger::new(app.clone())?;
     let (stop, stopped) = tokio::sync::watch::channel(false);

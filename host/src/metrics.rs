@@ -90,6 +90,11 @@ pub struct Metrics {
     pub request_duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
     pub instantiation: Family<ComponentLabels, Histogram, fn() -> Histogram>,
     pub in_flight: Family<ComponentLabels, Gauge>,
+    /// Requests from the network waiting for their turn (see
+    /// [`crate::trigger::admission`]).
+    pub http_queued: Gauge<i64, AtomicI64>,
+    /// Requests refused with a 503 after waiting their whole deadline.
+    pub http_shed: Counter,
     pub failures: Family<FailureLabels, Counter>,
     pub swaps: Family<SwapLabels, Counter>,
     pub bus_published: Family<ChannelLabels, Counter>,
@@ -152,6 +157,10 @@ impl Metrics {
         registry.register("instantiation_seconds", "Time to instantiate a component", instantiation.clone());
         let in_flight = Family::default();
         registry.register("http_requests_in_flight", "Requests being handled now", in_flight.clone());
+        let http_queued = Gauge::<i64, AtomicI64>::default();
+        registry.register("http_requests_queued", "Requests from the network waiting to be admitted", http_queued.clone());
+        let http_shed = Counter::default();
+        registry.register("http_requests_shed", "Requests refused with a 503 after waiting their whole deadline to be admitted", http_shed.clone());
         let failures = Family::default();
         registry.register("component_failures", "Requests a component did not answer: trap, timeout or busy", failures.clone());
         let swaps = Family::default();
@@ -194,6 +203,8 @@ impl Metrics {
             request_duration,
             instantiation,
             in_flight,
+            http_queued,
+            http_shed,
             failures,
             swaps,
             bus_published,

@@ -351,6 +351,16 @@ pub async fn register_and_login(b: &Bazaar, email: &str, name: &str) -> String {
     v["access_token"].as_str().unwrap().to_string()
 }
 
+/// Adds `quantity` of `sku` to the cart of `token`'s holder and checks out
+/// with the card `card_number` (see [`cards`]): the checkout's status and
+/// answer. The add to cart must succeed.
+pub async fn add_and_check_out(b: &Bazaar, token: &str, sku: &str, quantity: i64, card_number: &str) -> (u16, Value) {
+    let item = serde_json::json!({"sku": sku, "quantity": quantity});
+    let (s, v) = call(b, "POST", "/api/cart/items", Some(token), Some(item)).await;
+    assert!(s == 200 || s == 201, "add to cart: {s} {v}");
+    call(b, "POST", "/api/orders/checkout", Some(token), Some(serde_json::json!({"card": cards::card(card_number)}))).await
+}
+
 /// [`call`] by base URL (`http://host:port`), for tasks that do not hold
 /// the [`Bazaar`].
 pub async fn raw_call(base: &str, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {

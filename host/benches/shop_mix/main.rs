@@ -60,6 +60,10 @@ struct Args {
     /// The shop's configurations to run (comma-separated).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "embedded,production")]
     modes: Vec<ModeArg>,
+    /// The shop's `bazaar up --max-concurrent-requests` (a number or `off`;
+    /// default: 2 per core, which measured best for the shop).
+    #[arg(long)]
+    max_concurrent_requests: Option<String>,
     /// Drive the shop already serving at this URL instead of starting one.
     #[arg(long)]
     url: Option<String>,
@@ -78,11 +82,16 @@ enum ModeArg {
 async fn main() {
     let args = Args::parse();
     assert!(!args.clients.is_empty() && args.clients.iter().all(|c| *c > 0), "--clients: give at least one number above 0");
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let admitted = args.max_concurrent_requests.clone().unwrap_or_else(|| (2 * cores).to_string());
     println!(
         "## The shop under the mix ({} measured after {} warm-up; every request with the customer's token)\n",
         humantime::format_duration(args.duration),
         humantime::format_duration(args.warmup),
     );
+    if args.url.is_none() {
+        println!("Each shop runs `bazaar up --max-concurrent-requests {admitted}` (see \"Admission\" below).\n");
+    }
     let mut runs = Vec::new();
     match &args.url {
         Some(url) => {
@@ -97,7 +106,7 @@ async fn main() {
                     ModeArg::Production => Mode::Production { redis_db: REDIS_DB },
                 };
                 for &clients in &args.clients {
-                    let shop = Shop::start(mode, limits_lifted()).await;
+                    let shop = Shop::start(mode, limits_lifted().arg("--max-concurrent-requests").arg(&admitted)).await;
                     let base = shop.bazaar.base.clone();
                     runs.push(run(&args, &base, mode.name(), clients, Some(&shop)).await);
                     if std::env::var_os("SHOP_BENCH_LOGS").is_some() {

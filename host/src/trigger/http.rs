@@ -30,6 +30,7 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{Error as HttpError, WasiBody, WasiHttpView};
 
+use super::admission::{Admission, Shed};
 use super::unread_body::DrainedWhenDropped;
 use super::{served_by, spin_headers};
 use crate::app::{App, LoadedComponent};
@@ -54,6 +55,8 @@ pub struct HttpTrigger {
     this: Weak<HttpTrigger>,
     /// `bazaar up --version-header`: see [`served_by`].
     version_header: AtomicBool,
+    /// How many requests from the network are served at once.
+    admission: Admission,
 }
 
 /// Why a request produced no response from its component.
@@ -65,7 +68,7 @@ enum Failure {
 }
 
 impl HttpTrigger {
-    pub fn new(app: Arc<App>) -> Result<Arc<Self>> {
+    pub fn new(app: Arc<App>, admission: Admission) -> Result<Arc<Self>> {
         let manifest = &app.manifest;
         let routes: Vec<(String, String)> = manifest
             .http_triggers
@@ -99,6 +102,7 @@ impl HttpTrigger {
             base,
             this: this.clone(),
             version_header: AtomicBool::new(false),
+            admission,
         });
         let handler: Weak<dyn InProcessHandler> = trigger.this.clone();
         trigger.app.capabilities.outbound_http.set_in_process_handler(handler);
@@ -182,6 +186,11 @@ impl HttpTrigger {
             .to_string();
         let full_url = format!("http://{host}{}", req.uri().path_and_query().map_or("/", |p| p.as_str()));
         let component_id = route.component_id.to_string();
+        // Held until the response head (see [`admission`]).
+        let _admitted = match self.admission.admit().await {
+            Ok(admitted) => admitted,
+            Err(shed) => return busy(&shed),
+        };
         let req = req.map(DrainedWhenDropped::new);
         let response = self.dispatch(&component_id, req, &full_url, &route, &client.to_string()).await;
         tracing::debug!(component = %component_id, %path, status = response.status().as_u16(), "request");
@@ -425,6 +434,14 @@ impl InProcessHandler for HttpTrigger {
 }
 
 /// A small complete response from the host itself.
+/// The 503 for a request shed at the door: the host is overloaded.
+fn busy(shed: &Shed) -> Response<HyperOutgoingBody> {
+    tracing::warn!("shed a request after {:?} waiting to be admitted (--max-concurrent-requests)", shed.waited);
+    let mut response = text(StatusCode::SERVICE_UNAVAILABLE, "server busy: too many requests waiting; retry shortly\n");
+    response.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("1"));
+    response
+}
+
 pub fn text(status: StatusCode, body: &str) -> Response<HyperOutgoingBody> {
     let body = Full::new(Bytes::from(body.to_string())).map_err(|never: Infallible| match never {}).boxed_unsync();
     let mut response = Response::new(body);
