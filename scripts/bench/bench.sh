@@ -31,7 +31,7 @@ esac
 if [ $QUICK = 1 ]; then
     HELLO=(--duration 4s --rounds 1)
     STARTUP=(--runs 1 --hello-only)
-    SHOP=(--duration 10s --warmup 3s --clients 16 --modes embedded)
+    SHOP=(--duration 10s --warmup 3s --clients 16 --modes embedded --max-concurrent-requests off)
     COMMAND="make bench-quick"
 else
     HELLO=(--duration 10s --rounds 3)

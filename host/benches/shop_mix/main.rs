@@ -9,7 +9,9 @@
 //! make wasm && cargo bench -p bazaar --bench shop_mix -- --duration 30s --clients 16,64 --modes embedded,production
 //! ```
 //!
-//! Each (mode, clients) run gets a shop of its own, started from the
+//! Each (mode, clients, `--max-concurrent-requests`) run gets a shop of its
+//! own (by default one without an admission limit and one with 2 per
+//! core: see host/src/trigger/admission.rs), started from the
 //! release host with the repo's spin.toml: fresh SQLite files, or a fresh
 //! Postgres database per service (dropped afterwards) and Redis database 15
 //! (flushed). The gateway's rate limits are lifted (a benchmark is not an
@@ -60,10 +62,10 @@ struct Args {
     /// The shop's configurations to run (comma-separated).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "embedded,production")]
     modes: Vec<ModeArg>,
-    /// The shop's `bazaar up --max-concurrent-requests` (a number or `off`;
-    /// default: 2 per core, which measured best for the shop).
-    #[arg(long)]
-    max_concurrent_requests: Option<String>,
+    /// The shop's `bazaar up --max-concurrent-requests`, a run each
+    /// (comma-separated numbers or `off`; `cores2` is 2 per core).
+    #[arg(long, value_delimiter = ',', default_value = "off,cores2")]
+    max_concurrent_requests: Vec<String>,
     /// Drive the shop already serving at this URL instead of starting one.
     #[arg(long)]
     url: Option<String>,
@@ -83,20 +85,18 @@ async fn main() {
     let args = Args::parse();
     assert!(!args.clients.is_empty() && args.clients.iter().all(|c| *c > 0), "--clients: give at least one number above 0");
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    let admitted = args.max_concurrent_requests.clone().unwrap_or_else(|| (2 * cores).to_string());
+    let limits: Vec<String> =
+        args.max_concurrent_requests.iter().map(|l| if l == "cores2" { (2 * cores).to_string() } else { l.clone() }).collect();
     println!(
         "## The shop under the mix ({} measured after {} warm-up; every request with the customer's token)\n",
         humantime::format_duration(args.duration),
         humantime::format_duration(args.warmup),
     );
-    if args.url.is_none() {
-        println!("Each shop runs `bazaar up --max-concurrent-requests {admitted}` (see \"Admission\" below).\n");
-    }
     let mut runs = Vec::new();
     match &args.url {
         Some(url) => {
             for &clients in &args.clients {
-                runs.push(run(&args, url, "external", clients, None).await);
+                runs.push(run(&args, url, "external", clients, "as started", None).await);
             }
         }
         None => {
@@ -106,11 +106,13 @@ async fn main() {
                     ModeArg::Production => Mode::Production { redis_db: REDIS_DB },
                 };
                 for &clients in &args.clients {
-                    let shop = Shop::start(mode, limits_lifted().arg("--max-concurrent-requests").arg(&admitted)).await;
-                    let base = shop.bazaar.base.clone();
-                    runs.push(run(&args, &base, mode.name(), clients, Some(&shop)).await);
-                    if std::env::var_os("SHOP_BENCH_LOGS").is_some() {
-                        eprintln!("{}", shop.bazaar.logs());
+                    for limit in &limits {
+                        let shop = Shop::start(mode, limits_lifted().arg("--max-concurrent-requests").arg(limit)).await;
+                        let base = shop.bazaar.base.clone();
+                        runs.push(run(&args, &base, mode.name(), clients, limit, Some(&shop)).await);
+                        if std::env::var_os("SHOP_BENCH_LOGS").is_some() {
+                            eprintln!("{}", shop.bazaar.logs());
+                        }
                     }
                 }
             }
@@ -132,7 +134,8 @@ fn limits_lifted() -> Up {
 }
 
 /// One measured run of the mix with `clients` customers.
-async fn run(args: &Args, base: &str, mode: &str, clients: usize, shop: Option<&Shop>) -> report::Run {
+/// `admitted`: the shop's `--max-concurrent-requests`.
+async fn run(args: &Args, base: &str, mode: &str, clients: usize, admitted: &str, shop: Option<&Shop>) -> report::Run {
     eprintln!("shop_mix: {mode}, {clients} clients: preparing");
     let admin = login(base, "admin@bazaar.example", "Bench admin").await;
     let catalog = Arc::new(stock_up(base, &admin).await);
@@ -149,8 +152,13 @@ async fn run(args: &Args, base: &str, mode: &str, clients: usize, shop: Option<&
     let (_, stats) = load::run(base, customers, catalog, args.duration).await;
     let (driver_cores, machine_cores) = cpu.cores_since();
 
-    let mut run = report::Run { mode: mode.to_string(), clients, stats, violations: None, driver_cores, machine_cores };
-    println!("### {mode}, {clients} concurrent customers\n\n{}", report::run_table(&run));
+    let admitted = admitted.to_string();
+    let mut run = report::Run { mode: mode.to_string(), clients, admitted, stats, violations: None, driver_cores, machine_cores };
+    println!(
+        "### {mode}, {clients} concurrent customers, `--max-concurrent-requests {}`\n\n{}",
+        run.admitted,
+        report::run_table(&run)
+    );
     println!(
         "Checkouts: {} confirmed, {} sold out (409). Load generator: {:.2} cores; whole machine: {:.2} of 2 cores.",
         run.stats.confirmed, run.stats.sold_out, driver_cores, machine_cores

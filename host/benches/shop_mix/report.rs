@@ -11,6 +11,8 @@ use crate::mix::Kind;
 pub struct Run {
     pub mode: String,
     pub clients: usize,
+    /// The shop's `--max-concurrent-requests`.
+    pub admitted: String,
     pub stats: Stats,
     /// `None`: not checked (a shop the driver did not start).
     pub violations: Option<usize>,
@@ -65,17 +67,18 @@ pub fn run_table(run: &Run) -> String {
 }
 
 /// One line per run, and whether it meets the goals: 3,000 req/s, p99 under
-/// 25 ms and no error embedded; production within 2x of embedded.
+/// 25 ms and no error embedded; production within 2x of embedded (the run
+/// with the same clients and admission limit).
 pub fn summary(runs: &[Run]) -> String {
     let mut out = String::new();
-    writeln!(out, "| mode | clients | req/s | p50 ms | p99 ms | errors | consistency | driver CPU | machine CPU | goal |").unwrap();
-    writeln!(out, "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | --- |").unwrap();
+    writeln!(out, "| mode | clients | admitted at once | req/s | p50 ms | p99 ms | errors | consistency | driver CPU | machine CPU | goal |").unwrap();
+    writeln!(out, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | --- |").unwrap();
     for run in runs {
         let all = run.stats.all();
         let rate = all.len() as f64 / run.stats.elapsed.as_secs_f64();
         let p99_ms = all.value_at_quantile(0.99) as f64 / 1000.0;
         let goal = match run.mode.as_str() {
-            "production" => match runs.iter().find(|r| r.mode == "embedded" && r.clients == run.clients) {
+            "production" => match runs.iter().find(|r| r.mode == "embedded" && r.clients == run.clients && r.admitted == run.admitted) {
                 Some(embedded) => {
                     let e = embedded.stats.all();
                     let e_rate = e.len() as f64 / embedded.stats.elapsed.as_secs_f64();
@@ -97,9 +100,10 @@ pub fn summary(runs: &[Run]) -> String {
         };
         writeln!(
             out,
-            "| {} | {} | {:.0} | {:.1} | {:.1} | {} | {} | {:.2} cores | {:.2} cores | {} |",
+            "| {} | {} | {} | {:.0} | {:.1} | {:.1} | {} | {} | {:.2} cores | {:.2} cores | {} |",
             run.mode,
             run.clients,
+            run.admitted,
             rate,
             all.value_at_quantile(0.5) as f64 / 1000.0,
             p99_ms,
