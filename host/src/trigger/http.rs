@@ -433,7 +433,6 @@ impl InProcessHandler for HttpTrigger {
     }
 }
 
-/// A small complete response from the host itself.
 /// The 503 for a request shed at the door: the host is overloaded.
 fn busy(shed: &Shed) -> Response<HyperOutgoingBody> {
     tracing::warn!("shed a request after {:?} waiting to be admitted (--max-concurrent-requests)", shed.waited);
@@ -442,6 +441,7 @@ fn busy(shed: &Shed) -> Response<HyperOutgoingBody> {
     response
 }
 
+/// A small complete response from the host itself.
 pub fn text(status: StatusCode, body: &str) -> Response<HyperOutgoingBody> {
     let body = Full::new(Bytes::from(body.to_string())).map_err(|never: Infallible| match never {}).boxed_unsync();
     let mut response = Response::new(body);
