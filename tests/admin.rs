@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::postgres::TestDatabase;
-use support::{Bazaar, Up, app, call, client, free_port, require_components, require_redis};
+use support::{Bazaar, Up, app, call, client, free_port, require_components, require_redis, sample};
 
 fn start(state: &Path, up: Up) -> Bazaar {
     require_components(&["hello", "probe"]);
@@ -67,25 +67,17 @@ async fn admin_requests_need_the_token_the_host_wrote() {
     assert_eq!(list["components"][1]["requests"], 3, "{list}");
 }
 
-/// The value of the sample `name` (with its labels, as exposed) in `text`.
-fn sample(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
-        .map_or(0.0, |v| v.trim().parse().unwrap())
-}
-
 #[tokio::test]
 async fn metrics_move_as_requests_flow() {
     let state = tempfile::tempdir().unwrap();
     let bazaar = start(state.path(), Up::default());
-    let metrics = || async { client().get(bazaar.admin_url("/metrics")).send().await.unwrap().text().await.unwrap() };
     let ok = r#"bazaar_http_requests_total{component="hello",route="/hello",status="200"}"#;
-    let before = sample(&metrics().await, ok);
+    let before = sample(&bazaar.metrics().await, ok);
     for _ in 0..5 {
         assert_eq!(status(&bazaar.url("/hello"), None).await, 200);
     }
     assert_eq!(status(&bazaar.url("/probe/panic"), None).await, 500);
-    let text = metrics().await;
+    let text = bazaar.metrics().await;
     assert_eq!(sample(&text, ok) - before, 5.0, "{text}");
     assert_eq!(
         sample(&text, r#"bazaar_http_requests_total{component="probe",route="/probe/...",status="500"}"#),
@@ -105,10 +97,9 @@ async fn pool_metrics_move_as_components_connect() {
     let db = TestDatabase::create().await;
     let state = tempfile::tempdir().unwrap();
     let bazaar = Bazaar::start(&app("pools"), Up::default().state_dir(state.path()));
-    let metrics = || async { client().get(bazaar.admin_url("/metrics")).send().await.unwrap().text().await.unwrap() };
     let pool = |metric: &str| format!(r#"bazaar_postgres_pool_{metric}{{address="postgres://127.0.0.1:5432/{}"}}"#, db.name);
     let shared = r#"bazaar_redis_connections{address="redis://127.0.0.1:6379",kind="shared"}"#;
-    let text = metrics().await;
+    let text = bazaar.metrics().await;
     assert!(!text.contains(&pool("size")) && sample(&text, shared) == 0.0, "nothing open yet: {text}");
 
     let query = json!({"address": db.url(), "sql": "SELECT 1", "params": []});
@@ -118,7 +109,7 @@ async fn pool_metrics_move_as_components_connect() {
     let resp = client().post(bazaar.url("/probe/redis/get")).json(&get).send().await.unwrap();
     assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
 
-    let text = metrics().await;
+    let text = bazaar.metrics().await;
     // The connection went back to its pool when the request ended.
     assert_eq!(sample(&text, &pool("size")), 1.0, "{text}");
     assert_eq!(sample(&text, &pool("available")), 1.0, "{text}");
@@ -312,7 +303,7 @@ async fn dead_letters_are_listed_and_replayed() {
     };
     assert!(dead.iter().all(|d| d["payload"] == "fail:poison"), "{dead:?}");
 
-    let before_replay = client().get(bazaar.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let before_replay = bazaar.metrics().await;
     let id = dead[0]["id"].as_str().unwrap();
     let resp = client()
         .post(bazaar.admin_url(&format!("/admin/bus/dead-letters/{id}/replay")))
@@ -329,7 +320,7 @@ async fn dead_letters_are_listed_and_replayed() {
         assert_eq!(sample(&before_replay, &format!("bazaar_bus_failed_deliveries_total{labels}")), 2.0, "{before_replay}");
     }
     // Replayed, it is delivered again (and, failing again, dead again).
-    let metrics = client().get(bazaar.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = bazaar.metrics().await;
     assert!(metrics.contains(r#"bazaar_bus_published_total{channel="orders"} 1"#), "{metrics}");
     assert!(metrics.contains("bazaar_bus_failed_deliveries_total"), "{metrics}");
 }

@@ -5,7 +5,7 @@ use crate::support;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{Bazaar, Up, app, client, require_components};
+use support::{Bazaar, Up, app, client, require_components, sample};
 
 fn start_routes() -> Bazaar {
     require_components(&["probe"]);
@@ -214,11 +214,10 @@ async fn component_output_goes_to_the_host_log_tagged_with_the_component() {
 async fn over_the_concurrency_limit_requests_wait_their_turn_and_health_checks_do_not() {
     require_components(&["probe"]);
     let bazaar = Bazaar::start(&app("routes"), Up::default().arg("--max-concurrent-requests").arg("1"));
-    let queued = || async {
-        let text = client().get(bazaar.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
-        text.lines().find_map(|l| l.strip_prefix("bazaar_http_requests_queued ")).map_or(-1.0, |v| v.trim().parse::<f64>().unwrap())
-    };
-    assert_eq!(queued().await, 0.0);
+    const QUEUED: &str = "bazaar_http_requests_queued";
+    let queued = || async { sample(&bazaar.metrics().await, QUEUED) };
+    let text = bazaar.metrics().await;
+    assert!(text.contains(&format!("{QUEUED} 0")), "{text}");
     let started = Instant::now();
     let sleepers: Vec<_> = (0..3)
         .map(|_| {

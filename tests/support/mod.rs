@@ -255,6 +255,11 @@ impl Bazaar {
         format!("{}{}", self.admin, path)
     }
 
+    /// The admin endpoint's `/metrics`, as Prometheus text.
+    pub async fn metrics(&self) -> String {
+        client().get(self.admin_url("/metrics")).send().await.unwrap().text().await.unwrap()
+    }
+
     /// Everything bazaar printed so far.
     pub fn logs(&self) -> String {
         self.logs.lock().unwrap().clone()
@@ -349,6 +354,14 @@ pub async fn register_and_login(b: &Bazaar, email: &str, name: &str) -> String {
     let (s, v) = call(b, "POST", "/api/auth/login", None, Some(serde_json::json!({"email": email, "password": password}))).await;
     assert_eq!(s, 200, "login: {v}");
     v["access_token"].as_str().unwrap().to_string()
+}
+
+/// The value of the sample `name` (with its labels, as exposed) in the
+/// Prometheus text `text`; 0 when it is not there.
+pub fn sample(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .map_or(0.0, |v| v.trim().parse().unwrap())
 }
 
 /// Adds `quantity` of `sku` to the cart of `token`'s holder and checks out
