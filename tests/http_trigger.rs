@@ -247,6 +247,12 @@ async fn over_the_concurrency_limit_requests_wait_their_turn_and_health_checks_d
     done.sort();
     assert!(done[2] >= Duration::from_millis(3 * 700), "served side by side: {done:?}");
     assert_eq!(queued().await, 0.0);
+    // The wait at the door is measured: the second waited one sleep, the
+    // third two.
+    let text = bazaar.metrics().await;
+    assert_eq!(sample(&text, "bazaar_http_admission_wait_seconds_count"), 3.0, "{text}");
+    let waited = sample(&text, "bazaar_http_admission_wait_seconds_sum");
+    assert!(waited >= 1.0, "waited {waited} s in all");
 }
 
 #[tokio::test]

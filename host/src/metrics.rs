@@ -95,6 +95,9 @@ pub struct Metrics {
     pub http_queued: Gauge<i64, AtomicI64>,
     /// Requests refused with a 503 after waiting their whole deadline.
     pub http_shed: Counter,
+    /// How long each admitted request waited for its turn (0 when one was
+    /// free): with a limit, the share of the latency spent at the door.
+    pub http_admission_wait: Histogram,
     pub failures: Family<FailureLabels, Counter>,
     pub swaps: Family<SwapLabels, Counter>,
     pub bus_published: Family<ChannelLabels, Counter>,
@@ -161,6 +164,12 @@ impl Metrics {
         registry.register("http_requests_queued", "Requests from the network waiting to be admitted", http_queued.clone());
         let http_shed = Counter::default();
         registry.register("http_requests_shed", "Requests refused with a 503 after waiting their whole deadline to be admitted", http_shed.clone());
+        let http_admission_wait = latency();
+        registry.register(
+            "http_admission_wait_seconds",
+            "Time admitted requests waited for their turn (--max-concurrent-requests)",
+            http_admission_wait.clone(),
+        );
         let failures = Family::default();
         registry.register("component_failures", "Requests a component did not answer: trap, timeout or busy", failures.clone());
         let swaps = Family::default();
@@ -205,6 +214,7 @@ impl Metrics {
             in_flight,
             http_queued,
             http_shed,
+            http_admission_wait,
             failures,
             swaps,
             bus_published,

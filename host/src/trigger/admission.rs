@@ -31,10 +31,11 @@
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::sync::atomic::AtomicI64;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::metrics::Metrics;
@@ -69,6 +70,7 @@ pub struct Admission {
     max_wait: Duration,
     queued: Gauge<i64, AtomicI64>,
     shed: Counter,
+    waits: Histogram,
 }
 
 /// Why a request was not admitted.
@@ -89,7 +91,13 @@ impl Admission {
             Limit::Off => None,
             Limit::At(n) => Some(Arc::new(Semaphore::new(n.get()))),
         };
-        Self { permits, max_wait, queued: metrics.http_queued.clone(), shed: metrics.http_shed.clone() }
+        Self {
+            permits,
+            max_wait,
+            queued: metrics.http_queued.clone(),
+            shed: metrics.http_shed.clone(),
+            waits: metrics.http_admission_wait.clone(),
+        }
     }
 
     /// Waits for a turn: at once when one is free (the common case costs no
@@ -97,14 +105,19 @@ impl Admission {
     pub async fn admit(&self) -> Result<Admitted, Shed> {
         let Some(permits) = &self.permits else { return Ok(Admitted { _permit: None }) };
         if let Ok(permit) = permits.clone().try_acquire_owned() {
+            self.waits.observe(0.0);
             return Ok(Admitted { _permit: Some(permit) });
         }
         self.queued.inc();
+        let started = Instant::now();
         let waited = tokio::time::timeout(self.max_wait, permits.clone().acquire_owned()).await;
         self.queued.dec();
         match waited {
             // The semaphore is never closed.
-            Ok(permit) => Ok(Admitted { _permit: permit.ok() }),
+            Ok(permit) => {
+                self.waits.observe(started.elapsed().as_secs_f64());
+                Ok(Admitted { _permit: permit.ok() })
+            }
             Err(_) => {
                 self.shed.inc();
                 Err(Shed { waited: self.max_wait })
@@ -162,6 +175,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn how_long_each_admitted_request_waited_is_measured() {
+        let (admission, metrics) = admission(1, Duration::from_secs(10));
+        let admission = Arc::new(admission);
+        let first = admission.admit().await.unwrap();
+        let waiter = tokio::spawn({
+            let admission = admission.clone();
+            async move { admission.admit().await.map(drop) }
+        });
+        while metrics.http_queued.get() < 1 {
+            tokio::task::yield_now().await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(first);
+        waiter.await.unwrap().unwrap();
+        let text = metrics.encode();
+        let read = |name: &str| -> f64 {
+            let line = text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')).unwrap_or_else(|| panic!("no {name}: {text}"));
+            line.trim().parse().unwrap()
+        };
+        assert_eq!(read("bazaar_http_admission_wait_seconds_count"), 2.0, "both admitted requests are counted, the one that got in at once too");
+        let sum = read("bazaar_http_admission_wait_seconds_sum");
+        assert!(sum >= 0.05, "the second waited at least 50 ms: {sum}");
+    }
+
+    #[tokio::test]
     async fn a_request_that_cannot_get_in_is_shed_after_its_deadline() {
         let (admission, metrics) = admission(1, Duration::from_millis(50));
         let _served = admission.admit().await.unwrap();
@@ -180,5 +218,6 @@ mod tests {
         let held: Vec<Admitted> = futures::future::join_all((0..100).map(|_| admission.admit())).await.into_iter().map(Result::unwrap).collect();
         assert_eq!(held.len(), 100);
         assert_eq!(metrics.http_queued.get(), 0);
+        assert!(metrics.encode().contains("bazaar_http_admission_wait_seconds_count 0\n"), "no door, no wait measured");
     }
 }
