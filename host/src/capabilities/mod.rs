@@ -22,6 +22,8 @@ use crate::runtime_config::RuntimeConfig;
 use crate::state::InstanceState;
 
 pub mod allowed_hosts;
+/// Shared by Postgres and the key-value store's Redis kind.
+pub mod driven;
 pub mod key_value;
 pub mod outbound_http;
 pub mod postgres;

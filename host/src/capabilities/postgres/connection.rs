@@ -23,13 +23,14 @@
 
 use std::future::Future;
 
-use deadpool_postgres::Object;
 use futures::TryStreamExt;
 use tokio_postgres::Statement;
 use tokio_postgres::error::SqlState;
 
 use super::convert::{self, Raw};
-use super::pool::{self, error_chain};
+use super::client::Session;
+use crate::capabilities::driven::Driver;
+use super::pool::{self, Object, error_chain};
 use crate::bindings::spin::postgres4_0_0::postgres::{Column, DbError, Error, ParameterValue, QueryError, RowSet};
 
 /// The most a query result may hold in the host before it is refused.
@@ -62,8 +63,10 @@ impl GuestConnection {
         Self { client: Some(client), may_be_in_transaction: false, busy: false, pending_begin: None }
     }
 
-    fn client(&self) -> &Object {
-        self.client.as_ref().expect("a live connection has its client")
+    /// The connection's session and the driver its replies come through.
+    fn parts(&mut self) -> (&Session, &mut Driver) {
+        let connection = &mut **self.client.as_mut().expect("a live connection has its client");
+        (&connection.session, &mut connection.driver)
     }
 
     pub async fn query(&mut self, sql: &str, params: &[ParameterValue]) -> Result<RowSet, Error> {
@@ -71,7 +74,8 @@ impl GuestConnection {
             return Ok(RowSet { columns: Vec::new(), rows: Vec::new() });
         }
         let begin = self.start(sql);
-        let result = self.with_begin(begin, self.run_query(sql, params)).await;
+        let (session, driver) = self.parts();
+        let result = driver.drive(with_begin(session, begin, run_query(session, sql, params))).await;
         self.busy = false;
         result
     }
@@ -81,7 +85,8 @@ impl GuestConnection {
             return Ok(0);
         }
         let begin = self.start(sql);
-        let result = self.with_begin(begin, self.run_execute(sql, params)).await;
+        let (session, driver) = self.parts();
+        let result = driver.drive(with_begin(session, begin, run_execute(session, sql, params))).await;
         self.busy = false;
         result
     }
@@ -107,105 +112,6 @@ impl GuestConnection {
         begin
     }
 
-    /// Runs `statement`, after `begin` when there is one, both in one round
-    /// trip: the client sends each request as it is first polled and
-    /// answers them in order, so the two go out together.
-    async fn with_begin<T>(
-        &self,
-        begin: Option<String>,
-        statement: impl Future<Output = Result<T, Error>>,
-    ) -> Result<T, Error> {
-        let Some(begin) = begin else { return statement.await };
-        let (began, result) = tokio::join!(self.client().batch_execute(&begin), statement);
-        began.map_err(|e| query_failed(&e))?;
-        result
-    }
-
-    async fn run_query(&self, sql: &str, params: &[ParameterValue]) -> Result<RowSet, Error> {
-        let mut retried = false;
-        loop {
-            let (statement, params) = self.prepare(sql, params).await?;
-            let stream = match self.client().query_raw(&statement, params.iter()).await {
-                Ok(stream) => stream,
-                Err(e) if !retried && self.is_stale(&e, sql) => {
-                    retried = true;
-                    continue;
-                }
-                Err(e) => return Err(query_failed(&e)),
-            };
-            let columns = statement
-                .columns()
-                .iter()
-                .map(|c| Column { name: c.name().to_string(), data_type: convert::data_type(c.type_()) })
-                .collect();
-            let types: Vec<_> = statement.columns().iter().map(|c| c.type_().clone()).collect();
-            let mut rows = Vec::new();
-            let mut size = 0usize;
-            futures::pin_mut!(stream);
-            while let Some(row) = stream.try_next().await.map_err(|e| query_failed(&e))? {
-                let mut values = Vec::with_capacity(types.len());
-                for (i, ty) in types.iter().enumerate() {
-                    let raw: Option<Raw<'_>> = row.try_get(i).map_err(|e| query_failed(&e))?;
-                    size += raw.as_ref().map_or(0, |r| r.0.len()) + VALUE_OVERHEAD;
-                    values.push(convert::decode(ty, raw.map(|r| r.0)));
-                }
-                if size > MAX_RESULT_BYTES {
-                    return Err(Error::QueryFailed(QueryError::Text(format!(
-                        "the query result is larger than the host's limit of {} MiB; \
-                         select fewer rows (LIMIT/OFFSET) or columns",
-                        MAX_RESULT_BYTES >> 20
-                    ))));
-                }
-                rows.push(values);
-            }
-            return Ok(RowSet { columns, rows });
-        }
-    }
-
-    async fn run_execute(&self, sql: &str, params: &[ParameterValue]) -> Result<u64, Error> {
-        let mut retried = false;
-        loop {
-            let (statement, params) = self.prepare(sql, params).await?;
-            return match self.client().execute_raw(&statement, params.iter()).await {
-                Ok(n) => Ok(n),
-                Err(e) if !retried && self.is_stale(&e, sql) => {
-                    retried = true;
-                    continue;
-                }
-                Err(e) => Err(query_failed(&e)),
-            };
-        }
-    }
-
-    /// Prepares `sql` (from the cache if it can) and encodes the
-    /// parameters for the types it expects.
-    async fn prepare(&self, sql: &str, params: &[ParameterValue]) -> Result<(Statement, Vec<convert::Encoded>), Error> {
-        let client = self.client();
-        if client.statement_cache.size() >= MAX_CACHED_STATEMENTS {
-            client.statement_cache.clear();
-        }
-        let statement = client.prepare_cached(sql).await.map_err(|e| query_failed(&e))?;
-        let params = convert::encode_params(params, statement.params()).map_err(Error::BadParameter)?;
-        Ok((statement, params))
-    }
-
-    /// Whether `e` says the cached statement for `sql` is out of date; if
-    /// so, it is forgotten so the next attempt prepares it again.
-    fn is_stale(&self, e: &tokio_postgres::Error, sql: &str) -> bool {
-        let stale = match e.code() {
-            Some(code) if *code == SqlState::INVALID_SQL_STATEMENT_NAME => true,
-            Some(code) if *code == SqlState::FEATURE_NOT_SUPPORTED => {
-                e.as_db_error().is_some_and(|db| db.message().contains("cached plan"))
-            }
-            _ => false,
-        };
-        if stale {
-            tracing::debug!("Postgres: preparing a stale cached statement again: {e}");
-            self.client().statement_cache.remove(sql, &[]);
-        }
-        stale
-    }
-
     fn note_transaction(&mut self, sql: &str) {
         if let Some(open) = opens_transaction(sql) {
             self.may_be_in_transaction = open;
@@ -222,6 +128,101 @@ impl Drop for GuestConnection {
         }
         pool::give_back(client, self.may_be_in_transaction);
     }
+}
+
+/// Runs `statement`, after `begin` when there is one, both in one round
+/// trip: the client sends each request as it is first polled and
+/// answers them in order, so the two go out together.
+async fn with_begin<T>(
+    session: &Session,
+    begin: Option<String>,
+    statement: impl Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    let Some(begin) = begin else { return statement.await };
+    let (began, result) = tokio::join!(session.client.batch_execute(&begin), statement);
+    began.map_err(|e| query_failed(&e))?;
+    result
+}
+
+async fn run_query(session: &Session, sql: &str, params: &[ParameterValue]) -> Result<RowSet, Error> {
+    let mut retried = false;
+    loop {
+        let (statement, params) = prepare(session, sql, params).await?;
+        let stream = match session.client.query_raw(&statement, params.iter()).await {
+            Ok(stream) => stream,
+            Err(e) if !retried && is_stale(session, &e, sql) => {
+                retried = true;
+                continue;
+            }
+            Err(e) => return Err(query_failed(&e)),
+        };
+        let columns = statement
+            .columns()
+            .iter()
+            .map(|c| Column { name: c.name().to_string(), data_type: convert::data_type(c.type_()) })
+            .collect();
+        let types: Vec<_> = statement.columns().iter().map(|c| c.type_().clone()).collect();
+        let mut rows = Vec::new();
+        let mut size = 0usize;
+        futures::pin_mut!(stream);
+        while let Some(row) = stream.try_next().await.map_err(|e| query_failed(&e))? {
+            let mut values = Vec::with_capacity(types.len());
+            for (i, ty) in types.iter().enumerate() {
+                let raw: Option<Raw<'_>> = row.try_get(i).map_err(|e| query_failed(&e))?;
+                size += raw.as_ref().map_or(0, |r| r.0.len()) + VALUE_OVERHEAD;
+                values.push(convert::decode(ty, raw.map(|r| r.0)));
+            }
+            if size > MAX_RESULT_BYTES {
+                return Err(Error::QueryFailed(QueryError::Text(format!(
+                    "the query result is larger than the host's limit of {} MiB; \
+                     select fewer rows (LIMIT/OFFSET) or columns",
+                    MAX_RESULT_BYTES >> 20
+                ))));
+            }
+            rows.push(values);
+        }
+        return Ok(RowSet { columns, rows });
+    }
+}
+
+async fn run_execute(session: &Session, sql: &str, params: &[ParameterValue]) -> Result<u64, Error> {
+    let mut retried = false;
+    loop {
+        let (statement, params) = prepare(session, sql, params).await?;
+        return match session.client.execute_raw(&statement, params.iter()).await {
+            Ok(n) => Ok(n),
+            Err(e) if !retried && is_stale(session, &e, sql) => {
+                retried = true;
+                continue;
+            }
+            Err(e) => Err(query_failed(&e)),
+        };
+    }
+}
+
+/// Prepares `sql` (from the cache if it can) and encodes the
+/// parameters for the types it expects.
+async fn prepare(session: &Session, sql: &str, params: &[ParameterValue]) -> Result<(Statement, Vec<convert::Encoded>), Error> {
+    let statement = session.prepare_cached(sql, MAX_CACHED_STATEMENTS).await.map_err(|e| query_failed(&e))?;
+    let params = convert::encode_params(params, statement.params()).map_err(Error::BadParameter)?;
+    Ok((statement, params))
+}
+
+/// Whether `e` says the cached statement for `sql` is out of date; if
+/// so, it is forgotten so the next attempt prepares it again.
+fn is_stale(session: &Session, e: &tokio_postgres::Error, sql: &str) -> bool {
+    let stale = match e.code() {
+        Some(code) if *code == SqlState::INVALID_SQL_STATEMENT_NAME => true,
+        Some(code) if *code == SqlState::FEATURE_NOT_SUPPORTED => {
+            e.as_db_error().is_some_and(|db| db.message().contains("cached plan"))
+        }
+        _ => false,
+    };
+    if stale {
+        tracing::debug!("Postgres: preparing a stale cached statement again: {e}");
+        session.forget(sql);
+    }
+    stale
 }
 
 /// Whether a statement opens a transaction (`BEGIN`, `START`: `Some(true)`)

@@ -11,13 +11,16 @@
 //!
 //! - `pool`: one bounded connection pool per address, shared by all
 //!   instances of all components, with connect and acquire timeouts;
+//! - `client`: a pooled connection, its socket moved along by the request
+//!   waiting on it rather than by a task of its own;
 //! - `connection`: a guest's connection running statements (4.0.0 types);
 //! - `convert` / `numeric`: values to and from Postgres's wire format;
 //! - `compat`: 3.0.0 and 2.0.0 to and from 4.0.0, as Spin converts them;
 //! - `host`: the three guest interfaces, over [`PostgresInstance`];
 //! - `tls`: TLS for `sslmode=require`.
 //!
-//! Driver: tokio-postgres + deadpool-postgres, as Spin, rather than sqlx:
+//! Driver: tokio-postgres, pooled by deadpool, as Spin (but not through
+//! deadpool-postgres: see `client`), rather than sqlx:
 //! sqlx 0.8 cannot be in the same build as rusqlite 0.37 (its optional
 //! `libsqlite3-sys 0.30`, `links = "sqlite3"`, conflicts with rusqlite's
 //! 0.35 when Cargo resolves, even with sqlx's `sqlite` feature off), and
@@ -31,6 +34,7 @@ use super::allowed_hosts::{AllowedHosts, Destination};
 use super::outbound_http::OutboundHttp;
 use crate::bindings::spin::postgres4_0_0::postgres::Error;
 
+mod client;
 mod compat;
 mod connection;
 mod convert;

@@ -27,10 +27,12 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime, TimeoutType};
+use deadpool::Runtime;
+use deadpool::managed::{PoolError, TimeoutType};
 use tokio_postgres::SimpleQueryMessage;
 use tokio_postgres::config::SslMode;
 
+use super::client::Manager;
 use super::tls;
 use crate::metrics::PoolUsage;
 
@@ -70,8 +72,11 @@ pub fn give_back(client: Object, rollback_first: bool) {
         return;
     };
     runtime.spawn(async move {
+        let mut client = client;
         let sql = if rollback_first { format!("ROLLBACK; {RESET_SQL}") } else { RESET_SQL.to_string() };
-        let reset = tokio::time::timeout(RESET_TIMEOUT, client.simple_query(&sql)).await;
+        let connection = &mut *client;
+        let reset = connection.session.client.simple_query(&sql);
+        let reset = tokio::time::timeout(RESET_TIMEOUT, connection.driver.drive(reset)).await;
         let clean = match &reset {
             Ok(Ok(messages)) => messages.iter().find_map(|m| match m {
                 SimpleQueryMessage::Row(row) => Some(row.get(0) == Some("t")),
@@ -89,6 +94,11 @@ pub fn give_back(client: Object, rollback_first: bool) {
         }
     });
 }
+
+/// A pool of connections to one address.
+pub type Pool = deadpool::managed::Pool<Manager>;
+/// A connection out of its pool; back in it when dropped.
+pub type Object = deadpool::managed::Object<Manager>;
 
 /// The pools of the host, by address.
 #[derive(Default)]
@@ -182,13 +192,12 @@ fn new_pool(mut config: tokio_postgres::Config) -> Result<Pool, String> {
     }
     // Connections come back already reset (`give_back`): handing one out
     // again only checks that it is still open.
-    let manager_config = ManagerConfig { recycling_method: RecyclingMethod::Fast };
     let manager = match config.get_ssl_mode() {
         // `prefer` (the default) without verification would be TLS in name
         // only; with it, a local server's self-signed certificate would
         // fail. So TLS only when asked for, and then verified.
-        SslMode::Require => Manager::from_config(config, tls::connector(), manager_config),
-        _ => Manager::from_config(config, tokio_postgres::NoTls, manager_config),
+        SslMode::Require => Manager::new(config, Some(tls::connector())),
+        _ => Manager::new(config, None),
     };
     Pool::builder(manager)
         .max_size(MAX_CONNECTIONS_PER_ADDRESS)
@@ -260,5 +269,47 @@ mod tests {
         drop(held);
         assert!(waiter.await.unwrap().is_ok(), "the waiter gets a freed connection");
         assert_eq!(usage(&pools).waiting, 0);
+    }
+
+    /// The backend process id of a pooled connection.
+    async fn backend_pid(connection: &mut Object) -> i32 {
+        let connection = &mut **connection;
+        let row = connection.driver.drive(connection.session.client.query_one("SELECT pg_backend_pid()", &[])).await;
+        row.expect("SELECT pg_backend_pid()").get(0)
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_server_closed_while_idle_is_not_handed_out_again() {
+        let address = address();
+        let config: tokio_postgres::Config = address.parse().unwrap();
+        let pools = Pools::default();
+        let target = "postgres://127.0.0.1:5432";
+        let mut first = pools.get(&address, &config, target).await.unwrap_or_else(|e| {
+            panic!("this test needs PostgreSQL at {address} with trust auth for user postgres: {e}")
+        });
+        let pid = backend_pid(&mut first).await;
+        drop(first);
+        let started = Instant::now();
+        while pools.usage()[0].available == 0 {
+            assert!(started.elapsed() < RESET_TIMEOUT, "the connection never came back to its pool");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+
+        // An administrator ends that backend while the connection is idle
+        // (nobody is reading its socket then).
+        let (admin, io) = config.connect(tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(io);
+        let ended: bool = admin.query_one("SELECT pg_terminate_backend($1)", &[&pid]).await.unwrap().get(0);
+        assert!(ended);
+        let started = Instant::now();
+        while admin.query_one("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", &[&pid]).await.unwrap().get::<_, i64>(0) > 0 {
+            assert!(started.elapsed() < Duration::from_secs(5), "backend {pid} did not exit");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+
+        let mut second = pools.get(&address, &config, target).await.expect("a fresh connection");
+        let second_pid = backend_pid(&mut second).await;
+        assert_ne!(second_pid, pid, "the closed connection was handed out again");
+        assert_eq!(pools.usage()[0].size, 1, "the closed one left the pool");
     }
 }

@@ -1,0 +1,113 @@
+//! A pooled Postgres connection: tokio-postgres's `Client` and its
+//! `Connection` (the socket's side), which the request waiting on a
+//! statement polls itself ([`Driver`], see `capabilities::driven` for why)
+//! instead of a task of its own, as deadpool-postgres (and so Spin) spawns.
+//! The pool ([`Manager`]) checks that a connection is still open each time
+//! it hands it out ([`PgConnection::is_open`]).
+//!
+//! Each connection keeps its prepared statements ([`Session::prepare_cached`]),
+//! so a statement costs one round trip instead of two.
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Mutex;
+
+use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
+use tokio_postgres::{Client, Statement};
+
+use super::tls;
+use crate::capabilities::driven::Driver;
+
+/// What the pool hands out: a session to run statements on, and the
+/// driver its replies arrive through.
+pub struct PgConnection {
+    pub session: Session,
+    pub driver: Driver,
+}
+
+/// The requests' side of a connection.
+pub struct Session {
+    pub client: Client,
+    /// Prepared statements by SQL text. A mutex (never contended: one
+    /// guest uses a connection at a time) so statements run through `&self`.
+    statements: Mutex<HashMap<String, Statement>>,
+}
+
+impl PgConnection {
+    fn new(client: Client, io: impl Future<Output = Result<(), tokio_postgres::Error>> + Send + 'static) -> Self {
+        let io = async move {
+            if let Err(e) = io.await {
+                tracing::debug!("Postgres: a pooled connection broke: {}", super::pool::error_chain(&e));
+            }
+        };
+        Self { session: Session { client, statements: Mutex::new(HashMap::new()) }, driver: Driver::new(io) }
+    }
+
+    /// Whether the connection is still open: reads what the server sent
+    /// while it sat idle (a notice, or the end of the connection, when the
+    /// server shut down or an administrator terminated it).
+    pub fn is_open(&mut self) -> bool {
+        self.driver.is_running() && !self.session.client.is_closed()
+    }
+}
+
+impl Session {
+    /// `sql` prepared on this connection, from the cache when it was
+    /// prepared before; the cache is emptied when it holds `max` statements.
+    pub async fn prepare_cached(&self, sql: &str, max: usize) -> Result<Statement, tokio_postgres::Error> {
+        if let Some(statement) = self.cached().get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.client.prepare(sql).await?;
+        let mut cached = self.cached();
+        if cached.len() >= max {
+            cached.clear();
+        }
+        cached.insert(sql.to_string(), statement.clone());
+        Ok(statement)
+    }
+
+    /// Forgets the statement prepared for `sql` (the schema changed under
+    /// it, or the guest deallocated it).
+    pub fn forget(&self, sql: &str) {
+        self.cached().remove(sql);
+    }
+
+    fn cached(&self) -> std::sync::MutexGuard<'_, HashMap<String, Statement>> {
+        self.statements.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Makes and checks the pool's connections.
+pub struct Manager {
+    config: tokio_postgres::Config,
+    /// `Some` for `sslmode=require`.
+    tls: Option<tls::Connector>,
+}
+
+impl Manager {
+    pub fn new(config: tokio_postgres::Config, tls: Option<tls::Connector>) -> Self {
+        Self { config, tls }
+    }
+}
+
+impl managed::Manager for Manager {
+    type Type = PgConnection;
+    type Error = tokio_postgres::Error;
+
+    async fn create(&self) -> Result<PgConnection, tokio_postgres::Error> {
+        Ok(match &self.tls {
+            Some(tls) => {
+                let (client, io) = self.config.connect(tls.clone()).await?;
+                PgConnection::new(client, io)
+            }
+            None => {
+                let (client, io) = self.config.connect(tokio_postgres::NoTls).await?;
+                PgConnection::new(client, io)
+            }
+        })
+    }
+
+    async fn recycle(&self, connection: &mut PgConnection, _: &Metrics) -> RecycleResult<tokio_postgres::Error> {
+        if connection.is_open() { Ok(()) } else { Err(RecycleError::message("the connection was closed")) }
+    }
+}
