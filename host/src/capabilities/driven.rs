@@ -1,6 +1,6 @@
 //! A pooled connection's socket, moved along by the request waiting on it.
 //!
-//! tokio-postgres and the redis crate split a connection in two: a handle
+//! tokio-postgres splits a connection in two: a handle
 //! that queues requests and waits for their replies, and a future, the
 //! socket's side, that writes the queued requests and reads the replies,
 //! and that someone must poll. The usual way spawns that future as a task
@@ -12,6 +12,12 @@
 //! while it waits ([`Driver::drive`]), so a reply wakes the request
 //! directly: one trip.
 //!
+//! The redis crate's multiplexed connection has the same split, but there
+//! one connection serves every request, and one wake-up of its task hands
+//! many requests their replies; a pool of them, each driven this way, was
+//! measured slower than the one shared connection (BENCHMARKS.md), so
+//! Redis keeps it.
+//!
 //! Nobody polls an idle connection's driver. The pool checks it when it
 //! hands the connection out again ([`Driver::is_running`]), which reads
 //! whatever the server sent meanwhile, its goodbye included.
@@ -19,21 +25,17 @@ use std::future::{Future, poll_fn};
 use std::pin::{Pin, pin};
 use std::task::{Context, Poll, Waker};
 
-use sync_wrapper::SyncWrapper;
-
 /// The socket's side of one connection.
 pub struct Driver {
     /// `None` once the connection ended (closed or broken): dropping it
     /// fails every request still waiting, as the end of a driver task would.
-    /// In a `SyncWrapper` (reached only through `&mut`) so a connection
-    /// holding it is `Sync`, as the redis crate's commands require.
-    io: SyncWrapper<Option<Pin<Box<dyn Future<Output = ()> + Send>>>>,
+    io: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
 }
 
 impl Driver {
     /// `io` runs until the connection ends.
     pub fn new(io: impl Future<Output = ()> + Send + 'static) -> Self {
-        Self { io: SyncWrapper::new(Some(Box::pin(io))) }
+        Self { io: Some(Box::pin(io)) }
     }
 
     /// Runs `requests` (on this connection's handle) to the end, moving
@@ -60,15 +62,14 @@ impl Driver {
     /// when the server shut down or an administrator closed it).
     pub fn is_running(&mut self) -> bool {
         self.poll_io(&mut Context::from_waker(Waker::noop()));
-        self.io.get_mut().is_some()
+        self.io.is_some()
     }
 
     /// Polls the socket's side once; drops it when the connection ended.
     fn poll_io(&mut self, cx: &mut Context<'_>) {
-        let io = self.io.get_mut();
-        let Some(running) = io.as_mut() else { return };
-        if running.as_mut().poll(cx).is_ready() {
-            *io = None;
+        let Some(io) = self.io.as_mut() else { return };
+        if io.as_mut().poll(cx).is_ready() {
+            self.io = None;
         }
     }
 }

@@ -22,7 +22,7 @@ use crate::runtime_config::RuntimeConfig;
 use crate::state::InstanceState;
 
 pub mod allowed_hosts;
-/// Shared by Postgres and the key-value store's Redis kind.
+/// A pooled connection's socket polled by its user (Postgres's).
 pub mod driven;
 pub mod key_value;
 pub mod outbound_http;

@@ -12,21 +12,17 @@
 //! behaviour: keys are listed with `SCAN` (Spin uses `KEYS *`, which blocks
 //! the server), `get_many` is `MGET`, and compare-and-swap is one Lua script
 //! (atomic on the server, so it needs no connection of its own for `WATCH`).
-//! Connections are made on first use and pooled for every instance, each
-//! moved along by the request using it
-//! ([`crate::capabilities::redis::pooled`]); an address that is not plain
-//! TCP (`rediss://`, a unix socket) uses the shared connection of
-//! [`crate::capabilities::redis::connection`] instead.
+//! The connection is made on first use and shared by every instance (see
+//! [`crate::capabilities::redis::connection`]).
 use std::collections::BTreeSet;
 
 use anyhow::{Result, anyhow};
 use futures::future::BoxFuture;
-use redis::aio::{ConnectionLike, ConnectionManager};
-use redis::{AsyncCommands, Cmd, Pipeline, RedisError, RedisFuture, Script, Value};
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, RedisError, Script};
 
 use super::backend::{Backend, Entry};
 use crate::capabilities::redis::connection::LazyConnection;
-use crate::capabilities::redis::pooled::{self, Pool, Pooled};
 
 /// Sets KEYS[1] to ARGV[3] if its value is ARGV[2] (ARGV[1] = "1") or it is
 /// not set (ARGV[1] = "0"); returns 1 if it did. `GET` of a missing key is
@@ -47,11 +43,7 @@ const SCAN_COUNT: usize = 1000;
 
 /// One store: a Redis database.
 pub struct RedisBackend {
-    /// The shared connection, for addresses that are not pooled; also
-    /// what names the server in messages.
     connection: LazyConnection,
-    /// `Some` for plain TCP addresses (the usual case).
-    pool: Option<Pool>,
     compare_and_swap: Script,
 }
 
@@ -59,54 +51,17 @@ impl RedisBackend {
     /// Checks `url` without connecting: the server need not be up until a
     /// component uses the store.
     pub fn new(url: &str) -> Result<Self, RedisError> {
-        let pool = pooled::pool_for(&redis::Client::open(url)?);
-        Ok(Self { connection: LazyConnection::new(url)?, pool, compare_and_swap: Script::new(COMPARE_AND_SWAP) })
+        Ok(Self { connection: LazyConnection::new(url)?, compare_and_swap: Script::new(COMPARE_AND_SWAP) })
     }
 
-    /// A connection: from the pool (connecting if none is free), or the
-    /// shared one (connecting on first use).
-    async fn connection(&self) -> Result<Connection> {
-        match &self.pool {
-            Some(pool) => match pool.get().await {
-                Ok(connection) => Ok(Connection::Pooled(Pooled(connection))),
-                Err(e) => Err(anyhow!("cannot connect to Redis at {}: {}", self.connection.shown(), pooled::describe(e))),
-            },
-            None => self.connection.get().await.map(Connection::Shared).map_err(|e| anyhow!(e)),
-        }
+    /// The shared connection, connecting on first use.
+    async fn connection(&self) -> Result<ConnectionManager> {
+        self.connection.get().await.map_err(|e| anyhow!(e))
     }
 
     /// A Redis error, naming the server.
     fn error(&self, e: RedisError) -> anyhow::Error {
         anyhow!("Redis at {}: {e}", self.connection.shown())
-    }
-}
-
-/// What one operation runs its commands on.
-enum Connection {
-    Pooled(Pooled),
-    Shared(ConnectionManager),
-}
-
-impl ConnectionLike for Connection {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match self {
-            Self::Pooled(c) => c.req_packed_command(cmd),
-            Self::Shared(c) => c.req_packed_command(cmd),
-        }
-    }
-
-    fn req_packed_commands<'a>(&'a mut self, cmd: &'a Pipeline, offset: usize, count: usize) -> RedisFuture<'a, Vec<Value>> {
-        match self {
-            Self::Pooled(c) => c.req_packed_commands(cmd, offset, count),
-            Self::Shared(c) => c.req_packed_commands(cmd, offset, count),
-        }
-    }
-
-    fn get_db(&self) -> i64 {
-        match self {
-            Self::Pooled(c) => c.get_db(),
-            Self::Shared(c) => c.get_db(),
-        }
     }
 }
 

@@ -21,8 +21,6 @@
 //! address needs it granted, as under Spin.
 //!
 //! - [`connection`]: per-address shared connections with timeouts;
-//! - [`pooled`]: pooled connections, each moved along by the request using
-//!   it, for the key-value store's Redis kind;
 //! - `host`: the guest interface over [`RedisInstance`].
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -38,7 +36,6 @@ use crate::manifest::Manifest;
 
 pub mod connection;
 mod host;
-pub mod pooled;
 
 use connection::{Connections, Dedicated, LazyConnection, redacted};
 
