@@ -20,8 +20,8 @@ use crate::capabilities::driven::Driver;
 /// What the pool hands out: a session to run statements on, and the
 /// driver its replies arrive through.
 pub struct PgConnection {
-    pub session: Session,
-    pub driver: Driver,
+    session: Session,
+    driver: Driver,
 }
 
 /// The requests' side of a connection.
@@ -40,6 +40,12 @@ impl PgConnection {
             }
         };
         Self { session: Session { client, statements: Mutex::new(HashMap::new()) }, driver: Driver::new(io) }
+    }
+
+    /// Its session, to run statements on, and the driver to run them
+    /// through (`driver.drive(session.client.query(..))`).
+    pub fn parts(&mut self) -> (&Session, &mut Driver) {
+        (&self.session, &mut self.driver)
     }
 
     /// Whether the connection is still open: reads what the server sent

@@ -27,11 +27,11 @@ use futures::TryStreamExt;
 use tokio_postgres::Statement;
 use tokio_postgres::error::SqlState;
 
-use super::convert::{self, Raw};
 use super::client::Session;
-use crate::capabilities::driven::Driver;
+use super::convert::{self, Raw};
 use super::pool::{self, Object, error_chain};
 use crate::bindings::spin::postgres4_0_0::postgres::{Column, DbError, Error, ParameterValue, QueryError, RowSet};
+use crate::capabilities::driven::Driver;
 
 /// The most a query result may hold in the host before it is refused.
 pub const MAX_RESULT_BYTES: usize = 64 << 20;
@@ -65,8 +65,7 @@ impl GuestConnection {
 
     /// The connection's session and the driver its replies come through.
     fn parts(&mut self) -> (&Session, &mut Driver) {
-        let connection = &mut **self.client.as_mut().expect("a live connection has its client");
-        (&connection.session, &mut connection.driver)
+        self.client.as_mut().expect("a live connection has its client").parts()
     }
 
     pub async fn query(&mut self, sql: &str, params: &[ParameterValue]) -> Result<RowSet, Error> {

@@ -74,9 +74,8 @@ pub fn give_back(client: Object, rollback_first: bool) {
     runtime.spawn(async move {
         let mut client = client;
         let sql = if rollback_first { format!("ROLLBACK; {RESET_SQL}") } else { RESET_SQL.to_string() };
-        let connection = &mut *client;
-        let reset = connection.session.client.simple_query(&sql);
-        let reset = tokio::time::timeout(RESET_TIMEOUT, connection.driver.drive(reset)).await;
+        let (session, driver) = client.parts();
+        let reset = tokio::time::timeout(RESET_TIMEOUT, driver.drive(session.client.simple_query(&sql))).await;
         let clean = match &reset {
             Ok(Ok(messages)) => messages.iter().find_map(|m| match m {
                 SimpleQueryMessage::Row(row) => Some(row.get(0) == Some("t")),
@@ -273,8 +272,8 @@ mod tests {
 
     /// The backend process id of a pooled connection.
     async fn backend_pid(connection: &mut Object) -> i32 {
-        let connection = &mut **connection;
-        let row = connection.driver.drive(connection.session.client.query_one("SELECT pg_backend_pid()", &[])).await;
+        let (session, driver) = connection.parts();
+        let row = driver.drive(session.client.query_one("SELECT pg_backend_pid()", &[])).await;
         row.expect("SELECT pg_backend_pid()").get(0)
     }
 
