@@ -19,6 +19,7 @@ use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::Level;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
@@ -58,25 +59,42 @@ pub fn init(args: &TelemetryArgs) -> Result<Telemetry> {
     let filter = EnvFilter::try_from_env("BAZAAR_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| EnvFilter::new("info,wasmtime_cranelift=warn,cranelift=warn"));
-    let logs = match args.log_format {
+    let provider = match args.otlp_endpoint.as_deref().map(str::trim).filter(|e| !e.is_empty()) {
+        Some(endpoint) => Some(otlp::provider(endpoint)?),
+        None => None,
+    };
+    match &provider {
+        // The log is the only layer, so its filter is the subscriber's own:
+        // a span or event it does not want is never built, and the spans it
+        // does want skip the bookkeeping of a filter per layer (each span
+        // noting which layers took it, checked again on every enter and
+        // exit). Every request opens a span, so that showed in profiles of
+        // the hello benchmark.
+        None => tracing_subscriber::registry().with(filter).with(log_layer(args.log_format)).try_init()?,
+        Some(provider) => {
+            // Only the host's own spans and what is logged within them,
+            // whatever BAZAAR_LOG says: the exporter's volume does not follow
+            // the log's.
+            let exported = Targets::new().with_target("bazaar", Level::INFO).with_target("component", Level::INFO);
+            let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer("bazaar")).with_filter(exported);
+            tracing_subscriber::registry().with(log_layer(args.log_format).with_filter(filter)).with(otel).try_init()?
+        }
+    }
+    Ok(Telemetry { provider })
+}
+
+/// The log lines' layer, in the format asked for, over subscriber `S`.
+fn log_layer<S>(format: LogFormat) -> Box<dyn Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+{
+    match format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
             .with_ansi(std::io::stderr().is_terminal())
             .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr).boxed(),
-    };
-    let provider = match args.otlp_endpoint.as_deref().map(str::trim).filter(|e| !e.is_empty()) {
-        Some(endpoint) => Some(otlp::provider(endpoint)?),
-        None => None,
-    };
-    // Only the host's own spans and what is logged within them, whatever
-    // BAZAAR_LOG says: the exporter's volume does not follow the log's.
-    let exported = Targets::new().with_target("bazaar", Level::INFO).with_target("component", Level::INFO);
-    let otel = provider
-        .as_ref()
-        .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("bazaar")).with_filter(exported));
-    tracing_subscriber::registry().with(logs.with_filter(filter)).with(otel).try_init()?;
-    Ok(Telemetry { provider })
+    }
 }
 
 impl Telemetry {

@@ -71,8 +71,8 @@ impl RequestContext {
             None => None,
         };
 
-        set(headers, REQUEST_ID_HEADER, &request_id);
-        set(headers, traceparent::HEADER, &trace.to_string());
+        set(headers, REQUEST_ID_HEADER, request_id.as_bytes());
+        set(headers, traceparent::HEADER, &trace.encode());
         match &tracestate {
             Some(state) => {
                 headers.insert(traceparent::STATE_HEADER, state.clone());
@@ -89,7 +89,7 @@ impl RequestContext {
     /// a request the instance sends, where the component did not set them.
     pub fn propagate(&self, headers: &mut HeaderMap, chained: bool) {
         if !headers.contains_key(traceparent::HEADER) {
-            set(headers, traceparent::HEADER, &self.trace.to_string());
+            set(headers, traceparent::HEADER, &self.trace.encode());
             if let Some(state) = &self.tracestate
                 && !headers.contains_key(traceparent::STATE_HEADER)
             {
@@ -97,7 +97,7 @@ impl RequestContext {
             }
         }
         if chained && !headers.contains_key(REQUEST_ID_HEADER) {
-            set(headers, REQUEST_ID_HEADER, &self.request_id);
+            set(headers, REQUEST_ID_HEADER, self.request_id.as_bytes());
         }
     }
 }
@@ -151,8 +151,8 @@ pub fn is_sane_request_id(id: &str) -> bool {
         && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:/+=@".contains(&b))
 }
 
-fn set(headers: &mut HeaderMap, name: &'static str, value: &str) {
-    if let Ok(value) = HeaderValue::from_str(value) {
+fn set(headers: &mut HeaderMap, name: &'static str, value: &[u8]) {
+    if let Ok(value) = HeaderValue::from_bytes(value) {
         headers.insert(name, value);
     }
 }
