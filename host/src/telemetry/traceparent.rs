@@ -75,9 +75,7 @@ impl TraceParent {
     pub fn sampled(&self) -> bool {
         self.flags & SAMPLED != 0
     }
-}
 
-impl TraceParent {
     /// The header value's 55 bytes, written in place: every request sets
     /// one, so it is made without the allocations `Display` would cost.
     pub fn encode(&self) -> [u8; 55] {
