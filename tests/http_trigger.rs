@@ -149,6 +149,42 @@ async fn a_runaway_component_is_stopped_at_its_deadline_while_others_are_served(
 }
 
 #[tokio::test]
+async fn components_spinning_on_every_core_do_not_stop_the_host() {
+    require_components(&["probe"]);
+    let timeout = Duration::from_secs(20);
+    let bazaar = Bazaar::start(&app("routes"), Up::default().arg("--request-timeout").arg("20s"));
+    let started = Instant::now();
+    // Twice as many spinning instances as the host has worker threads (one
+    // a core): without time slices each would hold its thread until its
+    // deadline, and nothing else would run meanwhile.
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let spinning: Vec<_> = (0..2 * cores)
+        .map(|_| {
+            let url = bazaar.url("/static/loop");
+            tokio::spawn(async move { client().get(url).send().await.unwrap().status().as_u16() })
+        })
+        .collect();
+    let gauge = r#"bazaar_http_requests_in_flight{component="wild"}"#;
+    while sample(&bazaar.metrics().await, gauge) < spinning.len() as f64 {
+        assert!(started.elapsed() < timeout / 2, "the spinning requests never all started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // While they all spin, the others are served, the health check answers,
+    // and so does the admin endpoint.
+    for _ in 0..5 {
+        let resp = client().get(bazaar.url("/static/hello")).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    let health = client().get(bazaar.url("/.well-known/spin/health")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    assert_eq!(sample(&bazaar.metrics().await, gauge), spinning.len() as f64, "all still spinning");
+    assert!(spinning.iter().all(|s| !s.is_finished()), "a spinning request ended early");
+    assert!(started.elapsed() < timeout, "served only after the spinning ones' deadline");
+}
+
+#[tokio::test]
 async fn a_trapping_component_gets_a_500_and_a_logged_reason() {
     let bazaar = start_routes();
     let resp = client().get(bazaar.url("/static/panic")).send().await.unwrap();

@@ -190,8 +190,7 @@ impl App {
         };
         let mut store = Store::new(self.engine.engine(), state);
         store.limiter(|state| &mut state.limits);
-        store.set_epoch_deadline(BazaarEngine::ticks(self.request_timeout));
-        store.epoch_deadline_trap();
+        crate::engine::set_deadline(&mut store, self.request_timeout);
         Ok(store)
     }
 }

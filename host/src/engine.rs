@@ -8,22 +8,27 @@
 //!   the kernel for new mappings on every request.
 //! - **Epoch interruption.** A component stuck in a loop must not take a core
 //!   forever. A ticker thread bumps the engine's epoch every [`EPOCH_TICK`];
-//!   each store gets a deadline in ticks and traps when it passes. This costs
-//!   far less than fuel metering.
+//!   at each tick a running guest gives its worker thread back to the
+//!   executor for a turn, and once its request's wall-clock deadline has
+//!   passed it traps ([`set_deadline`]). This costs far less than fuel
+//!   metering.
 //! - **Compile cache.** Cranelift takes seconds for a large component. The
 //!   compiled artefact is stored on disk keyed by the wasm's SHA-256 and the
 //!   engine's compatibility hash, so a restart only deserialises it.
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
-use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline};
 
-/// How often the epoch advances; request deadlines are counted in these ticks.
+/// How often the epoch advances: the longest a guest runs before other
+/// tasks get a turn, and how late past its deadline a spinning guest stops.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// Ticks a guest runs between yields ([`set_deadline`]).
+const SLICE_TICKS: u64 = 1;
 
 /// Limits and locations that shape the engine.
 #[derive(Clone, Debug)]
@@ -72,6 +77,32 @@ pub fn default_cache_dir() -> Option<PathBuf> {
 /// version in the admin API.
 pub fn content_hash(wasm: &[u8]) -> String {
     hex::encode(Sha256::digest(wasm))
+}
+
+/// Gives `store` its request's wall-clock deadline, `timeout` from now,
+/// and time slices: wherever the guest is in its wasm at an epoch tick, it
+/// yields its worker thread to the executor and resumes at its next turn,
+/// until the deadline has passed, when it traps with
+/// [`wasmtime::Trap::Interrupt`] (which the triggers report as a timeout).
+///
+/// Why slices: a store runs on one of tokio's worker threads, one per core.
+/// A guest spinning in a loop that only trapped at its deadline would hold
+/// its thread for the whole request timeout, and as many of them as there
+/// are cores would stop the host: every other request, the health check,
+/// the bus. A guest that does not spin (most of them: a request is well
+/// under a tick of wasm) never reaches a tick and pays nothing.
+pub fn set_deadline<T: 'static>(store: &mut Store<T>, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    store.set_epoch_deadline(SLICE_TICKS);
+    store.epoch_deadline_callback(move |_| {
+        Ok(if Instant::now() >= deadline {
+            UpdateDeadline::Interrupt
+        } else {
+            // tokio's own yield: the task goes to the back of the run
+            // queue, behind what became ready meanwhile.
+            UpdateDeadline::YieldCustom(SLICE_TICKS, Box::pin(tokio::task::yield_now()))
+        })
+    });
 }
 
 /// The engine plus what compiling for it needs.
@@ -156,10 +187,6 @@ impl BazaarEngine {
         &self.engine
     }
 
-    /// Number of epoch ticks that make up `timeout` (at least one).
-    pub fn ticks(timeout: Duration) -> u64 {
-        (timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
-    }
 
     /// Compiles `wasm`, read from `path`, or loads it from the compile cache.
     pub fn load_component(&self, path: &Path, wasm: &[u8]) -> Result<Component> {
