@@ -196,6 +196,19 @@ async fn a_trapping_component_gets_a_500_and_a_logged_reason() {
 }
 
 #[tokio::test]
+async fn a_component_failing_after_its_response_head_cuts_the_body_short_and_is_logged() {
+    let bazaar = start_routes();
+    let resp = client().get(bazaar.url("/static/half-then-panic")).send().await.unwrap();
+    assert_eq!(resp.status(), 200, "the head was set before the failure");
+    // The client cannot be told more than that the body broke off.
+    let body = resp.bytes().await;
+    assert!(body.is_err(), "the body must not look complete: {body:?}");
+    assert!(bazaar.wait_for_log("component failed after setting its response"), "{}", bazaar.logs());
+    assert!(bazaar.logs().contains("probe panicked after its response head"), "{}", bazaar.logs());
+    assert_eq!(client().get(bazaar.url("/static/hello")).send().await.unwrap().status(), 200);
+}
+
+#[tokio::test]
 async fn instance_memory_is_capped() {
     require_components(&["probe"]);
     let bazaar = Bazaar::start(&app("routes"), Up::default().arg("--max-instance-memory-mb").arg("64"));

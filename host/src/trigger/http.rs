@@ -11,7 +11,9 @@
 //! The same path serves chained requests (`<id>.spin.internal`) in process,
 //! through [`InProcessHandler`].
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -26,11 +28,12 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tracing::Instrument;
-use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{Error as HttpError, WasiBody, WasiHttpView};
 
 use super::admission::{Admission, Shed};
+use super::cut_short::{CutShort, Failed};
 use super::unread_body::DrainedWhenDropped;
 use super::{served_by, spin_headers};
 use crate::app::{App, LoadedComponent};
@@ -323,48 +326,62 @@ impl HttpTrigger {
 
         let id = component.id.clone();
         let instantiation = self.app.metrics.instantiation.get_or_create(&ComponentLabels { component: id.clone() }).clone();
-        // The instance runs in its own task: it may keep streaming the body
-        // after the response head has been returned.
-        let task = tokio::spawn(async move {
-            let started = Instant::now();
-            let proxy = match pre.instantiate_async(&mut store).await {
-                Ok(proxy) => proxy,
-                Err(e) => return Err(Failure::Busy(format!("{e:#}"))),
-            };
-            instantiation.observe(started.elapsed().as_secs_f64());
-            let result = proxy.wasi_http_incoming_handler().call_handle(&mut store, incoming, outparam).await;
-            result.map_err(|e| {
-                let text = format!("{e:?}");
-                if matches!(e.downcast_ref::<wasmtime::Trap>(), Some(wasmtime::Trap::Interrupt)) {
-                    Failure::Timeout
-                } else {
-                    Failure::Trap(text)
+        let failed = Failed::default();
+        let instance: Instance = Box::pin({
+            let failed = failed.clone();
+            async move {
+                let started = Instant::now();
+                let proxy = match pre.instantiate_async(&mut store).await {
+                    Ok(proxy) => proxy,
+                    Err(e) => return Err(Failure::Busy(format!("{e:#}"))),
+                };
+                instantiation.observe(started.elapsed().as_secs_f64());
+                let result = proxy.wasi_http_incoming_handler().call_handle(&mut store, incoming, outparam).await;
+                let result = result.map_err(|e| {
+                    let text = format!("{e:?}");
+                    if matches!(e.downcast_ref::<wasmtime::Trap>(), Some(wasmtime::Trap::Interrupt)) {
+                        Failure::Timeout
+                    } else {
+                        Failure::Trap(text)
+                    }
+                });
+                // Before the store goes, with any body left unfinished in it:
+                // see `cut_short`.
+                if result.is_err() {
+                    failed.mark();
                 }
-            })
-        }.in_current_span());
+                drop(store);
+                result
+            }
+        });
 
         let deadline = self.app.request_timeout + Duration::from_millis(100);
-        match tokio::time::timeout(deadline, receiver).await {
-            Ok(Ok(Ok(response))) => {
-                // Log failures that happen after the head was sent (the body
-                // is then cut short, which is all the client can be told).
-                tokio::spawn(async move {
-                    if let Ok(Err(failure)) = task.await {
-                        tracing::error!(component = %id, "component failed while streaming its response: {failure:?}");
+        match tokio::time::timeout(deadline, until_head(instance, receiver)).await {
+            Ok(Head::Set(set, rest)) => {
+                // A failure after the head was set is logged: the body is
+                // then cut short, which is all the client can be told. An
+                // instance that answered before it finished (it is
+                // streaming its body) goes on in a task of its own, as long
+                // as it takes.
+                let log = move |failure: Failure| {
+                    tracing::error!(component = %id, "component failed after setting its response: {failure:?}");
+                };
+                match rest {
+                    Rest::Finished(Ok(())) => {}
+                    Rest::Finished(Err(failure)) => log(failure),
+                    Rest::Running(instance) => {
+                        tokio::spawn(async move { instance.await.unwrap_or_else(log) }.in_current_span());
                     }
-                }.in_current_span());
-                Ok(response)
+                }
+                match set {
+                    Ok(response) => Ok(response.map(|body| CutShort::new(body, failed).boxed_unsync())),
+                    Err(code) => Err(Failure::Trap(format!("component answered with error code {code:?}"))),
+                }
             }
-            Ok(Ok(Err(code))) => Err(Failure::Trap(format!("component answered with error code {code:?}"))),
-            Ok(Err(_)) => match task.await {
-                Ok(Ok(())) => Err(Failure::Trap("component returned without setting a response".into())),
-                Ok(Err(failure)) => Err(failure),
-                Err(join) => Err(Failure::Trap(format!("instance task failed: {join}"))),
-            },
-            Err(_) => {
-                task.abort();
-                Err(Failure::Timeout)
-            }
+            Ok(Head::None(Ok(()))) => Err(Failure::Trap("component returned without setting a response".into())),
+            Ok(Head::None(Err(failure))) => Err(failure),
+            // Dropping the instance's future drops its store.
+            Err(_) => Err(Failure::Timeout),
         }
     }
 
@@ -401,6 +418,55 @@ impl HttpTrigger {
             .headers_mut()
             .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
         response
+    }
+}
+
+/// One instance handling one request, from instantiation to its return.
+type Instance = Pin<Box<dyn Future<Output = Result<(), Failure>> + Send>>;
+
+/// What became of a request by the time its response head was known.
+enum Head {
+    /// The instance set its response, or an error code instead.
+    Set(Result<Response<HyperOutgoingBody>, ErrorCode>, Rest),
+    /// The instance ended without setting anything: how it ended.
+    None(Result<(), Failure>),
+}
+
+/// The instance, once it has set its response.
+enum Rest {
+    /// It has finished too: how.
+    Finished(Result<(), Failure>),
+    /// It is still running (writing its body).
+    Running(Instance),
+}
+
+/// Runs `instance` in the request's own task until its response head is
+/// known. Most instances finish before the request's task looks again (the
+/// body fits the channel to hyper), so the instance costs no task of its
+/// own, nor a wake-up from one task to another; one still running when its
+/// head arrives is handed back, to finish elsewhere.
+async fn until_head(
+    mut instance: Instance,
+    mut head: tokio::sync::oneshot::Receiver<Result<Response<HyperOutgoingBody>, ErrorCode>>,
+) -> Head {
+    let outcome = tokio::select! {
+        // The instance first: when it has finished, its head (if any) is
+        // already in the channel.
+        biased;
+        ended = &mut instance => match head.try_recv() {
+            Ok(set) => Ok((set, Rest::Finished(ended))),
+            Err(_) => Err(ended),
+        },
+        set = &mut head => match set {
+            Ok(set) => Ok((set, Rest::Running(instance))),
+            // The outparam was dropped unset while the instance runs on:
+            // how it ends says why.
+            Err(_) => Err(instance.await),
+        },
+    };
+    match outcome {
+        Ok((set, rest)) => Head::Set(set, rest),
+        Err(ended) => Head::None(ended),
     }
 }
 

@@ -1,6 +1,7 @@
 //! Triggers feed events to components. The HTTP trigger is the one every
 //! Spin app has; the Redis trigger runs components on messages from the bus.
 pub mod admission;
+pub mod cut_short;
 pub mod http;
 pub mod redis;
 pub mod served_by;

@@ -33,6 +33,7 @@
 //! | `GET /log?msg=TEXT`              | writes `probe-stdout: TEXT` / `probe-stderr: TEXT`       |
 //! | `GET /loop`                      | spins forever (per-request deadline)                     |
 //! | `GET /panic`                     | panics: "probe panicked on purpose" (instance traps)     |
+//! | `GET /half-then-panic`           | a 200 head and half a body (text), then a panic          |
 //! | `GET /alloc?mb=N`                | allocates and touches N MiB (per-instance memory cap)    |
 //!
 //! Anything else is `404 {"error": "no-such-probe-route", "path": ..., "method": ...}`.
@@ -64,6 +65,9 @@ async fn probe(req: IncomingRequest, out: ResponseOutparam) {
     let head = RequestHead::of(&req);
     if head.method == "POST" && head.path == "/echo" {
         return echo(req, out).await;
+    }
+    if head.method == "GET" && head.path == "/half-then-panic" {
+        return half_then_panic(out).await;
     }
     let body = match req.into_body().await {
         Ok(body) => body,
@@ -236,6 +240,21 @@ async fn echo(req: IncomingRequest, out: ResponseOutparam) {
             panic!("probe: writing the response body failed: {e:?}");
         }
     }
+}
+
+/// Sets a 200 head, writes the start of a body, then panics: a component
+/// that fails after its response is on its way.
+async fn half_then_panic(out: ResponseOutparam) {
+    let response = OutgoingResponse::new(Fields::new());
+    response
+        .set_status_code(200)
+        .expect("200 is a valid status");
+    let mut sink = response.take_body();
+    out.set(response);
+    if let Err(e) = sink.send(b"the first half".to_vec()).await {
+        panic!("probe: writing the response body failed: {e:?}");
+    }
+    panic!("probe panicked after its response head");
 }
 
 // ------------------------------------------- fermyon:spin/key-value@2.0.0
