@@ -8,9 +8,9 @@
 //!   the kernel for new mappings on every request.
 //! - **Epoch interruption.** A component stuck in a loop must not take a core
 //!   forever. A ticker thread bumps the engine's epoch every [`EPOCH_TICK`];
-//!   at each tick a running guest gives its worker thread back to the
-//!   executor for a turn, and once its request's wall-clock deadline has
-//!   passed it traps ([`set_deadline`]). This costs far less than fuel
+//!   a guest found running at two ticks in a row gives its worker thread
+//!   back to the executor for a turn, and once its request's wall-clock
+//!   deadline has passed it traps ([`set_deadline`]). This costs far less than fuel
 //!   metering.
 //! - **Compile cache.** Cranelift takes seconds for a large component. The
 //!   compiled artefact is stored on disk keyed by the wasm's SHA-256 and the
@@ -80,27 +80,41 @@ pub fn content_hash(wasm: &[u8]) -> String {
 }
 
 /// Gives `store` its request's wall-clock deadline, `timeout` from now,
-/// and time slices: wherever the guest is in its wasm at an epoch tick, it
-/// yields its worker thread to the executor and resumes at its next turn,
-/// until the deadline has passed, when it traps with
-/// [`wasmtime::Trap::Interrupt`] (which the triggers report as a timeout).
+/// and time slices: a guest found running wasm at two epoch ticks in a row
+/// yields its worker thread to the executor and resumes once the thread
+/// has nothing else to run (or every few dozen tasks), until the deadline
+/// has passed, when it traps with [`wasmtime::Trap::Interrupt`] (which the
+/// triggers report as a timeout).
 ///
 /// Why slices: a store runs on one of tokio's worker threads, one per core.
 /// A guest spinning in a loop that only trapped at its deadline would hold
 /// its thread for the whole request timeout, and as many of them as there
 /// are cores would stop the host: every other request, the health check,
-/// the bus. A guest that does not spin (most of them: a request is well
-/// under a tick of wasm) never reaches a tick and pays nothing.
+/// the bus.
+///
+/// Why two ticks in a row: the epoch counts wall-clock time, not the
+/// guest's, so a guest also meets a tick when it resumes after waiting on
+/// the host (a query, a chained request), having hardly run. Sending those
+/// to the back of the line (a checkout's instances wait a dozen times each)
+/// put tens of milliseconds on the shop's slowest requests; one that is
+/// still in its wasm a tick later has been running, and it yields.
 pub fn set_deadline<T: 'static>(store: &mut Store<T>, timeout: Duration) {
     let deadline = Instant::now() + timeout;
+    let mut last_tick: Option<Instant> = None;
     store.set_epoch_deadline(SLICE_TICKS);
     store.epoch_deadline_callback(move |_| {
-        Ok(if Instant::now() >= deadline {
-            UpdateDeadline::Interrupt
-        } else {
-            // tokio's own yield: the task goes to the back of the run
-            // queue, behind what became ready meanwhile.
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(UpdateDeadline::Interrupt);
+        }
+        let running = last_tick.is_some_and(|last| now - last < EPOCH_TICK * 3 / 2);
+        last_tick = Some(now);
+        Ok(if running {
+            // tokio's own yield: the task waits until its worker thread is
+            // out of other work, or has run a few dozen other tasks.
             UpdateDeadline::YieldCustom(SLICE_TICKS, Box::pin(tokio::task::yield_now()))
+        } else {
+            UpdateDeadline::Continue(SLICE_TICKS)
         })
     });
 }

@@ -149,6 +149,14 @@ impl HttpTrigger {
                 },
                 _ = &mut shutdown => break,
             };
+            // A response goes out as soon as hyper writes it, not held back
+            // by Nagle's algorithm until the client acknowledges the last
+            // segment (which it may delay by 40 ms): with instances run in
+            // their request's task, one request in a hundred waited that
+            // long at one connection.
+            if let Err(e) = stream.set_nodelay(true) {
+                tracing::debug!(%client, "cannot set TCP_NODELAY: {e}");
+            }
             let trigger = self.clone();
             let service = hyper::service::service_fn(move |req| {
                 let trigger = trigger.clone();
@@ -444,7 +452,12 @@ enum Rest {
 /// known. Most instances finish before the request's task looks again (the
 /// body fits the channel to hyper), so the instance costs no task of its
 /// own, nor a wake-up from one task to another; one still running when its
-/// head arrives is handed back, to finish elsewhere.
+/// head arrives is handed back, to finish elsewhere. The head is seen when
+/// the instance next waits (on the host, on its body's reader) or yields
+/// its time slice, so work it does after answering without waiting delays
+/// its answer by at most that. (The shop mix at 16 clients, measured: as
+/// fast as with an instance spawned at once, as before, with a p99 as low
+/// or lower; spawning it once it first waits instead was about 5% slower.)
 async fn until_head(
     mut instance: Instance,
     mut head: tokio::sync::oneshot::Receiver<Result<Response<HyperOutgoingBody>, ErrorCode>>,
