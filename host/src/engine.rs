@@ -10,8 +10,8 @@
 //!   forever. A ticker thread bumps the engine's epoch every [`EPOCH_TICK`];
 //!   a guest found running at two ticks in a row gives its worker thread
 //!   back to the executor for a turn, and once its request's wall-clock
-//!   deadline has passed it traps ([`set_deadline`]). This costs far less than fuel
-//!   metering.
+//!   deadline has passed it traps ([`set_deadline`]). This costs far less
+//!   than fuel metering.
 //! - **Compile cache.** Cranelift takes seconds for a large component. The
 //!   compiled artefact is stored on disk keyed by the wasm's SHA-256 and the
 //!   engine's compatibility hash, so a restart only deserialises it.
@@ -200,7 +200,6 @@ impl BazaarEngine {
     pub fn engine(&self) -> &Engine {
         &self.engine
     }
-
 
     /// Compiles `wasm`, read from `path`, or loads it from the compile cache.
     pub fn load_component(&self, path: &Path, wasm: &[u8]) -> Result<Component> {
