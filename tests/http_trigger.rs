@@ -152,7 +152,7 @@ async fn a_runaway_component_is_stopped_at_its_deadline_while_others_are_served(
 async fn components_spinning_on_every_core_do_not_stop_the_host() {
     require_components(&["probe"]);
     let timeout = Duration::from_secs(20);
-    let bazaar = Bazaar::start(&app("routes"), Up::default().arg("--request-timeout").arg("20s"));
+    let bazaar = Bazaar::start(&app("routes"), Up::default().arg("--request-timeout").arg(format!("{}s", timeout.as_secs())));
     let started = Instant::now();
     // Twice as many spinning instances as the host has worker threads (one
     // a core): without time slices each would hold its thread until its

@@ -462,24 +462,20 @@ async fn until_head(
     mut instance: Instance,
     mut head: tokio::sync::oneshot::Receiver<Result<Response<HyperOutgoingBody>, ErrorCode>>,
 ) -> Head {
-    let outcome = tokio::select! {
+    tokio::select! {
         // The instance first: when it has finished, its head (if any) is
         // already in the channel.
         biased;
         ended = &mut instance => match head.try_recv() {
-            Ok(set) => Ok((set, Rest::Finished(ended))),
-            Err(_) => Err(ended),
+            Ok(set) => Head::Set(set, Rest::Finished(ended)),
+            Err(_) => Head::None(ended),
         },
         set = &mut head => match set {
-            Ok(set) => Ok((set, Rest::Running(instance))),
+            Ok(set) => Head::Set(set, Rest::Running(instance)),
             // The outparam was dropped unset while the instance runs on:
             // how it ends says why.
-            Err(_) => Err(instance.await),
+            Err(_) => Head::None(instance.await),
         },
-    };
-    match outcome {
-        Ok((set, rest)) => Head::Set(set, rest),
-        Err(ended) => Head::None(ended),
     }
 }
 
