@@ -305,6 +305,54 @@ async fn over_the_concurrency_limit_requests_wait_their_turn_and_health_checks_d
 }
 
 #[tokio::test]
+async fn an_adaptive_limit_rises_while_requests_wait_on_io_and_falls_while_they_spin() {
+    require_components(&["probe"]);
+    let timeout = Duration::from_secs(4);
+    let up = Up::default().arg("--max-concurrent-requests").arg("auto").arg("--request-timeout").arg(format!("{}s", timeout.as_secs()));
+    let bazaar = Bazaar::start(&app("routes"), up);
+    const LIMIT: &str = "bazaar_http_admission_limit";
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let limit = || async { sample(&bazaar.metrics().await, LIMIT) };
+    assert_eq!(limit().await, (2 * cores) as f64, "it starts at 2 per core");
+
+    // Requests that wait without working (on a timer) leave the cores idle:
+    // the limit rises to let the ones at the door in.
+    let sleepers: Vec<_> = (0..8 * cores)
+        .map(|_| {
+            let url = bazaar.url("/static/sleep?ms=1500");
+            tokio::spawn(async move { client().get(url).send().await.unwrap().status().as_u16() })
+        })
+        .collect();
+    let started = Instant::now();
+    while limit().await <= (2 * cores) as f64 {
+        assert!(started.elapsed() < Duration::from_secs(10), "the limit never rose above where it started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for sleeper in sleepers {
+        assert_eq!(sleeper.await.unwrap(), 200);
+    }
+
+    // Requests that keep the cores busy (each spins until its deadline)
+    // make the woken ones wait: the limit falls, down to one per core.
+    let spinning: Vec<_> = (0..2 * cores)
+        .map(|_| {
+            let url = bazaar.url("/static/loop");
+            tokio::spawn(async move { client().get(url).send().await.unwrap().status().as_u16() })
+        })
+        .collect();
+    let started = Instant::now();
+    while limit().await > cores as f64 {
+        assert!(started.elapsed() < timeout, "the limit stayed at {} while {} spun", limit().await, spinning.len());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for spinner in spinning {
+        assert_ne!(spinner.await.unwrap(), 200, "a spinning request ends at its deadline");
+    }
+    // Served as before once they are gone.
+    assert_eq!(client().get(bazaar.url("/static/hello")).send().await.unwrap().status(), 200);
+}
+
+#[tokio::test]
 async fn a_concurrency_limit_that_is_not_a_number_is_refused_with_the_flag_named() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_bazaar"))
         .args(["up", "--from"])

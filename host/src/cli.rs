@@ -153,9 +153,10 @@ pub struct UpArgs {
     pub max_instances: u32,
     /// How many requests from the network are served at once; the others
     /// wait their turn, first come first served, up to the request timeout
-    /// (then a 503). For apps whose requests keep the CPU busy (about 2 per
-    /// core); `off`, the default, serves every request as it arrives, as
-    /// Spin does.
+    /// (then a 503). A number suits apps whose requests keep the CPU busy
+    /// (about 2 per core); `auto` raises and lowers the limit as the host
+    /// has CPU to spare or work queueing; `off`, the default, serves every
+    /// request as it arrives, as Spin does.
     #[arg(long, default_value = "off", env = "BAZAAR_MAX_CONCURRENT_REQUESTS")]
     pub max_concurrent_requests: Limit,
     /// Compile cache directory (default: the user cache dir).

@@ -93,6 +93,9 @@ pub struct Metrics {
     /// Requests from the network waiting for their turn (see
     /// [`crate::trigger::admission`]).
     pub http_queued: Gauge<i64, AtomicI64>,
+    /// How many requests from the network may be served at once now: the
+    /// fixed limit, or where `auto` has it (0: no limit).
+    pub http_admission_limit: Gauge,
     /// Requests refused with a 503 after waiting their whole deadline.
     pub http_shed: Counter,
     /// How long each admitted request waited for its turn (0 when one was
@@ -162,6 +165,12 @@ impl Metrics {
         registry.register("http_requests_in_flight", "Requests being handled now", in_flight.clone());
         let http_queued = Gauge::<i64, AtomicI64>::default();
         registry.register("http_requests_queued", "Requests from the network waiting to be admitted", http_queued.clone());
+        let http_admission_limit = Gauge::default();
+        registry.register(
+            "http_admission_limit",
+            "Requests from the network served at once at most, now (--max-concurrent-requests; 0: no limit)",
+            http_admission_limit.clone(),
+        );
         let http_shed = Counter::default();
         registry.register("http_requests_shed", "Requests refused with a 503 after waiting their whole deadline to be admitted", http_shed.clone());
         let http_admission_wait = latency();
@@ -213,6 +222,7 @@ impl Metrics {
             instantiation,
             in_flight,
             http_queued,
+            http_admission_limit,
             http_shed,
             http_admission_wait,
             failures,

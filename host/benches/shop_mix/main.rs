@@ -63,8 +63,8 @@ struct Args {
     #[arg(long, value_enum, value_delimiter = ',', default_value = "embedded,production")]
     modes: Vec<ModeArg>,
     /// The shop's `bazaar up --max-concurrent-requests`, a run each
-    /// (comma-separated numbers or `off`; `cores2` is 2 per core).
-    #[arg(long, value_delimiter = ',', default_value = "off,cores2")]
+    /// (comma-separated numbers, `off` or `auto`; `cores2` is 2 per core).
+    #[arg(long, value_delimiter = ',', default_value = "off,cores2,auto")]
     max_concurrent_requests: Vec<String>,
     /// Drive the shop already serving at this URL instead of starting one.
     #[arg(long)]

@@ -28,6 +28,7 @@
 //! limit depends on the app. A few per core suits an app whose requests
 //! keep the CPU busy (the shop: 2 per core measured best); an app whose
 //! requests mostly wait on slow services would be held to a trickle by it.
+//! `auto` finds the limit while it serves (see [`super::adaptive_limit`]).
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::sync::atomic::AtomicI64;
@@ -38,6 +39,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::adaptive_limit::{AdaptiveLimit, Thresholds};
+use super::ready_wait::ReadyWait;
 use crate::metrics::Metrics;
 
 /// How many requests may be served at once.
@@ -46,19 +49,21 @@ pub enum Limit {
     /// Every request is served as soon as it arrives (Spin's behaviour).
     Off,
     At(NonZeroUsize),
+    /// Raised and lowered as the host has CPU to spare or not.
+    Auto,
 }
 
 impl std::str::FromStr for Limit {
     type Err = String;
 
-    /// `off` (or `0`) or a number of requests.
+    /// `off` (or `0`), `auto` or a number of requests.
     fn from_str(s: &str) -> Result<Self, String> {
         match s.trim() {
             "off" | "0" => Ok(Limit::Off),
-            n => n
-                .parse::<NonZeroUsize>()
-                .map(Limit::At)
-                .map_err(|_| format!("{s:?} is not a number of requests; give one above 0, or `off` for no limit")),
+            "auto" => Ok(Limit::Auto),
+            n => n.parse::<NonZeroUsize>().map(Limit::At).map_err(|_| {
+                format!("{s:?} is not a number of requests; give one above 0, `auto` for a limit that adapts, or `off` for no limit")
+            }),
         }
     }
 }
@@ -66,6 +71,8 @@ impl std::str::FromStr for Limit {
 /// The door every request from the network passes.
 pub struct Admission {
     permits: Option<Arc<Semaphore>>,
+    /// With `auto`: what sizes `permits`.
+    adaptive: Option<Arc<AdaptiveLimit>>,
     /// Longest a request waits to get in.
     max_wait: Duration,
     queued: Gauge<i64, AtomicI64>,
@@ -82,17 +89,36 @@ pub struct Shed {
 /// Lets one request in; dropping it lets the next in.
 #[must_use = "the request counts as served only while its Admitted lives"]
 pub struct Admitted {
-    _permit: Option<OwnedSemaphorePermit>,
+    permit: Option<OwnedSemaphorePermit>,
+    adaptive: Option<Arc<AdaptiveLimit>>,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        if let (Some(permit), Some(adaptive)) = (self.permit.take(), &self.adaptive) {
+            adaptive.release(permit);
+        }
+    }
 }
 
 impl Admission {
     pub fn new(limit: Limit, max_wait: Duration, metrics: &Metrics) -> Self {
-        let permits = match limit {
-            Limit::Off => None,
-            Limit::At(n) => Some(Arc::new(Semaphore::new(n.get()))),
+        let (permits, adaptive) = match limit {
+            Limit::Off => (None, None),
+            Limit::At(n) => {
+                metrics.http_admission_limit.set(n.get() as i64);
+                (Some(Arc::new(Semaphore::new(n.get()))), None)
+            }
+            Limit::Auto => {
+                let cores = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
+                let gauge = metrics.http_admission_limit.clone();
+                let adaptive = AdaptiveLimit::start(cores, Thresholds::default(), gauge, metrics.http_queued.clone());
+                (Some(adaptive.semaphore().clone()), Some(adaptive))
+            }
         };
         Self {
             permits,
+            adaptive,
             max_wait,
             queued: metrics.http_queued.clone(),
             shed: metrics.http_shed.clone(),
@@ -103,26 +129,35 @@ impl Admission {
     /// Waits for a turn: at once when one is free (the common case costs no
     /// timer), else in arrival order, up to `max_wait`.
     pub async fn admit(&self) -> Result<Admitted, Shed> {
-        let Some(permits) = &self.permits else { return Ok(Admitted { _permit: None }) };
+        let Some(permits) = &self.permits else { return Ok(Admitted { permit: None, adaptive: None }) };
         if let Ok(permit) = permits.clone().try_acquire_owned() {
             self.waits.observe(0.0);
-            return Ok(Admitted { _permit: Some(permit) });
+            return Ok(self.admitted(permit));
         }
         self.queued.inc();
         let started = Instant::now();
         let waited = tokio::time::timeout(self.max_wait, permits.clone().acquire_owned()).await;
         self.queued.dec();
         match waited {
-            // The semaphore is never closed.
             Ok(permit) => {
                 self.waits.observe(started.elapsed().as_secs_f64());
-                Ok(Admitted { _permit: permit.ok() })
+                Ok(self.admitted(permit.expect("the admission semaphore is never closed")))
             }
             Err(_) => {
                 self.shed.inc();
                 Err(Shed { waited: self.max_wait })
             }
         }
+    }
+
+    /// With `auto`: what the instances' waits for a worker thread are
+    /// reported to.
+    pub fn ready_wait(&self) -> Option<&Arc<ReadyWait>> {
+        self.adaptive.as_ref().map(|adaptive| adaptive.meter())
+    }
+
+    fn admitted(&self, permit: OwnedSemaphorePermit) -> Admitted {
+        Admitted { permit: Some(permit), adaptive: self.adaptive.clone() }
     }
 }
 

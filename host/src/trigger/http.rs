@@ -363,6 +363,10 @@ impl HttpTrigger {
             }
         });
 
+        let instance: Instance = match self.admission.ready_wait() {
+            Some(meter) => Box::pin(meter.watch(instance)),
+            None => instance,
+        };
         let deadline = self.app.request_timeout + Duration::from_millis(100);
         match tokio::time::timeout(deadline, until_head(instance, receiver)).await {
             Ok(Head::Set(set, rest)) => {

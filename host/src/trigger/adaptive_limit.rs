@@ -1,0 +1,299 @@
+//! `--max-concurrent-requests auto`: a limit that finds itself, raised
+//! while the host has CPU to spare and lowered when its ready work queues.
+//!
+//! Why: a fixed limit suits one kind of load. The shop in embedded mode
+//! keeps the CPU busy, and 2 per core served it best; in production its
+//! requests mostly wait on Postgres, and the same 4 held a 2-core machine
+//! to about half the throughput it had without a limit (see
+//! scripts/bench/where-we-stand.md). Latency-based limiters (TCP Vegas,
+//! Netflix's concurrency-limits) compare response times with the fastest
+//! seen, which a mix of 1 ms reads and 30 ms checkouts makes noisy. What a
+//! limit protects against here is simpler to see: an instance that could
+//! run waiting for a worker thread ([`super::ready_wait`] measures it).
+//!
+//! How: every [`PERIOD`], a thread of its own reads the mean of those waits
+//! and keeps a moving average of it, which it holds against two thresholds:
+//!
+//! - above [`Thresholds::high`]: the limit falls by an eighth (at least
+//!   one), at most once per [`COOL_DOWN`], never below one per core;
+//! - below [`Thresholds::low`], with requests waiting at the door and every
+//!   permit in use: the limit rises by one, up to [`MAX`];
+//! - in between: it holds.
+//!
+//! Rises are small and falls multiplicative, as TCP's congestion window,
+//! so the limit settles just under the point where ready work starts to
+//! queue. It starts at 2 per core, the fixed limit the shop measured best
+//! with.
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::ready_wait::ReadyWait;
+
+/// How often the waits are read.
+pub const PERIOD: Duration = Duration::from_millis(10);
+/// The least time between two falls: a fall shows in the waits only after
+/// the requests admitted before it finish.
+pub const COOL_DOWN: Duration = Duration::from_millis(50);
+/// The highest the limit goes.
+pub const MAX: usize = 1024;
+/// Weight of each period in the moving average.
+const WEIGHT: f64 = 0.3;
+
+/// The waits at which the limit moves.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Thresholds {
+    /// Below this, the host has room for more.
+    pub low: Duration,
+    /// Above this, ready work is queueing.
+    pub high: Duration,
+}
+
+impl Default for Thresholds {
+    /// Chosen with the shop mix on a 2-core machine, where a woken
+    /// instance waits 150 to 500 µs even at 2 per core (an instance's turn
+    /// on a thread, its instantiation included, takes that long); with 200
+    /// and 600 µs the limit settled at 3 or 4 in embedded mode and at 8 to
+    /// 11 in production.
+    fn default() -> Self {
+        Self { low: Duration::from_micros(200), high: Duration::from_micros(600) }
+    }
+}
+
+/// Where the limit goes next, given the waits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    Hold,
+    Raise,
+    /// Lower it by this many.
+    Lower(usize),
+}
+
+/// What the controller knows when it decides.
+#[derive(Clone, Copy, Debug)]
+pub struct Reading {
+    pub limit: usize,
+    /// Moving average of the ready instances' waits.
+    pub wait: Duration,
+    /// Requests waiting at the door.
+    pub queued: bool,
+    /// Every permit is held by a request being served.
+    pub full: bool,
+    pub since_last_fall: Duration,
+}
+
+/// The control law, kept apart from the clock and the semaphore so it can
+/// be tested on its own.
+pub fn step(r: Reading, floor: usize, t: Thresholds) -> Step {
+    if r.wait > t.high && r.limit > floor && r.since_last_fall >= COOL_DOWN {
+        Step::Lower((r.limit / 8).max(1).min(r.limit - floor))
+    } else if r.wait < t.low && r.queued && r.full && r.limit < MAX {
+        Step::Raise
+    } else {
+        Step::Hold
+    }
+}
+
+/// A semaphore whose size follows the waits.
+pub struct AdaptiveLimit {
+    permits: Arc<Semaphore>,
+    /// Permits to forget as they come back: a fall takes the free ones at
+    /// once and the rest from requests as they finish.
+    debt: AtomicUsize,
+    floor: usize,
+    thresholds: Thresholds,
+    meter: Arc<ReadyWait>,
+    state: Mutex<State>,
+    /// The limit now (`http_admission_limit`).
+    gauge: Gauge,
+    /// Requests waiting at the door (`http_requests_queued`).
+    queued: Gauge<i64, std::sync::atomic::AtomicI64>,
+}
+
+struct State {
+    limit: usize,
+    wait_secs: f64,
+    /// `None` until the first fall.
+    last_fall: Option<Instant>,
+}
+
+impl AdaptiveLimit {
+    /// Starts at 2 per core, never below 1 per core, moved by a thread that
+    /// ends with the limit.
+    pub fn start(cores: usize, thresholds: Thresholds, gauge: Gauge, queued: Gauge<i64, std::sync::atomic::AtomicI64>) -> Arc<Self> {
+        let limit = Arc::new(Self::new(cores, thresholds, gauge, queued));
+        let weak = Arc::downgrade(&limit);
+        let spawned = std::thread::Builder::new().name("bazaar-admission".into()).spawn(move || control(weak));
+        if let Err(e) = spawned {
+            // Without its thread the limit stays where it starts: still a limit.
+            tracing::error!("the adaptive admission limit cannot start its thread ({e}); it stays at {}", 2 * cores.max(1));
+        }
+        limit
+    }
+
+    fn new(cores: usize, thresholds: Thresholds, gauge: Gauge, queued: Gauge<i64, std::sync::atomic::AtomicI64>) -> Self {
+        let floor = cores.max(1);
+        let limit = 2 * floor;
+        gauge.set(limit as i64);
+        Self {
+            permits: Arc::new(Semaphore::new(limit)),
+            debt: AtomicUsize::new(0),
+            floor,
+            thresholds,
+            meter: Arc::new(ReadyWait::default()),
+            state: Mutex::new(State { limit, wait_secs: 0.0, last_fall: None }),
+            gauge,
+            queued,
+        }
+    }
+
+    pub fn semaphore(&self) -> &Arc<Semaphore> {
+        &self.permits
+    }
+
+    /// What every instance is watched by.
+    pub fn meter(&self) -> &Arc<ReadyWait> {
+        &self.meter
+    }
+
+    pub fn limit(&self) -> usize {
+        self.state.lock().unwrap().limit
+    }
+
+    /// A permit given back: forgotten if a fall is still owed one.
+    pub fn release(&self, permit: OwnedSemaphorePermit) {
+        let owed = self.debt.fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| d.checked_sub(1)).is_ok();
+        if owed {
+            permit.forget();
+        }
+    }
+
+    /// Ready instances waited `wait` on average over the last period;
+    /// moves the limit if it must.
+    pub fn observe(&self, wait: Duration) {
+        let mut state = self.state.lock().unwrap();
+        state.wait_secs += WEIGHT * (wait.as_secs_f64() - state.wait_secs);
+        let reading = Reading {
+            limit: state.limit,
+            wait: Duration::from_secs_f64(state.wait_secs),
+            queued: self.queued.get() > 0,
+            full: self.permits.available_permits() == 0,
+            since_last_fall: state.last_fall.map_or(Duration::MAX, |at| at.elapsed()),
+        };
+        match step(reading, self.floor, self.thresholds) {
+            Step::Hold => return,
+            Step::Raise => {
+                state.limit += 1;
+                let paid = self.debt.fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| d.checked_sub(1)).is_ok();
+                if !paid {
+                    self.permits.add_permits(1);
+                }
+            }
+            Step::Lower(by) => {
+                state.limit -= by;
+                state.last_fall = Some(Instant::now());
+                let forgotten = self.permits.forget_permits(by);
+                self.debt.fetch_add(by - forgotten, Ordering::AcqRel);
+            }
+        }
+        self.gauge.set(state.limit as i64);
+    }
+}
+
+/// The limit's thread: reads the waits every [`PERIOD`]. A period in which
+/// no instance was woken counts as no wait: nothing was ready to run (every
+/// request admitted is waiting on something slow, or none is).
+fn control(limit: Weak<AdaptiveLimit>) {
+    loop {
+        std::thread::sleep(PERIOD);
+        let Some(limit) = limit.upgrade() else { return };
+        limit.observe(limit.meter.take().map_or(Duration::ZERO, |(wait, _)| wait));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: Thresholds = Thresholds { low: Duration::from_micros(200), high: Duration::from_micros(600) };
+
+    fn reading(limit: usize, wait_us: u64) -> Reading {
+        Reading { limit, wait: Duration::from_micros(wait_us), queued: true, full: true, since_last_fall: COOL_DOWN }
+    }
+
+    #[test]
+    fn a_queue_of_ready_work_lowers_the_limit_by_an_eighth_but_not_below_one_per_core() {
+        assert_eq!(step(reading(64, 3_000), 2, T), Step::Lower(8));
+        assert_eq!(step(reading(5, 3_000), 2, T), Step::Lower(1));
+        assert_eq!(step(reading(3, 3_000), 2, T), Step::Lower(1));
+        assert_eq!(step(reading(2, 3_000), 2, T), Step::Hold, "the floor");
+        let just_fell = Reading { since_last_fall: COOL_DOWN / 2, ..reading(64, 3_000) };
+        assert_eq!(step(just_fell, 2, T), Step::Hold, "one fall per cool-down");
+    }
+
+    #[test]
+    fn the_limit_rises_only_when_it_is_what_keeps_requests_waiting() {
+        assert_eq!(step(reading(4, 100), 2, T), Step::Raise);
+        assert_eq!(step(Reading { queued: false, ..reading(4, 100) }, 2, T), Step::Hold, "nobody at the door");
+        assert_eq!(step(Reading { full: false, ..reading(4, 100) }, 2, T), Step::Hold, "a permit is free");
+        assert_eq!(step(reading(4, 400), 2, T), Step::Hold, "between the thresholds");
+        assert_eq!(step(reading(MAX, 100), 2, T), Step::Hold, "the ceiling");
+    }
+
+    fn limit(cores: usize) -> AdaptiveLimit {
+        AdaptiveLimit::new(cores, T, Gauge::default(), Gauge::default())
+    }
+
+    #[tokio::test]
+    async fn a_fall_takes_free_permits_at_once_and_held_ones_as_they_come_back() {
+        let limit = limit(2);
+        assert_eq!(limit.limit(), 4);
+        let held: Vec<_> = (0..4).map(|_| limit.semaphore().clone().try_acquire_owned().unwrap()).collect();
+        limit.queued.set(1);
+        // Saturated runtime: the average climbs past `high` within a few periods.
+        for _ in 0..20 {
+            limit.state.lock().unwrap().last_fall = None;
+            limit.observe(Duration::from_millis(10));
+        }
+        assert_eq!(limit.limit(), 2, "down to the floor, one per core");
+        assert_eq!(limit.gauge.get(), 2);
+        let mut held = held.into_iter();
+        limit.release(held.next().unwrap());
+        limit.release(held.next().unwrap());
+        assert_eq!(limit.semaphore().available_permits(), 0, "the first two back pay the fall");
+        limit.release(held.next().unwrap());
+        assert_eq!(limit.semaphore().available_permits(), 1);
+    }
+
+    #[tokio::test]
+    async fn idle_cores_with_requests_at_the_door_raise_the_limit() {
+        let limit = limit(1);
+        let _held: Vec<_> = (0..2).map(|_| limit.semaphore().clone().try_acquire_owned().unwrap()).collect();
+        limit.queued.set(3);
+        limit.observe(Duration::from_micros(50));
+        limit.observe(Duration::from_micros(50));
+        assert_eq!(limit.limit(), 3, "one more per period while it is the limit that holds them");
+        assert_eq!(limit.semaphore().available_permits(), 1);
+        assert_eq!(limit.gauge.get(), 3);
+    }
+
+    #[test]
+    fn a_raise_after_a_fall_cancels_what_is_still_owed_before_adding_permits() {
+        let limit = limit(1);
+        let held: Vec<_> = (0..2).map(|_| limit.semaphore().clone().try_acquire_owned().unwrap()).collect();
+        limit.queued.set(1);
+        limit.observe(Duration::from_millis(50));
+        assert_eq!(limit.limit(), 1);
+        assert_eq!(limit.debt.load(Ordering::Acquire), 1, "both permits are held: the fall is owed");
+        limit.state.lock().unwrap().wait_secs = 0.0;
+        limit.observe(Duration::ZERO);
+        assert_eq!(limit.limit(), 2);
+        assert_eq!(limit.debt.load(Ordering::Acquire), 0);
+        assert_eq!(limit.semaphore().available_permits(), 0, "no permit added: the owed one stays");
+        drop(held);
+        assert_eq!(limit.semaphore().available_permits(), 2);
+    }
+}
