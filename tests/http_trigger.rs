@@ -158,12 +158,7 @@ async fn components_spinning_on_every_core_do_not_stop_the_host() {
     // a core): without time slices each would hold its thread until its
     // deadline, and nothing else would run meanwhile.
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let spinning: Vec<_> = (0..2 * cores)
-        .map(|_| {
-            let url = bazaar.url("/static/loop");
-            tokio::spawn(async move { client().get(url).send().await.unwrap().status().as_u16() })
-        })
-        .collect();
+    let spinning = gets_at_once(&bazaar, "/static/loop", 2 * cores);
     let gauge = r#"bazaar_http_requests_in_flight{component="wild"}"#;
     while sample(&bazaar.metrics().await, gauge) < spinning.len() as f64 {
         assert!(started.elapsed() < timeout / 2, "the spinning requests never all started");
@@ -317,12 +312,7 @@ async fn an_adaptive_limit_rises_while_requests_wait_on_io_and_falls_while_they_
 
     // Requests that wait without working (on a timer) leave the cores idle:
     // the limit rises to let the ones at the door in.
-    let sleepers: Vec<_> = (0..8 * cores)
-        .map(|_| {
-            let url = bazaar.url("/static/sleep?ms=1500");
-            tokio::spawn(async move { client().get(url).send().await.unwrap().status().as_u16() })
-        })
-        .collect();
+    let sleepers = gets_at_once(&bazaar, "/static/sleep?ms=1500", 8 * cores);
     let started = Instant::now();
     while limit().await <= (2 * cores) as f64 {
         assert!(started.elapsed() < Duration::from_secs(10), "the limit never rose above where it started");
@@ -334,12 +324,7 @@ async fn an_adaptive_limit_rises_while_requests_wait_on_io_and_falls_while_they_
 
     // Requests that keep the cores busy (each spins until its deadline)
     // make the woken ones wait: the limit falls, down to one per core.
-    let spinning: Vec<_> = (0..2 * cores)
-        .map(|_| {
-            let url = bazaar.url("/static/loop");
-            tokio::spawn(async move { client().get(url).send().await.unwrap().status().as_u16() })
-        })
-        .collect();
+    let spinning = gets_at_once(&bazaar, "/static/loop", 2 * cores);
     let started = Instant::now();
     while limit().await > cores as f64 {
         assert!(started.elapsed() < timeout, "the limit stayed at {} while {} spun", limit().await, spinning.len());
@@ -350,6 +335,16 @@ async fn an_adaptive_limit_rises_while_requests_wait_on_io_and_falls_while_they_
     }
     // Served as before once they are gone.
     assert_eq!(client().get(bazaar.url("/static/hello")).send().await.unwrap().status(), 200);
+}
+
+/// `n` GETs of `path` sent at once; each task gives its status.
+fn gets_at_once(bazaar: &Bazaar, path: &str, n: usize) -> Vec<tokio::task::JoinHandle<u16>> {
+    (0..n)
+        .map(|_| {
+            let url = bazaar.url(path);
+            tokio::spawn(async move { client().get(url).send().await.unwrap().status().as_u16() })
+        })
+        .collect()
 }
 
 #[tokio::test]
