@@ -26,7 +26,7 @@
 //! so the limit settles just under the point where ready work starts to
 //! queue. It starts at 2 per core, the fixed limit the shop measured best
 //! with.
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -112,7 +112,7 @@ pub struct AdaptiveLimit {
     /// The limit now (`http_admission_limit`).
     gauge: Gauge,
     /// Requests waiting at the door (`http_requests_queued`).
-    queued: Gauge<i64, std::sync::atomic::AtomicI64>,
+    queued: Gauge<i64, AtomicI64>,
 }
 
 struct State {
@@ -125,7 +125,7 @@ struct State {
 impl AdaptiveLimit {
     /// Starts at 2 per core, never below 1 per core, moved by a thread that
     /// ends with the limit.
-    pub fn start(cores: usize, thresholds: Thresholds, gauge: Gauge, queued: Gauge<i64, std::sync::atomic::AtomicI64>) -> Arc<Self> {
+    pub fn start(cores: usize, thresholds: Thresholds, gauge: Gauge, queued: Gauge<i64, AtomicI64>) -> Arc<Self> {
         let limit = Arc::new(Self::new(cores, thresholds, gauge, queued));
         let weak = Arc::downgrade(&limit);
         let spawned = std::thread::Builder::new().name("bazaar-admission".into()).spawn(move || control(weak));
@@ -136,7 +136,7 @@ impl AdaptiveLimit {
         limit
     }
 
-    fn new(cores: usize, thresholds: Thresholds, gauge: Gauge, queued: Gauge<i64, std::sync::atomic::AtomicI64>) -> Self {
+    fn new(cores: usize, thresholds: Thresholds, gauge: Gauge, queued: Gauge<i64, AtomicI64>) -> Self {
         let floor = cores.max(1);
         let limit = 2 * floor;
         gauge.set(limit as i64);

@@ -7,7 +7,8 @@
 //! overloaded, and it is invisible from outside the task: tokio does not
 //! say how long its queues are (not in its stable API), and a task sent
 //! into the runtime from outside is run within about 200 µs however long
-//! the workers' own queues are (tokio checks its shared queue on a timer).
+//! the workers' own queues are (a worker takes from the shared queue every
+//! so many tasks, a number tokio tunes to about every 200 µs).
 //! So the instance's future is wrapped ([`Watched`]): the waker it is given
 //! notes when it is woken, and the next poll, when it runs, adds the time
 //! between to a running total ([`ReadyWait::take`] reads and resets it).
