@@ -12,6 +12,7 @@
 //!   spans are exported to an OpenTelemetry collector ([`otlp`]); off by
 //!   default.
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Result;
 use opentelemetry::trace::TracerProvider as _;
@@ -48,6 +49,16 @@ pub enum LogFormat {
     Json,
 }
 
+/// Whether request spans are exported ([`init`] with an OTLP endpoint).
+static EXPORTING: AtomicBool = AtomicBool::new(false);
+
+/// Whether request spans are exported: what is recorded on a span only
+/// for the exporter (its ids from the OpenTelemetry layer, the response
+/// status) is skipped otherwise, as the log never shows it.
+pub fn exporting() -> bool {
+    EXPORTING.load(Ordering::Relaxed)
+}
+
 /// Keeps the exporter alive; [`Telemetry::shutdown`] sends what is left.
 pub struct Telemetry {
     provider: Option<SdkTracerProvider>,
@@ -72,6 +83,7 @@ pub fn init(args: &TelemetryArgs) -> Result<Telemetry> {
         // the hello benchmark.
         None => tracing_subscriber::registry().with(filter).with(log_layer(args.log_format)).try_init()?,
         Some(provider) => {
+            EXPORTING.store(true, Ordering::Relaxed);
             // Only the host's own spans and what is logged within them,
             // whatever BAZAAR_LOG says: the exporter's volume does not follow
             // the log's.

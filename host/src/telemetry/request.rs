@@ -53,19 +53,30 @@ impl RequestContext {
             _ => hex::encode(traceparent::random_trace_id()),
         };
         let incoming = incoming_traceparent(headers);
+        // Without the exporter the trace is known before the span, which
+        // then gets its trace id as it is made: recording it afterwards
+        // formats the span's fields for the log a second time.
+        let local = (!super::exporting()).then(|| local_trace(incoming.as_ref()));
+        let trace_id = local.as_ref().map(TraceParent::trace_id_hex);
         let span = tracing::info_span!(
             target: SPAN_TARGET,
             parent: None,
             "request",
             request_id = %request_id,
-            trace_id = tracing::field::Empty,
+            trace_id = trace_id.as_deref(),
             component,
             method,
             route,
             status = tracing::field::Empty,
         );
-        let trace = trace_of(&span, incoming.as_ref());
-        span.record("trace_id", trace.trace_id_hex());
+        let trace = match local {
+            Some(trace) => trace,
+            None => {
+                let trace = trace_of(&span, incoming.as_ref());
+                span.record("trace_id", trace.trace_id_hex());
+                trace
+            }
+        };
         let tracestate = match incoming {
             Some(_) => headers.get(traceparent::STATE_HEADER).filter(|v| v.len() <= MAX_STATE_LEN).cloned(),
             None => None,
@@ -115,7 +126,7 @@ fn incoming_traceparent(headers: &HeaderMap) -> Option<TraceParent> {
 /// The span's place in its trace. With the OTLP exporter on, the
 /// OpenTelemetry layer owns the span's ids (so what is exported and what
 /// is propagated agree) and decides whether it is sampled; without it, the
-/// ids are made here: the incoming trace's, or a new sampled one.
+/// ids are made here ([`local_trace`]).
 fn trace_of(span: &Span, incoming: Option<&TraceParent>) -> TraceParent {
     if let Some(parent) = incoming {
         let remote = SpanContext::new(
@@ -137,6 +148,12 @@ fn trace_of(span: &Span, incoming: Option<&TraceParent>) -> TraceParent {
             flags: otel.trace_flags().to_u8() & SAMPLED,
         };
     }
+    local_trace(incoming)
+}
+
+/// A request's place in its trace when no exporter owns the ids: a new
+/// span of the incoming trace, or of a new sampled one.
+fn local_trace(incoming: Option<&TraceParent>) -> TraceParent {
     let span_id = traceparent::random_span_id();
     match incoming {
         Some(parent) => parent.child(span_id),

@@ -26,8 +26,14 @@
 //! so the limit settles just under the point where ready work starts to
 //! queue. It starts at 2 per core, the fixed limit the shop measured best
 //! with.
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+//!
+//! An idle host costs nothing: once a period finds no request admitted,
+//! none at the door and no instance woken, the thread parks until the next
+//! request comes to the door ([`AdaptiveLimit::wake`], one atomic load per
+//! request while it runs), instead of waking a hundred times a second.
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::gauge::Gauge;
@@ -113,6 +119,10 @@ pub struct AdaptiveLimit {
     gauge: Gauge,
     /// Requests waiting at the door (`http_requests_queued`).
     queued: Gauge<i64, AtomicI64>,
+    /// The control thread, to unpark it.
+    thread: OnceLock<Thread>,
+    /// Whether the control thread is parked (or about to), the host idle.
+    resting: AtomicBool,
 }
 
 struct State {
@@ -149,7 +159,44 @@ impl AdaptiveLimit {
             state: Mutex::new(State { limit, wait_secs: 0.0, last_fall: None }),
             gauge,
             queued,
+            thread: OnceLock::new(),
+            resting: AtomicBool::new(false),
         }
+    }
+
+    /// A request is at the door: the control thread resumes if it rests.
+    pub fn wake(&self) {
+        if self.resting.load(Ordering::Relaxed) && self.resting.swap(false, Ordering::AcqRel) {
+            if let Some(thread) = self.thread.get() {
+                thread.unpark();
+            }
+        }
+    }
+
+    /// Whether nothing is admitted, nothing queued and (`woken`) no
+    /// instance ran in the last period.
+    fn idle(&self, woken: bool) -> bool {
+        !woken && self.queued.get() <= 0 && self.permits.available_permits() >= self.limit()
+    }
+
+    /// Before the thread parks: it rests unless a request came meanwhile.
+    /// An idle host has no wait, so the average starts again from none.
+    fn rest(&self) -> bool {
+        self.resting.store(true, Ordering::Release);
+        if !self.idle(false) {
+            // Admitted between the look and the flag: stay awake (unless
+            // `wake` took the flag already, which unparks at once).
+            self.resting.store(false, Ordering::Release);
+            return false;
+        }
+        self.state.lock().unwrap().wait_secs = 0.0;
+        true
+    }
+
+    /// Whether the control thread rests (for tests).
+    #[cfg(test)]
+    fn is_resting(&self) -> bool {
+        self.resting.load(Ordering::Acquire)
     }
 
     pub fn semaphore(&self) -> &Arc<Semaphore> {
@@ -207,12 +254,35 @@ impl AdaptiveLimit {
 
 /// The limit's thread: reads the waits every [`PERIOD`]. A period in which
 /// no instance was woken counts as no wait: nothing was ready to run (every
-/// request admitted is waiting on something slow, or none is).
+/// request admitted is waiting on something slow, or none is). When the
+/// host is idle it parks until [`AdaptiveLimit::wake`] (or the limit's
+/// drop) unparks it.
 fn control(limit: Weak<AdaptiveLimit>) {
+    // Known before the thread can first park, so `wake` always finds it.
+    match limit.upgrade() {
+        Some(strong) => strong.thread.get_or_init(std::thread::current),
+        None => return,
+    };
     loop {
         std::thread::sleep(PERIOD);
-        let Some(limit) = limit.upgrade() else { return };
-        limit.observe(limit.meter.take().map_or(Duration::ZERO, |(wait, _)| wait));
+        let Some(strong) = limit.upgrade() else { return };
+        let taken = strong.meter.take();
+        strong.observe(taken.map_or(Duration::ZERO, |(wait, _)| wait));
+        let park = strong.idle(taken.is_some()) && strong.rest();
+        drop(strong);
+        if park {
+            // Parks until unparked; a spurious return just runs a period.
+            std::thread::park();
+        }
+    }
+}
+
+impl Drop for AdaptiveLimit {
+    /// Unparks a resting thread, so it finds the limit gone and ends.
+    fn drop(&mut self) {
+        if let Some(thread) = self.thread.get() {
+            thread.unpark();
+        }
     }
 }
 
@@ -280,6 +350,37 @@ mod tests {
         assert_eq!(limit.limit(), 3, "one more per period while it is the limit that holds them");
         assert_eq!(limit.semaphore().available_permits(), 1);
         assert_eq!(limit.gauge.get(), 3);
+    }
+
+    /// Polls `f` until it holds, for at most 5 s.
+    fn eventually(f: impl Fn() -> bool) -> bool {
+        let until = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < until {
+            if f() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        false
+    }
+
+    #[test]
+    fn an_idle_host_parks_the_thread_until_a_request_comes_to_the_door() {
+        let limit = AdaptiveLimit::start(1, T, Gauge::default(), Gauge::default());
+        assert!(eventually(|| limit.is_resting()), "nothing admitted: the thread rests");
+
+        let held = limit.semaphore().clone().try_acquire_owned().unwrap();
+        limit.wake();
+        assert!(!limit.is_resting());
+        std::thread::sleep(PERIOD * 5);
+        assert!(!limit.is_resting(), "it keeps watching while a request is served");
+
+        drop(held);
+        assert!(eventually(|| limit.is_resting()), "idle again");
+        limit.queued.set(1);
+        limit.wake();
+        std::thread::sleep(PERIOD * 5);
+        assert!(!limit.is_resting(), "a request at the door keeps it awake");
     }
 
     #[test]

@@ -130,6 +130,9 @@ impl Admission {
     /// timer), else in arrival order, up to `max_wait`.
     pub async fn admit(&self) -> Result<Admitted, Shed> {
         let Some(permits) = &self.permits else { return Ok(Admitted { permit: None, adaptive: None }) };
+        if let Some(adaptive) = &self.adaptive {
+            adaptive.wake();
+        }
         if let Ok(permit) = permits.clone().try_acquire_owned() {
             self.waits.observe(0.0);
             return Ok(self.admitted(permit));

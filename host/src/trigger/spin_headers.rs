@@ -21,20 +21,24 @@ pub fn apply(headers: &mut HeaderMap, full_url: &str, base: &str, route: &RouteM
     for name in forged {
         headers.remove(name);
     }
-    let mut set = |name: &str, value: &str| {
-        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+    let mut set = |name: HeaderName, value: &str| {
+        if let Ok(value) = HeaderValue::try_from(value) {
             headers.insert(name, value);
         }
     };
-    set(FULL_URL, full_url);
-    set(PATH_INFO, &route.path_info);
-    set(MATCHED_ROUTE, &route.matched_route);
-    set(BASE_PATH, base);
-    set(RAW_COMPONENT_ROUTE, route.raw_route);
-    set(COMPONENT_ROUTE, &route.component_route);
-    set(CLIENT_ADDR, client_addr);
+    // The fixed names are built at compile time: none is parsed per request.
+    set(const { HeaderName::from_static(FULL_URL) }, full_url);
+    set(const { HeaderName::from_static(PATH_INFO) }, &route.path_info);
+    set(const { HeaderName::from_static(MATCHED_ROUTE) }, &route.matched_route);
+    set(const { HeaderName::from_static(BASE_PATH) }, base);
+    set(const { HeaderName::from_static(RAW_COMPONENT_ROUTE) }, route.raw_route);
+    set(const { HeaderName::from_static(COMPONENT_ROUTE) }, &route.component_route);
+    set(const { HeaderName::from_static(CLIENT_ADDR) }, client_addr);
     for (name, value) in &route.named {
         // Spin's header name: lower case, `_` as `-` (`:user_id` → spin-path-match-user-id).
-        set(&format!("{PATH_MATCH_PREFIX}{}", name.to_ascii_lowercase().replace('_', "-")), value);
+        let name = format!("{PATH_MATCH_PREFIX}{}", name.to_ascii_lowercase().replace('_', "-"));
+        if let Ok(name) = HeaderName::try_from(name) {
+            set(name, value);
+        }
     }
 }
