@@ -100,8 +100,33 @@ async fn consistent_then_corrupted(shop: &Shop) {
         kind: event.kind.clone(),
         sent: true,
         emails: 0,
+        failed_publishes: 0,
+        last_error: None,
     };
-    let mut expected = vec![missing_payment, lost_email];
+    let mut expected = vec![missing_payment.clone(), lost_email.clone()];
+    expected.sort();
+    assert_eq!(violations, expected, "{}", list(&violations));
+
+    // 4. An event stays in the outbox after failed publishes (on top of 3):
+    // the violation says so, with the last error.
+    let stuck = now.events.iter().find(|e| e.order_id == won["id"].as_str().unwrap()).unwrap();
+    let error = "publishing to the bus: connection refused";
+    let update = format!("UPDATE outbox SET sent_at_ms = NULL, attempts = 2, last_error = '{error}' WHERE event_id = '{}'", stuck.event_id);
+    assert_eq!(source.execute("orders", &update).await, 1);
+    let delete = format!("DELETE FROM notifications WHERE event_id = '{}' AND channel = 'email'", stuck.event_id);
+    assert_eq!(source.execute("notifications", &delete).await, 1);
+    let violations = consistency::check(&start, &Snapshot::load(source).await);
+    let never_relayed = Violation::EventNotifications {
+        event_id: stuck.event_id.clone(),
+        order_id: stuck.order_id.clone(),
+        kind: stuck.kind.clone(),
+        sent: false,
+        emails: 0,
+        failed_publishes: 2,
+        last_error: Some(error.into()),
+    };
+    assert!(never_relayed.to_string().contains(&format!("never relayed, 2 failed publishes, the last: {error}")), "{never_relayed}");
+    let mut expected = vec![missing_payment, lost_email, never_relayed];
     expected.sort();
     assert_eq!(violations, expected, "{}", list(&violations));
 }

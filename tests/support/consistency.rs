@@ -107,6 +107,10 @@ pub struct Event {
     pub order_id: String,
     pub kind: String,
     pub sent: bool,
+    /// Publishes of it that failed (the outbox's `attempts`).
+    pub failed_publishes: i64,
+    /// Why the last of them failed.
+    pub last_error: Option<String>,
 }
 
 /// The data the invariants read, from every service at one moment.
@@ -139,7 +143,17 @@ pub enum Violation {
     /// An order whose saga never finished.
     Pending { order_id: String },
     /// An order event that did not produce exactly one email.
-    EventNotifications { event_id: String, order_id: String, kind: String, sent: bool, emails: usize },
+    /// An event never relayed says why, as far as the outbox knows: how many
+    /// publishes failed and the last error (none failed: no relay took it).
+    EventNotifications {
+        event_id: String,
+        order_id: String,
+        kind: String,
+        sent: bool,
+        emails: usize,
+        failed_publishes: i64,
+        last_error: Option<String>,
+    },
     /// A notification for an event the orders outbox never had.
     NotificationWithoutEvent { event_id: String, channel: String },
 }
@@ -168,11 +182,16 @@ impl fmt::Display for Violation {
                 write!(f, "payment {payment_id} is for order {order_id}, which does not exist")
             }
             Violation::Pending { order_id } => write!(f, "order {order_id} is still PENDING"),
-            Violation::EventNotifications { event_id, order_id, kind, sent, emails } => write!(
-                f,
-                "event {event_id} ({kind} of {order_id}, {}) produced {emails} email notifications, not 1",
-                if *sent { "relayed" } else { "never relayed" }
-            ),
+            Violation::EventNotifications { event_id, order_id, kind, sent, emails, failed_publishes, last_error } => {
+                let relayed = match (sent, failed_publishes, last_error) {
+                    (true, _, _) => "relayed".to_string(),
+                    (false, 0, _) => "never relayed, no publish of it failed".to_string(),
+                    (false, n, error) => {
+                        format!("never relayed, {n} failed publishes, the last: {}", error.as_deref().unwrap_or("no error recorded"))
+                    }
+                };
+                write!(f, "event {event_id} ({kind} of {order_id}, {relayed}) produced {emails} email notifications, not 1")
+            }
             Violation::NotificationWithoutEvent { event_id, channel } => {
                 write!(f, "{channel} notification for event {event_id}, which the orders outbox does not have")
             }
@@ -260,6 +279,8 @@ pub fn check(start: &Snapshot, now: &Snapshot) -> Vec<Violation> {
                 kind: event.kind.clone(),
                 sent: event.sent,
                 emails,
+                failed_publishes: event.failed_publishes,
+                last_error: event.last_error.clone(),
             });
         }
     }
@@ -294,8 +315,8 @@ const LINES: &str = "SELECT order_id, sku, quantity FROM order_lines";
 const PAYMENTS: &str = "SELECT p.id, p.order_id, p.amount_cents, \
      CAST(COALESCE((SELECT SUM(r.amount_cents) FROM refunds r WHERE r.payment_id = p.id), 0) AS BIGINT) \
      FROM payments p";
-const EVENTS: &str =
-    "SELECT event_id, order_id, kind, CAST(CASE WHEN sent_at_ms IS NULL THEN 0 ELSE 1 END AS BIGINT) FROM outbox";
+const EVENTS: &str = "SELECT event_id, order_id, kind, CAST(CASE WHEN sent_at_ms IS NULL THEN 0 ELSE 1 END AS BIGINT), \
+     attempts, last_error FROM outbox";
 const NOTIFICATIONS: &str = "SELECT event_id, channel FROM notifications";
 
 /// Text and integer cells, the only types the queries above read.
@@ -329,7 +350,7 @@ fn int_columns(sql: &str) -> &'static [usize] {
         STOCK => &[1],
         LINES => &[2],
         PAYMENTS => &[2, 3],
-        EVENTS => &[3],
+        EVENTS => &[3, 4],
         _ => &[],
     }
 }
@@ -376,7 +397,14 @@ impl Snapshot {
                 .collect(),
             events: events
                 .into_iter()
-                .map(|row| Event { event_id: row[0].text(), order_id: row[1].text(), kind: row[2].text(), sent: row[3].int() != 0 })
+                .map(|row| Event {
+                    event_id: row[0].text(),
+                    order_id: row[1].text(),
+                    kind: row[2].text(),
+                    sent: row[3].int() != 0,
+                    failed_publishes: row[4].int(),
+                    last_error: row[5].opt_text(),
+                })
                 .collect(),
             notifications: counts,
         }
