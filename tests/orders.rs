@@ -734,4 +734,40 @@ async fn a_bus_that_never_answers_holds_up_no_checkout() {
     drop(silent);
 }
 
+/// The relay after a checkout that finds another relay holding the outbox
+/// waits for its own events and sends them once the holder lets go, with no
+/// request after it: when the load stops, nothing else would. (Left to the
+/// holder, which stops after a number of rounds, 128 events of a benchmark
+/// never reached the bus.)
+async fn a_relay_that_finds_the_outbox_held_sends_its_events_once_let_go(shop: &Shop) {
+    shop.product("HELD-1", 800, 5).await;
+    shop.add("ann", "HELD-1", 1).await.expect(201);
+    shop.get("/api/orders", "ann").await.expect(200); // orders migrates its database on first use
+    let until = now_ms() + 60_000;
+    shop.orders_sql(&[format!(
+        "UPDATE outbox_relay SET holder = 'another-relay', locked_until_ms = {until} WHERE name = 'relay'"
+    )])
+    .await;
+    let order = id(&shop.checkout("ann", cards::good(), None).await.expect(201));
+
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let published: Vec<Value> = shop.events().await.into_iter().filter(|e| e["order_id"] == order).collect();
+    assert_eq!(published, Vec::<Value>::new(), "nothing is published while another relay holds the outbox");
+    // The other relay lets go, as its unlock does.
+    shop.orders_sql(&["UPDATE outbox_relay SET holder = NULL, locked_until_ms = 0 WHERE holder = 'another-relay'".to_string()])
+        .await;
+    let events = shop.events_of(&order, 2).await;
+    assert_eq!(types(&events), ["OrderCreated", "OrderConfirmed"]);
+}
+
+#[tokio::test]
+async fn embedded_a_relay_that_finds_the_outbox_held_sends_its_events_once_let_go() {
+    a_relay_that_finds_the_outbox_held_sends_its_events_once_let_go(&Shop::embedded()).await;
+}
+
+#[tokio::test]
+async fn postgres_a_relay_that_finds_the_outbox_held_sends_its_events_once_let_go() {
+    a_relay_that_finds_the_outbox_held_sends_its_events_once_let_go(&Shop::postgres().await).await;
+}
+
 // ----------------------------------------------------------------- Postgres

@@ -14,9 +14,16 @@
 //! The relay after a state change runs once the response has been sent
 //! ([`relay_after_change`] only marks it due, [`relay_if_due`] runs it):
 //! the caller's answer does not wait on the bus, and the events were
-//! committed before the answer either way. An instance stopped before it
-//! relays leaves the rows pending for the next relay, as a failure does.
-use std::cell::Cell;
+//! committed before the answer either way. That relay does not end while
+//! the events its own request wrote are pending and another relay holds the
+//! outbox: it waits (up to [`HANDOFF_WAIT_MS`]) until the holder has sent
+//! them or has let go, and then sends them itself. Leaving them to the
+//! holder was not enough: a holder stops after [`MAX_ROUNDS`], and when the
+//! traffic stopped with it, nothing relayed the rows written meanwhile (a
+//! benchmark left 128 events unsent). An instance stopped before it relays
+//! leaves the rows pending for the next relay, as a failure does.
+use std::cell::{Cell, RefCell};
+use std::time::Duration;
 
 use serde::Serialize;
 use shop_shared::db::{Bindings, Db, DbError};
@@ -46,6 +53,7 @@ pub fn enqueue(db: &Db, event: &Envelope) -> Result<(), DbError> {
             event.occurred_at_ms.into(),
         ],
     )?;
+    WRITTEN.with(|written| written.borrow_mut().push(event.event_id.clone()));
     Ok(())
 }
 
@@ -93,8 +101,9 @@ pub fn relay(db: &Db) -> Result<Relayed, DbError> {
 ///
 /// One relay runs at a time (a lease on the `outbox_relay` row), so
 /// concurrent state changes neither publish a row twice nor reorder rows. A
-/// relay that finds the lease held leaves its rows to the holder, which
-/// looks for pending rows again after letting go of the lease.
+/// relay that finds the lease held returns having published nothing; the
+/// holder looks for pending rows again after letting go of the lease, and
+/// the relay after a change waits for its own rows ([`relay_if_due`]).
 fn publish_rounds(db: &Db) -> Result<Relayed, DbError> {
     let mut relayed = Relayed::default();
     let holder = ids::token();
@@ -201,7 +210,19 @@ thread_local! {
     /// Whether this request changed an order; an instance serves one
     /// request, so the flag is that request's.
     static DUE: Cell<bool> = const { Cell::new(false) };
+    /// The events this request wrote to the outbox (those of a transaction
+    /// that rolled back too: they are not in the outbox, so never pending).
+    static WRITTEN: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
 }
+
+/// How long the relay after a change waits for the events its request
+/// wrote while another relay holds the outbox: far above a holder's
+/// [`MAX_ROUNDS`] (milliseconds each), far below the host's request
+/// timeout. Only a holder that died holding the lease makes it run out; the
+/// rows then wait for the next relay after the lease's end.
+const HANDOFF_WAIT_MS: i64 = 5_000;
+/// How often a waiting relay looks again: about one round of the holder.
+const HANDOFF_POLL: Duration = Duration::from_millis(10);
 
 /// Marks a relay due after a state change; the request's handler runs it
 /// with [`relay_if_due`] once its response has been sent. Several changes in
@@ -220,19 +241,54 @@ pub fn relay_due() -> bool {
 /// stay pending).
 pub fn relay_if_due(db: &Db) {
     if DUE.with(|due| due.replace(false)) {
-        relay_now(db);
+        let written = WRITTEN.with(RefCell::take);
+        if let Err(e) = relay_until_sent(db, &written) {
+            eprintln!("orders: outbox relay failed: {e}");
+        }
     }
 }
 
-fn relay_now(db: &Db) {
-    match publish_rounds(db) {
-        Ok(Relayed { error: Some(error), .. }) => {
-            let pending = pending(db).map_or_else(|e| format!("an unknown number of ({e})"), |n| n.to_string());
-            eprintln!("orders: outbox relay stopped with {pending} event(s) pending: {error}");
+/// Relays until none of `written` is pending: taking the lease whenever it
+/// is free, waiting while another relay holds it. Gives up on a bus error
+/// (the rows stay pending, their failure written down) or after
+/// [`HANDOFF_WAIT_MS`].
+fn relay_until_sent(db: &Db, written: &[String]) -> Result<(), DbError> {
+    let deadline = now_ms() + HANDOFF_WAIT_MS;
+    loop {
+        if let Some(error) = publish_rounds(db)?.error {
+            eprintln!("orders: outbox relay stopped with {} event(s) pending: {error}", pending(db)?);
+            return Ok(());
         }
-        Ok(_) => {}
-        Err(e) => eprintln!("orders: outbox relay failed: {e}"),
+        let mut unsent = still_pending(db, written)?;
+        if unsent == 0 {
+            return Ok(());
+        }
+        if now_ms() >= deadline {
+            eprintln!(
+                "orders: {unsent} event(s) of this request left in the outbox: another relay held it for \
+                 {HANDOFF_WAIT_MS} ms (the next relay after its lease ends sends them)"
+            );
+            return Ok(());
+        }
+        std::thread::sleep(HANDOFF_POLL);
+        // The holder may have sent them meanwhile: a read, where taking the
+        // lease is a write.
+        unsent = still_pending(db, written)?;
+        if unsent == 0 {
+            return Ok(());
+        }
     }
+}
+
+/// How many of `event_ids` are pending.
+fn still_pending(db: &Db, event_ids: &[String]) -> Result<i64, DbError> {
+    if event_ids.is_empty() {
+        return Ok(0);
+    }
+    let mut sql = Bindings::default();
+    let ids = sql.list(event_ids);
+    let rows = db.query(&format!("SELECT COUNT(*) AS n FROM outbox WHERE sent_at_ms IS NULL AND event_id IN ({ids})"), &sql.params)?;
+    rows.first().map_or(Ok(0), |row| row.int("n"))
 }
 
 /// The bus's address: the `bus_address` variable, or the local default.
