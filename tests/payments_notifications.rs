@@ -45,6 +45,18 @@ impl Shop {
         self.bazaar.url(path)
     }
 
+    /// Runs `sql` on the payments database from outside (to age its rows as
+    /// if time had passed): Postgres's when the test has one, else the
+    /// SQLite file.
+    async fn payments_sql(&self, sql: &str) {
+        match self._databases.first() {
+            Some(postgres) => postgres.admin.batch_execute(sql).await.unwrap(),
+            None => {
+                self.payments_db().execute_batch(sql).unwrap();
+            }
+        }
+    }
+
     /// The embedded payments database, opened from outside, to age its rows
     /// as if time had passed.
     fn payments_db(&self) -> rusqlite::Connection {
@@ -308,6 +320,43 @@ async fn a_key_left_in_flight_by_a_crash_is_taken_over_after_its_lease() {
     let retry = charge(&shop, "key-12", &body).await;
     assert_eq!((retry.status, retry.header("idempotent-replayed")), (503, None), "{}", retry.text);
     assert!(shop.bazaar.wait_for_log("took over the charge key \"key-12\""), "{}", shop.bazaar.logs());
+}
+
+/// A charge that outlives its claim on the key records nothing: the
+/// request that took the key over charges, once. The payment and the key's
+/// answer are written together (one statement on Postgres), and the key's
+/// update finding another holder undoes the payment.
+async fn a_charge_that_lost_its_key_records_no_payment(backend: Backend) {
+    let shop = start(backend).await;
+    let body = charge_body("order-14", 1_400, cards::SLOW);
+    let (first, second) = tokio::join!(charge(&shop, "key-14", &body), async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // The first request is still at the (slow) processor; its claim is
+        // made to look a minute old, as a lease that ran out would.
+        shop.payments_sql("UPDATE idempotency_keys SET locked_at_ms = locked_at_ms - 61000 WHERE idempotency_key = 'key-14'")
+            .await;
+        charge(&shop, "key-14", &body).await
+    });
+    assert_eq!((first.status, first.error_code().as_str()), (409, "idempotency_key_in_use"), "{}", first.text);
+    assert!(first.text.contains("outlived its claim"), "{}", first.text);
+    assert_eq!((second.status, second.header("idempotent-replayed")), (201, None), "{}", second.text);
+    let payments = payments_of(&shop, "order-14").await;
+    assert_eq!(payments.len(), 1, "{payments:?}");
+    assert_eq!(payments[0]["payment_id"], second.json()["payment_id"]);
+    // The key now answers as the request that charged did.
+    let replay = charge(&shop, "key-14", &body).await;
+    assert_eq!((replay.status, replay.header("idempotent-replayed")), (201, Some("true")), "{}", replay.text);
+    assert_eq!(replay.json()["payment_id"], second.json()["payment_id"]);
+}
+
+#[tokio::test]
+async fn a_charge_that_lost_its_key_records_no_payment_on_sqlite() {
+    a_charge_that_lost_its_key_records_no_payment(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_charge_that_lost_its_key_records_no_payment_on_postgres() {
+    a_charge_that_lost_its_key_records_no_payment(Backend::Postgres).await;
 }
 
 #[tokio::test]

@@ -7,6 +7,8 @@ use serde_json::{Value, json};
 pub const GOOD: &str = "4242424242424242";
 /// Declined: `402 card_declined`, nothing charged.
 pub const DECLINED: &str = "4000000000000002";
+/// Approved and captured, after 2 s.
+pub const SLOW: &str = "4000000000000077";
 /// The processor is down: a charge takes 5 s to answer
 /// `503 processor_unavailable`, nothing charged.
 pub const UNAVAILABLE: &str = "4000000000009995";

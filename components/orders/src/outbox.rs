@@ -26,7 +26,7 @@ use std::cell::{Cell, RefCell};
 use std::time::Duration;
 
 use serde::Serialize;
-use shop_shared::db::{Bindings, Db, DbError};
+use shop_shared::db::{Bindings, Db, DbError, Writes};
 use shop_shared::events::{Envelope, ORDERS_CHANNEL, OrderEvent};
 use spin_sdk::redis::Connection;
 
@@ -38,13 +38,13 @@ const DEFAULT_BUS_ADDRESS: &str = "redis://127.0.0.1:6379";
 /// Rows published per query: bounds memory, not the relay.
 const BATCH: i64 = 100;
 
-/// Writes `event` to the outbox; call it inside the transaction of the
-/// change it reports.
-pub fn enqueue(db: &Db, event: &Envelope) -> Result<(), DbError> {
+/// Adds `event`'s row to `writes`, the writes of the change it reports,
+/// which commit together.
+pub fn enqueue(writes: &mut Writes, event: &Envelope) -> Result<(), DbError> {
     let payload = serde_json::to_string(event).map_err(|e| DbError::Query(format!("encoding an event: {e}")))?;
-    db.execute(
+    writes.push(
         "INSERT INTO outbox (event_id, order_id, seq, kind, payload, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6)",
-        &[
+        vec![
             (&event.event_id).into(),
             (&event.order_id).into(),
             seq(&event.event).into(),
@@ -52,7 +52,7 @@ pub fn enqueue(db: &Db, event: &Envelope) -> Result<(), DbError> {
             payload.into(),
             event.occurred_at_ms.into(),
         ],
-    )?;
+    );
     WRITTEN.with(|written| written.borrow_mut().push(event.event_id.clone()));
     Ok(())
 }

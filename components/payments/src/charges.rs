@@ -1,6 +1,7 @@
 //! `POST /api/payments/charges`: one card charge per Idempotency-Key.
 use serde_json::Value;
 use shop_shared::api::{ApiError, json, parse_json};
+use shop_shared::db::Writes;
 use spin_sdk::http::{Request, Response};
 
 use crate::access::Caller;
@@ -40,10 +41,11 @@ pub fn create(req: &Request, caller: &Caller) -> Result<Response, ApiError> {
                     processor_ref: capture.reference,
                 };
                 let response = json(201, &payment);
-                db.transaction(|db| {
-                    store::insert_payment(db, &payment)?;
-                    lease.complete(db, &response)
-                })?;
+                // The payment and the key's answer: one round trip on
+                // Postgres, `BEGIN` with them; then `COMMIT`.
+                let mut writes = Writes::default();
+                store::insert_payment(&mut writes, &payment);
+                db.transaction(|db| lease.complete_with(db, writes, &response))?;
                 Ok(response)
             }
             Err(Failure::Declined) => Ok(ApiError::new(402, "card_declined", "the card was declined").into_response()),

@@ -33,7 +33,7 @@ use std::cell::Cell;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use shop_shared::api::ApiError;
-use shop_shared::db::Db;
+use shop_shared::db::{Db, Writes};
 use spin_sdk::http::{Request, Response};
 
 use crate::clock;
@@ -104,8 +104,17 @@ impl Lease {
     /// Stores `response` as the key's answer. Call it inside the transaction
     /// that makes the request's write, so both commit or neither does.
     pub fn complete(&self, db: &Db, response: &Response) -> Result<(), ApiError> {
+        self.complete_with(db, Writes::default(), response)
+    }
+
+    /// [`Self::complete`], sending the request's own `writes` with it: one
+    /// round trip on Postgres for both (the key's update is the last write,
+    /// whose count tells whether the claim still held). Call it inside the
+    /// transaction, which an error here rolls back.
+    pub fn complete_with(&self, db: &Db, mut writes: Writes, response: &Response) -> Result<(), ApiError> {
         let body = String::from_utf8_lossy(response.body());
-        if !store::complete_key(db, self.scope.as_str(), &self.key, &self.token, *response.status(), &body)? {
+        store::complete_key(&mut writes, self.scope.as_str(), &self.key, &self.token, *response.status(), &body);
+        if db.execute_all(writes)? != 1 {
             return Err(in_flight(
                 "this request outlived its claim on the Idempotency-Key, which another request took over; nothing was recorded",
             ));

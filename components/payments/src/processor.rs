@@ -6,6 +6,7 @@
 //! |----------------------|--------------------------------------------------------------|
 //! | `4000000000000002`   | declined: `402 card_declined`                                 |
 //! | `4000000000009995`   | answers after 5 s that it is unavailable: `503 processor_unavailable` (nothing is charged; the same Idempotency-Key may be retried) |
+//! | `4000000000000077`   | approved and captured after 2 s (a slow processor)            |
 //! | any other valid card | approved and captured (e.g. `4242424242424242`)               |
 //!
 //! Card numbers reach this module already validated (digits, Luhn, expiry).
@@ -25,6 +26,10 @@ pub const DECLINED_CARD: &str = "4000000000000002";
 pub const UNAVAILABLE_CARD: &str = "4000000000009995";
 /// How long the processor takes to fail for [`UNAVAILABLE_CARD`].
 const UNAVAILABLE_AFTER: Duration = Duration::from_secs(5);
+/// The card whose processor approves, slowly.
+pub const SLOW_CARD: &str = "4000000000000077";
+/// How long the processor takes to approve [`SLOW_CARD`].
+const SLOW_AFTER: Duration = Duration::from_secs(2);
 
 /// A captured charge.
 pub struct Capture {
@@ -52,7 +57,10 @@ pub fn charge(card: &Card, amount_cents: i64) -> Result<Capture, Failure> {
             std::thread::sleep(UNAVAILABLE_AFTER);
             Err(Failure::Unavailable)
         }
-        _ => {
+        number => {
+            if number == SLOW_CARD {
+                std::thread::sleep(SLOW_AFTER);
+            }
             let reference = format!("ch_sim_{}", uuid::Uuid::new_v4().simple());
             println!("processor: captured {amount_cents} cents on the card ending {} as {reference}", card.last4());
             Ok(Capture { reference })

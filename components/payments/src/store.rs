@@ -1,7 +1,7 @@
 //! The payments database: payments, refunds and idempotency keys, in the
 //! portable SQL of [`shop_shared::db`].
 use shop_shared::api::ApiError;
-use shop_shared::db::{Db, DbError, Param, Row};
+use shop_shared::db::{Db, DbError, Param, Row, Writes};
 
 use crate::model::{CAPTURED, Payment, Refund};
 
@@ -79,10 +79,11 @@ fn payment(row: &Row<'_>) -> Result<Payment, DbError> {
     })
 }
 
-pub fn insert_payment(db: &Db, p: &Payment) -> Result<(), DbError> {
-    db.execute(
-        &format!("INSERT INTO payments ({PAYMENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"),
-        &[
+/// Adds the payment's row to `writes`.
+pub fn insert_payment(writes: &mut Writes, p: &Payment) {
+    writes.push(
+        format!("INSERT INTO payments ({PAYMENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"),
+        vec![
             (&p.payment_id).into(),
             (&p.order_id).into(),
             p.user_id.clone().into(),
@@ -93,8 +94,7 @@ pub fn insert_payment(db: &Db, p: &Payment) -> Result<(), DbError> {
             (&p.processor_ref).into(),
             p.created_at_ms.into(),
         ],
-    )?;
-    Ok(())
+    );
 }
 
 pub fn find_payment(db: &Db, id: &str) -> Result<Option<Payment>, DbError> {
@@ -206,15 +206,15 @@ pub fn reclaim_key(
     Ok(taken == 1)
 }
 
-/// Stores the final response under a key still held with `token`; `false`
-/// if the lease was lost to another request.
-pub fn complete_key(db: &Db, scope: &str, key: &str, token: &str, status: u16, body: &str) -> Result<bool, DbError> {
-    let done = db.execute(
+/// Adds to `writes` the storing of the final response under a key still
+/// held with `token`: the update changes no row if the lease was lost to
+/// another request.
+pub fn complete_key(writes: &mut Writes, scope: &str, key: &str, token: &str, status: u16, body: &str) {
+    writes.push(
         "UPDATE idempotency_keys SET status = 'completed', lock_token = NULL, response_status = $4, response_body = $5
          WHERE scope = $1 AND idempotency_key = $2 AND lock_token = $3",
-        &[scope.into(), key.into(), token.into(), Param::Int(status.into()), body.into()],
-    )?;
-    Ok(done == 1)
+        vec![scope.into(), key.into(), token.into(), Param::Int(status.into()), body.into()],
+    );
 }
 
 /// Forgets an in-flight key still held with `token`, so the request may be

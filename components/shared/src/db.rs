@@ -95,6 +95,35 @@ impl Bindings {
     }
 }
 
+/// Writes that go to the database together ([`Db::execute_all`]), each a
+/// statement with its own parameters, numbered from `$1` as usual.
+///
+/// They must not depend on one another: on Postgres they are one statement,
+/// whose parts all see the database as it was before it, so no write may
+/// read or change a row another one writes (an order and its lines, its
+/// history and its event are fine: each only inserts). Only the last
+/// write's count is returned: a write whose outcome decides whether the
+/// others should run is an [`Db::execute`] of its own, or the last one in
+/// a transaction that rolls back when it did not take.
+#[derive(Clone, Debug, Default)]
+pub struct Writes {
+    statements: Vec<(String, Vec<Param>)>,
+}
+
+impl Writes {
+    pub fn push(&mut self, sql: impl Into<String>, params: Vec<Param>) {
+        self.statements.push((sql.into(), params));
+    }
+
+    pub fn len(&self) -> usize {
+        self.statements.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.statements.is_empty()
+    }
+}
+
 /// A value read back.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Cell {
@@ -191,6 +220,44 @@ impl Db {
                 let rows = set.rows.into_iter().map(|row| row.into_iter().map(pg_cell).collect()).collect();
                 Ok(Rows { columns, rows })
             }
+        }
+    }
+
+    /// Runs `writes`, in one round trip on Postgres: several statements
+    /// are sent as one, `WITH w1 AS (first), ... last`, which Postgres runs
+    /// whole or not at all (a failing part, a duplicate key say, fails the
+    /// statement and writes nothing). A checkout's order, with its lines,
+    /// history, event and journal, is so one round trip instead of five,
+    /// each of which waits its turn on a busy machine. SQLite runs them one
+    /// by one, in-process; call it inside a transaction there, as a group
+    /// of writes should be anyway.
+    ///
+    /// Returns the rows the last write changed (`WITH`'s parts count for
+    /// nothing), so the last may be the one whose outcome matters.
+    pub fn execute_all(&self, writes: Writes) -> Result<u64> {
+        match self {
+            Db::Postgres(conn) if writes.len() > 1 => {
+                let (sql, params) = one_statement(&writes.statements);
+                conn.execute(&sql, &pg_params(&params)).map_err(pg_error)
+            }
+            _ => {
+                let mut changed = 0;
+                for (sql, params) in &writes.statements {
+                    changed = self.execute(sql, params)?;
+                }
+                Ok(changed)
+            }
+        }
+    }
+
+    /// Runs `writes` as a transaction of their own: on Postgres the one
+    /// statement of [`Self::execute_all`] (a statement is a transaction by
+    /// itself, so neither `BEGIN` nor `COMMIT` costs a round trip), on
+    /// SQLite each in turn between `BEGIN` and `COMMIT`.
+    pub fn commit_all(&self, writes: Writes) -> Result<u64> {
+        match self {
+            Db::Postgres(_) => self.execute_all(writes),
+            Db::Sqlite(_) => self.transaction(|db| db.execute_all(writes)),
         }
     }
 
@@ -340,6 +407,51 @@ impl Row<'_> {
     }
 }
 
+/// Postgres's one statement for several writes (see [`Db::execute_all`]):
+/// all but the last become data-modifying `WITH` parts, and each
+/// statement's placeholders move past the parameters of those before it.
+fn one_statement(statements: &[(String, Vec<Param>)]) -> (String, Vec<Param>) {
+    let mut sql = String::new();
+    let mut params = Vec::new();
+    let last = statements.len() - 1;
+    for (i, (statement, own)) in statements.iter().enumerate() {
+        let statement = shift_placeholders(statement, params.len());
+        sql += &match i {
+            0 if last == 0 => statement,
+            0 => format!("WITH w1 AS ({statement})"),
+            _ if i == last => format!(" {statement}"),
+            _ => format!(", w{} AS ({statement})", i + 1),
+        };
+        params.extend(own.iter().cloned());
+    }
+    (sql, params)
+}
+
+/// `$n` → `$(n + by)` outside string literals.
+fn shift_placeholders(sql: &str, by: usize) -> String {
+    if by == 0 {
+        return sql.to_string();
+    }
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut chars = sql.chars().peekable();
+    let mut in_string = false;
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c == '\'' {
+            in_string = !in_string;
+        }
+        if c == '$' && !in_string && chars.peek().is_some_and(|n| n.is_ascii_digit()) {
+            let mut number = 0usize;
+            while let Some(digit) = chars.peek().and_then(|n| n.to_digit(10)) {
+                number = number * 10 + digit as usize;
+                chars.next();
+            }
+            out += &(number + by).to_string();
+        }
+    }
+    out
+}
+
 /// `$1` → `?1`: SQLite binds `?NNN` by number, so parameters may repeat or
 /// appear out of order exactly as in Postgres.
 fn sqlite_placeholders(sql: &str) -> String {
@@ -442,6 +554,26 @@ mod tests {
         assert_eq!(sqlite_placeholders("SELECT $1, $2 WHERE a = $1"), "SELECT ?1, ?2 WHERE a = ?1");
         assert_eq!(sqlite_placeholders("SELECT '$1' || $1"), "SELECT '$1' || ?1");
         assert_eq!(sqlite_placeholders("SELECT price$"), "SELECT price$");
+    }
+
+    #[test]
+    fn writes_become_one_statement_with_their_placeholders_moved_past_those_before() {
+        let texts = |s: &str| Param::Text(s.to_string());
+        let statements = vec![
+            ("INSERT INTO a (x, y) VALUES ($1, $2)".to_string(), vec![texts("a1"), Param::Int(2)]),
+            ("INSERT INTO b (x, z) VALUES ($1, '$1'), ($2, $1)".to_string(), vec![texts("b1"), texts("b2")]),
+            ("INSERT INTO c (x) VALUES ($1)".to_string(), vec![Param::Null]),
+        ];
+        let (sql, params) = one_statement(&statements);
+        assert_eq!(
+            sql,
+            "WITH w1 AS (INSERT INTO a (x, y) VALUES ($1, $2)), \
+             w2 AS (INSERT INTO b (x, z) VALUES ($3, '$1'), ($4, $3)) INSERT INTO c (x) VALUES ($5)"
+        );
+        assert_eq!(params, vec![texts("a1"), Param::Int(2), texts("b1"), texts("b2"), Param::Null]);
+        assert_eq!(shift_placeholders("SELECT $9, $10", 3), "SELECT $12, $13");
+        let (sql, _) = one_statement(&statements[..1]);
+        assert_eq!(sql, statements[0].0);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! event reporting it to the outbox, in the same transaction.
 use std::collections::HashMap;
 
-use shop_shared::db::{Bindings, Db, DbError, Row};
+use shop_shared::db::{Bindings, Db, DbError, Row, Writes};
 use shop_shared::events::{Envelope, OrderEvent, OrderLine};
 
 use super::model::{CURRENCY, CancelReason, HistoryEntry, Order, Status};
@@ -21,17 +21,19 @@ pub struct NewOrder {
     pub charge_request: String,
 }
 
-/// Writes `order` as PENDING, with its lines and `OrderCreated`, leased to
-/// the caller (who runs its saga) until `lease_until_ms`: the statements
-/// only, for the caller's transaction (which also journals what the
-/// checkout learned before placing it). A duplicate idempotency key fails
-/// with [`DbError::Duplicate`].
-pub fn place(db: &Db, order: &NewOrder, now: i64, lease_until_ms: i64) -> Result<(), DbError> {
-    db.execute(
+/// The writes that place `order` as PENDING, with its lines and
+/// `OrderCreated`, leased to the caller (who runs its saga) until
+/// `lease_until_ms`; the caller adds what the checkout learned before
+/// placing it and commits them together ([`Db::commit_all`]: one round trip
+/// on Postgres). A duplicate idempotency key fails the commit with
+/// [`DbError::Duplicate`].
+pub fn place(order: &NewOrder, now: i64, lease_until_ms: i64) -> Result<Writes, DbError> {
+    let mut writes = Writes::default();
+    writes.push(
         "INSERT INTO orders (id, user_id, status, currency, total_cents, address_id, idempotency_key, \
          charge_request, lease_until_ms, created_at_ms, updated_at_ms) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
-        &[
+        vec![
             (&order.id).into(),
             (&order.user_id).into(),
             Status::Pending.as_str().into(),
@@ -43,18 +45,19 @@ pub fn place(db: &Db, order: &NewOrder, now: i64, lease_until_ms: i64) -> Result
             lease_until_ms.into(),
             now.into(),
         ],
-    )?;
-    insert_lines(db, &order.id, &order.lines)?;
-    add_history(db, &order.id, Status::Pending, now, "order placed")?;
+    );
+    insert_lines(&mut writes, &order.id, &order.lines);
+    add_history(&mut writes, &order.id, Status::Pending, now, "order placed");
     let created = OrderEvent::OrderCreated { lines: order.lines.clone(), total_cents: order.total_cents };
-    outbox::enqueue(db, &event(&order.id, &order.user_id, now, created))
+    outbox::enqueue(&mut writes, &event(&order.id, &order.user_id, now, created))?;
+    Ok(writes)
 }
 
-/// The order's lines, numbered from 1, in one statement (one round trip to
-/// the database however many lines there are).
-fn insert_lines(db: &Db, order_id: &str, lines: &[OrderLine]) -> Result<(), DbError> {
+/// The order's lines, numbered from 1, in one statement however many lines
+/// there are.
+fn insert_lines(writes: &mut Writes, order_id: &str, lines: &[OrderLine]) {
     if lines.is_empty() {
-        return Ok(());
+        return;
     }
     let mut sql = Bindings::default();
     let order = sql.bind(order_id);
@@ -70,8 +73,7 @@ fn insert_lines(db: &Db, order_id: &str, lines: &[OrderLine]) -> Result<(), DbEr
     });
     let statement =
         format!("INSERT INTO order_lines (order_id, line_no, sku, name, quantity, unit_price_cents) VALUES {rows}");
-    db.execute(&statement, &sql.params)?;
-    Ok(())
+    writes.push(statement, sql.params);
 }
 
 /// The id of the order `user_id` placed with `idempotency_key`, if any.
@@ -223,11 +225,14 @@ pub fn confirm(db: &Db, order_id: &str, payment_id: &str, now: i64) -> Result<bo
         ],
     )?;
     let Some(row) = rows.first() else { return Ok(false) };
+    // The history and the event in one round trip.
+    let mut writes = Writes::default();
     let note = format!("paid ({payment_id}); stock committed");
-    add_history(db, order_id, Status::Confirmed, now, &note)?;
+    add_history(&mut writes, order_id, Status::Confirmed, now, &note);
     let confirmed =
         OrderEvent::OrderConfirmed { total_cents: row.int("total_cents")?, payment_id: payment_id.to_string() };
-    outbox::enqueue(db, &event(order_id, &row.text("user_id")?, now, confirmed))?;
+    outbox::enqueue(&mut writes, &event(order_id, &row.text("user_id")?, now, confirmed))?;
+    db.execute_all(writes)?;
     Ok(true)
 }
 
@@ -255,18 +260,19 @@ pub fn cancel(
         ],
     )?;
     let Some(row) = rows.first() else { return Ok(false) };
-    add_history(db, order_id, Status::Cancelled, now, note)?;
+    let mut writes = Writes::default();
+    add_history(&mut writes, order_id, Status::Cancelled, now, note);
     let cancelled = OrderEvent::OrderCancelled { reason: reason.as_str().to_string(), refunded };
-    outbox::enqueue(db, &event(order_id, &row.text("user_id")?, now, cancelled))?;
+    outbox::enqueue(&mut writes, &event(order_id, &row.text("user_id")?, now, cancelled))?;
+    db.execute_all(writes)?;
     Ok(true)
 }
 
-fn add_history(db: &Db, order_id: &str, status: Status, at_ms: i64, note: &str) -> Result<(), DbError> {
-    db.execute(
+fn add_history(writes: &mut Writes, order_id: &str, status: Status, at_ms: i64, note: &str) {
+    writes.push(
         "INSERT INTO order_history (order_id, status, at_ms, note) VALUES ($1, $2, $3, $4)",
-        &[order_id.into(), status.as_str().into(), at_ms.into(), note.into()],
-    )?;
-    Ok(())
+        vec![order_id.into(), status.as_str().into(), at_ms.into(), note.into()],
+    );
 }
 
 fn event(order_id: &str, user_id: &str, at_ms: i64, event: OrderEvent) -> Envelope {

@@ -1,7 +1,7 @@
 //! The saga's journal in SQL: each order's facts (`saga_steps`), the lease
 //! that keeps two runs from working on one saga at once, and the charge
 //! request, which must survive a crash until payments has answered it.
-use shop_shared::db::{Bindings, Db, DbError};
+use shop_shared::db::{Bindings, Db, DbError, Param, Writes};
 use shop_shared::events::OrderLine;
 
 use super::{Fact, Progress, Step};
@@ -140,10 +140,12 @@ pub fn end(
 }
 
 /// Journals what the checkout learned before it placed the order (its
-/// stock check, made with the pricing), in the transaction that places it:
-/// the lease is the placement's, so this is the fact's row alone.
-pub fn learned_before_placing(db: &Db, order_id: &str, fact: &Fact, now: i64) -> Result<(), DbError> {
-    insert_facts(db, order_id, std::slice::from_ref(fact), now).map(drop)
+/// stock check, made with the pricing), among the writes that place it
+/// (they commit together): the lease is the placement's, so this is the
+/// fact's row alone.
+pub fn learned_before_placing(writes: &mut Writes, order_id: &str, fact: &Fact, now: i64) {
+    let (sql, params) = facts_statement(order_id, std::slice::from_ref(fact), now);
+    writes.push(sql, params);
 }
 
 /// Once payments answered the charge: the card is erased (and a captured
@@ -172,21 +174,24 @@ fn insert_facts(db: &Db, order_id: &str, facts: &[Fact], now: i64) -> Result<boo
     if facts.is_empty() {
         return Ok(true);
     }
+    let (sql, params) = facts_statement(order_id, facts, now);
+    Ok(db.execute(&sql, &params)? == facts.len() as u64)
+}
+
+/// The statement of [`insert_facts`] and its parameters.
+fn facts_statement(order_id: &str, facts: &[Fact], now: i64) -> (String, Vec<Param>) {
     let mut sql = Bindings::default();
     let (order, at, unknown) = (sql.bind(order_id), sql.bind(now), sql.bind(UNKNOWN));
     let rows = sql.rows(facts, |sql, fact| {
         let (outcome, detail) = fact.outcome();
         vec![order.clone(), sql.bind(fact.step().as_str()), sql.bind(outcome), sql.bind(detail), "1".into(), at.clone()]
     });
-    let changed = db.execute(
-        &format!(
-            "INSERT INTO saga_steps (order_id, step, outcome, detail, attempts, at_ms) VALUES {rows} \
-             ON CONFLICT (order_id, step) DO UPDATE SET outcome = excluded.outcome, detail = excluded.detail, \
-             attempts = saga_steps.attempts + 1, at_ms = excluded.at_ms WHERE saga_steps.outcome = {unknown}"
-        ),
-        &sql.params,
-    )?;
-    Ok(changed == facts.len() as u64)
+    let statement = format!(
+        "INSERT INTO saga_steps (order_id, step, outcome, detail, attempts, at_ms) VALUES {rows} \
+         ON CONFLICT (order_id, step) DO UPDATE SET outcome = excluded.outcome, detail = excluded.detail, \
+         attempts = saga_steps.attempts + 1, at_ms = excluded.at_ms WHERE saga_steps.outcome = {unknown}"
+    );
+    (statement, sql.params)
 }
 
 /// Records an attempt at `step` that got no definitive answer, for whoever
