@@ -7,7 +7,7 @@
 //! keyed by the order, which remembers the first answer given for it.
 use serde::{Deserialize, Serialize};
 use shop_shared::api::ApiError;
-use shop_shared::db::{Bindings, Db, DbError};
+use shop_shared::db::{Bindings, Db, DbError, Writes};
 
 use crate::database::now_ms;
 use crate::stock_request::StockLine;
@@ -151,8 +151,7 @@ pub fn reserve(db: &Db, order_id: &str, lines: &[StockLine], then: Then) -> Resu
         if new == 0 {
             return Ok::<_, DbError>(None);
         }
-        insert_lines(db, order_id, lines)?;
-        let short = take_stock(db, lines)?;
+        let short = take_stock(db, lines, lines_row(order_id, lines))?;
         if !short.is_empty() {
             let short_json = serde_json::to_string(&short).map_err(|e| DbError::Query(e.to_string()))?;
             db.execute(
@@ -186,21 +185,24 @@ pub fn reserve(db: &Db, order_id: &str, lines: &[StockLine], then: Then) -> Resu
     Ok(reservation)
 }
 
-/// The reservation's lines, in one statement (one round trip however many
-/// lines there are).
-fn insert_lines(db: &Db, order_id: &str, lines: &[StockLine]) -> Result<(), DbError> {
+/// The reservation's lines, in one statement however many lines there are.
+fn lines_row(order_id: &str, lines: &[StockLine]) -> Writes {
+    let mut writes = Writes::default();
     if lines.is_empty() {
-        return Ok(());
+        return writes;
     }
     let mut sql = Bindings::default();
     let order = sql.bind(order_id);
     let rows = sql.rows(lines, |sql, line| vec![order.clone(), sql.bind(&line.sku), sql.bind(line.quantity)]);
-    db.execute(&format!("INSERT INTO reservation_lines (order_id, sku, quantity) VALUES {rows}"), &sql.params)?;
-    Ok(())
+    writes.push(format!("INSERT INTO reservation_lines (order_id, sku, quantity) VALUES {rows}"), sql.params);
+    writes
 }
 
 /// Takes every line's units from stock, or none of them: the lines short,
-/// if any, are returned and every decrement undone.
+/// if any, are returned and every decrement undone. `with_first` (the
+/// reservation's lines) goes to the database with the first line's
+/// decrement, in one round trip on Postgres ([`Db::execute_all`]: the
+/// decrement last, so its count is the one returned).
 ///
 /// Each line is one conditional UPDATE, in the lines' order (sorted by
 /// SKU), so two orders lock their rows in the same order and cannot
@@ -208,15 +210,16 @@ fn insert_lines(db: &Db, order_id: &str, lines: &[StockLine]) -> Result<(), DbEr
 /// are put back: the transaction holds the rows it changed until it ends,
 /// so no other order sees them taken and given back, and no savepoint is
 /// needed (two round trips fewer on every sale).
-fn take_stock(db: &Db, lines: &[StockLine]) -> Result<Vec<Shortage>, DbError> {
+fn take_stock(db: &Db, lines: &[StockLine], mut with_first: Writes) -> Result<Vec<Shortage>, DbError> {
     let mut taken = Vec::with_capacity(lines.len());
     let mut short = Vec::new();
     for line in lines {
-        let changed = db.execute(
+        let mut writes = std::mem::take(&mut with_first);
+        writes.push(
             "UPDATE stock SET quantity = quantity - $1 WHERE sku = $2 AND quantity >= $1",
-            &[line.quantity.into(), (&line.sku).into()],
-        )?;
-        if changed == 1 {
+            vec![line.quantity.into(), (&line.sku).into()],
+        );
+        if db.execute_all(writes)? == 1 {
             taken.push(line);
             continue;
         }
