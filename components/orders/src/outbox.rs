@@ -75,6 +75,10 @@ pub struct Relayed {
     pub pending: i64,
     /// Why publishing stopped, if it did.
     pub error: Option<String>,
+    /// Whether the relay found nothing pending after its last round, so
+    /// every row written before it was sent.
+    #[serde(skip)]
+    drained: bool,
 }
 
 /// How long one relay may hold the outbox: far above the time it takes to
@@ -110,11 +114,14 @@ fn publish_rounds(db: &Db) -> Result<Relayed, DbError> {
     let mut rounds = 0;
     // After a round, a read looks for more before the lease is taken again
     // (the lease is a write, which in SQLite waits its turn).
-    while rounds < MAX_ROUNDS
-        && relayed.error.is_none()
-        && (rounds == 0 || any_pending(db)?)
-        && lock_if_pending(db, &holder)?
-    {
+    while rounds < MAX_ROUNDS && relayed.error.is_none() {
+        if rounds > 0 && !any_pending(db)? {
+            relayed.drained = true;
+            break;
+        }
+        if !lock_if_pending(db, &holder)? {
+            break;
+        }
         rounds += 1;
         let published = match Connection::open(&bus_address()) {
             Ok(bus) => publish_pending(db, &bus, &mut relayed),
@@ -255,8 +262,12 @@ pub fn relay_if_due(db: &Db) {
 fn relay_until_sent(db: &Db, written: &[String]) -> Result<(), DbError> {
     let deadline = now_ms() + HANDOFF_WAIT_MS;
     loop {
-        if let Some(error) = publish_rounds(db)?.error {
+        let relayed = publish_rounds(db)?;
+        if let Some(error) = relayed.error {
             eprintln!("orders: outbox relay stopped with {} event(s) pending: {error}", pending(db)?);
+            return Ok(());
+        }
+        if relayed.drained {
             return Ok(());
         }
         let mut unsent = still_pending(db, written)?;
