@@ -261,6 +261,34 @@ impl Db {
         }
     }
 
+    /// Runs `writes` as a transaction of their own, as [`Self::commit_all`],
+    /// and returns the rows each changed, in order: for writes whose every
+    /// outcome matters but decides nothing about the others. On Postgres
+    /// the one statement is `WITH w1 AS (first RETURNING 1), ... SELECT
+    /// (SELECT COUNT(*) FROM w1), ...` (so no write may have a `RETURNING`
+    /// of its own).
+    pub fn commit_each(&self, writes: Writes) -> Result<Vec<u64>> {
+        match self {
+            Db::Postgres(conn) => {
+                let (sql, params) = counted_statement(&writes.statements);
+                let set = conn.query(&sql, &pg_params(&params)).map_err(pg_error)?;
+                let row = set.rows.into_iter().next().unwrap_or_default();
+                let counts: Vec<u64> = row
+                    .into_iter()
+                    .map(|cell| match pg_cell(cell) {
+                        Cell::Int(n) => Ok(n as u64),
+                        other => Err(DbError::Query(format!("a write's count came back as {other:?}"))),
+                    })
+                    .collect::<Result<_>>()?;
+                if counts.len() != writes.len() {
+                    return Err(DbError::Query(format!("{} counts for {} writes", counts.len(), writes.len())));
+                }
+                Ok(counts)
+            }
+            Db::Sqlite(_) => self.transaction(|db| writes.statements.iter().map(|(sql, params)| db.execute(sql, params)).collect()),
+        }
+    }
+
     /// Runs `f` in a transaction: committed if it returns `Ok`, rolled back
     /// otherwise.
     pub fn transaction<T, E: From<DbError>>(&self, f: impl FnOnce(&Db) -> Result<T, E>) -> Result<T, E> {
@@ -427,6 +455,20 @@ fn one_statement(statements: &[(String, Vec<Param>)]) -> (String, Vec<Param>) {
     (sql, params)
 }
 
+/// Postgres's one statement for [`Db::commit_each`]: every write a `WITH`
+/// part returning a row per row it changed, and one row of their counts.
+fn counted_statement(statements: &[(String, Vec<Param>)]) -> (String, Vec<Param>) {
+    let mut parts = Vec::new();
+    let mut counts = Vec::new();
+    let mut params = Vec::new();
+    for (i, (statement, own)) in statements.iter().enumerate() {
+        parts.push(format!("w{} AS ({} RETURNING 1)", i + 1, shift_placeholders(statement, params.len())));
+        counts.push(format!("(SELECT COUNT(*) FROM w{}) AS n{}", i + 1, i + 1));
+        params.extend(own.iter().cloned());
+    }
+    (format!("WITH {} SELECT {}", parts.join(", "), counts.join(", ")), params)
+}
+
 /// `$n` → `$(n + by)` outside string literals.
 fn shift_placeholders(sql: &str, by: usize) -> String {
     if by == 0 {
@@ -574,6 +616,21 @@ mod tests {
         assert_eq!(shift_placeholders("SELECT $9, $10", 3), "SELECT $12, $13");
         let (sql, _) = one_statement(&statements[..1]);
         assert_eq!(sql, statements[0].0);
+    }
+
+    #[test]
+    fn counted_writes_become_one_statement_returning_each_count() {
+        let statements = vec![
+            ("INSERT INTO a (x) VALUES ($1)".to_string(), vec![Param::Int(1)]),
+            ("UPDATE b SET y = $2 WHERE x = $1".to_string(), vec![Param::Int(2), Param::Int(3)]),
+        ];
+        let (sql, params) = counted_statement(&statements);
+        assert_eq!(
+            sql,
+            "WITH w1 AS (INSERT INTO a (x) VALUES ($1) RETURNING 1), w2 AS (UPDATE b SET y = $3 WHERE x = $2 RETURNING 1) \
+             SELECT (SELECT COUNT(*) FROM w1) AS n1, (SELECT COUNT(*) FROM w2) AS n2"
+        );
+        assert_eq!(params, vec![Param::Int(1), Param::Int(2), Param::Int(3)]);
     }
 
     #[test]

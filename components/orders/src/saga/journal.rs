@@ -102,10 +102,16 @@ fn read(db: &Db, order_id: &str) -> Result<Option<State>, DbError> {
 /// round trips than with `BEGIN` and `COMMIT`.
 pub fn learn(db: &Db, order_id: &str, facts: &[Fact], now: i64, lease_until_ms: i64) -> Result<bool, DbError> {
     match facts {
-        [Fact::Payment(charge)] => db.transaction(|db| {
-            let took = insert_facts(db, order_id, facts, now)?;
-            Ok(settle_charge(db, order_id, charge, now, lease_until_ms)? && took)
-        }),
+        [Fact::Payment(charge)] => {
+            // Both writes in one transaction (one statement on Postgres),
+            // each count read back.
+            let mut writes = Writes::default();
+            let (sql, params) = facts_statement(order_id, facts, now);
+            writes.push(sql, params);
+            let (sql, params) = settle_charge(order_id, charge, now, lease_until_ms);
+            writes.push(sql, params);
+            Ok(db.commit_each(writes)? == [facts.len() as u64, 1])
+        }
         _ => {
             // Both writes, whatever the first found: a fact is kept even for
             // a saga another run has ended.
@@ -150,21 +156,21 @@ pub fn learned_before_placing(writes: &mut Writes, order_id: &str, fact: &Fact, 
 
 /// Once payments answered the charge: the card is erased (and a captured
 /// payment's id kept) and the lease extended, if the saga is still
-/// PENDING; whether it was.
-fn settle_charge(db: &Db, order_id: &str, charge: &Charge, now: i64, lease_until_ms: i64) -> Result<bool, DbError> {
+/// PENDING (the statement changes one row if it was).
+fn settle_charge(order_id: &str, charge: &Charge, now: i64, lease_until_ms: i64) -> (String, Vec<Param>) {
     let pending = Status::Pending.as_str();
-    let changed = match charge {
-        Charge::Captured { payment_id } => db.execute(
+    match charge {
+        Charge::Captured { payment_id } => (
             "UPDATE orders SET payment_id = $2, charge_request = NULL, updated_at_ms = $3, lease_until_ms = $4 \
-             WHERE id = $1 AND status = $5",
-            &[order_id.into(), payment_id.into(), now.into(), lease_until_ms.into(), pending.into()],
-        )?,
-        Charge::Declined { .. } => db.execute(
-            "UPDATE orders SET charge_request = NULL, lease_until_ms = $2 WHERE id = $1 AND status = $3",
-            &[order_id.into(), lease_until_ms.into(), pending.into()],
-        )?,
-    };
-    Ok(changed == 1)
+             WHERE id = $1 AND status = $5"
+                .to_string(),
+            vec![order_id.into(), payment_id.into(), now.into(), lease_until_ms.into(), pending.into()],
+        ),
+        Charge::Declined { .. } => (
+            "UPDATE orders SET charge_request = NULL, lease_until_ms = $2 WHERE id = $1 AND status = $3".to_string(),
+            vec![order_id.into(), lease_until_ms.into(), pending.into()],
+        ),
+    }
 }
 
 /// The facts' rows, in one statement, except for a step that already has a
