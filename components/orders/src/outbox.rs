@@ -270,7 +270,7 @@ fn relay_until_sent(db: &Db, written: &[String]) -> Result<(), DbError> {
         if relayed.drained {
             return Ok(());
         }
-        let mut unsent = still_pending(db, written)?;
+        let unsent = still_pending(db, written)?;
         if unsent == 0 {
             return Ok(());
         }
@@ -284,8 +284,7 @@ fn relay_until_sent(db: &Db, written: &[String]) -> Result<(), DbError> {
         std::thread::sleep(HANDOFF_POLL);
         // The holder may have sent them meanwhile: a read, where taking the
         // lease is a write.
-        unsent = still_pending(db, written)?;
-        if unsent == 0 {
+        if still_pending(db, written)? == 0 {
             return Ok(());
         }
     }

@@ -12,6 +12,8 @@
 //! for SQLite), `BIGINT` for integers (money in cents, times in Unix ms),
 //! `TEXT` for strings and ids, `INTEGER` 0/1 for booleans, and
 //! `ON CONFLICT ... DO ...` / `RETURNING`, which both engines support.
+use std::fmt::Write as _;
+
 use spin_sdk::{pg4, sqlite3};
 
 /// A parameter of a statement.
@@ -285,7 +287,9 @@ impl Db {
                 }
                 Ok(counts)
             }
-            Db::Sqlite(_) => self.transaction(|db| writes.statements.iter().map(|(sql, params)| db.execute(sql, params)).collect()),
+            Db::Sqlite(_) => {
+                self.transaction(|db| writes.statements.iter().map(|(sql, params)| db.execute(sql, params)).collect())
+            }
         }
     }
 
@@ -436,79 +440,70 @@ impl Row<'_> {
 }
 
 /// Postgres's one statement for several writes (see [`Db::execute_all`]):
-/// all but the last become data-modifying `WITH` parts, and each
-/// statement's placeholders move past the parameters of those before it.
+/// all but the last become data-modifying `WITH` parts.
 fn one_statement(statements: &[(String, Vec<Param>)]) -> (String, Vec<Param>) {
-    let mut sql = String::new();
-    let mut params = Vec::new();
-    let last = statements.len() - 1;
-    for (i, (statement, own)) in statements.iter().enumerate() {
-        let statement = shift_placeholders(statement, params.len());
-        sql += &match i {
-            0 if last == 0 => statement,
-            0 => format!("WITH w1 AS ({statement})"),
-            _ if i == last => format!(" {statement}"),
-            _ => format!(", w{} AS ({statement})", i + 1),
-        };
-        params.extend(own.iter().cloned());
+    let (mut sqls, params) = numbered_in_turn(statements);
+    let last = sqls.pop().unwrap_or_default();
+    if sqls.is_empty() {
+        return (last, params);
     }
-    (sql, params)
+    let parts: Vec<String> = sqls.iter().enumerate().map(|(i, sql)| format!("w{} AS ({sql})", i + 1)).collect();
+    (format!("WITH {} {last}", parts.join(", ")), params)
 }
 
 /// Postgres's one statement for [`Db::commit_each`]: every write a `WITH`
 /// part returning a row per row it changed, and one row of their counts.
 fn counted_statement(statements: &[(String, Vec<Param>)]) -> (String, Vec<Param>) {
-    let mut parts = Vec::new();
-    let mut counts = Vec::new();
-    let mut params = Vec::new();
-    for (i, (statement, own)) in statements.iter().enumerate() {
-        parts.push(format!("w{} AS ({} RETURNING 1)", i + 1, shift_placeholders(statement, params.len())));
-        counts.push(format!("(SELECT COUNT(*) FROM w{}) AS n{}", i + 1, i + 1));
-        params.extend(own.iter().cloned());
-    }
+    let (sqls, params) = numbered_in_turn(statements);
+    let parts: Vec<String> = sqls.iter().enumerate().map(|(i, sql)| format!("w{} AS ({sql} RETURNING 1)", i + 1)).collect();
+    let counts: Vec<String> = (1..=sqls.len()).map(|i| format!("(SELECT COUNT(*) FROM w{i}) AS n{i}")).collect();
     (format!("WITH {} SELECT {}", parts.join(", "), counts.join(", ")), params)
 }
 
-/// `$n` → `$(n + by)` outside string literals.
+/// The statements with their placeholders moved past the parameters of
+/// those before them, and all the parameters in order: one numbering for
+/// one statement made of several.
+fn numbered_in_turn(statements: &[(String, Vec<Param>)]) -> (Vec<String>, Vec<Param>) {
+    let mut sqls = Vec::with_capacity(statements.len());
+    let mut params = Vec::new();
+    for (statement, own) in statements {
+        sqls.push(shift_placeholders(statement, params.len()));
+        params.extend(own.iter().cloned());
+    }
+    (sqls, params)
+}
+
+/// `$n` → `$(n + by)`.
 fn shift_placeholders(sql: &str, by: usize) -> String {
-    if by == 0 {
-        return sql.to_string();
-    }
-    let mut out = String::with_capacity(sql.len() + 8);
-    let mut chars = sql.chars().peekable();
-    let mut in_string = false;
-    while let Some(c) = chars.next() {
-        out.push(c);
-        if c == '\'' {
-            in_string = !in_string;
-        }
-        if c == '$' && !in_string && chars.peek().is_some_and(|n| n.is_ascii_digit()) {
-            let mut number = 0usize;
-            while let Some(digit) = chars.peek().and_then(|n| n.to_digit(10)) {
-                number = number * 10 + digit as usize;
-                chars.next();
-            }
-            out += &(number + by).to_string();
-        }
-    }
-    out
+    rewrite_placeholders(sql, '$', by)
 }
 
 /// `$1` → `?1`: SQLite binds `?NNN` by number, so parameters may repeat or
 /// appear out of order exactly as in Postgres.
 fn sqlite_placeholders(sql: &str) -> String {
-    let mut out = String::with_capacity(sql.len());
+    rewrite_placeholders(sql, '?', 0)
+}
+
+/// Every `$n` outside string literals as `prefix` and `n + shift`.
+fn rewrite_placeholders(sql: &str, prefix: char, shift: usize) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
     let mut chars = sql.chars().peekable();
     let mut in_string = false;
     while let Some(c) = chars.next() {
         if c == '\'' {
             in_string = !in_string;
         }
-        if c == '$' && !in_string && chars.peek().is_some_and(|n| n.is_ascii_digit()) {
-            out.push('?');
-        } else {
+        if c != '$' || in_string || !chars.peek().is_some_and(char::is_ascii_digit) {
             out.push(c);
+            continue;
         }
+        let mut number = 0usize;
+        while let Some(digit) = chars.peek().and_then(|n| n.to_digit(10)) {
+            number = number * 10 + digit as usize;
+            chars.next();
+        }
+        // Writing into a String cannot fail.
+        let _ = write!(out, "{prefix}{}", number + shift);
     }
     out
 }
