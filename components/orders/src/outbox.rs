@@ -39,11 +39,12 @@ const DEFAULT_BUS_ADDRESS: &str = "redis://127.0.0.1:6379";
 const BATCH: i64 = 100;
 
 /// Adds `event`'s row to `writes`, the writes of the change it reports,
-/// which commit together.
+/// which commit together. The row is a `SELECT`, so it may also follow a
+/// [`shop_shared::db::Chain`].
 pub fn enqueue(writes: &mut Writes, event: &Envelope) -> Result<(), DbError> {
     let payload = serde_json::to_string(event).map_err(|e| DbError::Query(format!("encoding an event: {e}")))?;
     writes.push(
-        "INSERT INTO outbox (event_id, order_id, seq, kind, payload, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO outbox (event_id, order_id, seq, kind, payload, created_at_ms) SELECT $1, $2, $3, $4, $5, $6",
         vec![
             (&event.event_id).into(),
             (&event.order_id).into(),

@@ -41,11 +41,11 @@ pub fn create(req: &Request, caller: &Caller) -> Result<Response, ApiError> {
                     processor_ref: capture.reference,
                 };
                 let response = json(201, &payment);
-                // The payment and the key's answer: one round trip on
-                // Postgres, `BEGIN` with them; then `COMMIT`.
+                // The key's answer and the payment: one round trip on
+                // Postgres.
                 let mut writes = Writes::default();
                 store::insert_payment(&mut writes, &payment);
-                db.transaction(|db| lease.complete_with(db, writes, &response))?;
+                lease.complete_with(&db, writes, &response)?;
                 Ok(response)
             }
             Err(Failure::Declined) => Ok(ApiError::new(402, "card_declined", "the card was declined").into_response()),

@@ -33,7 +33,7 @@ use std::cell::Cell;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use shop_shared::api::ApiError;
-use shop_shared::db::{Db, Writes};
+use shop_shared::db::{Chain, Db, Param, Writes};
 use spin_sdk::http::{Request, Response};
 
 use crate::clock;
@@ -104,24 +104,42 @@ impl Lease {
     /// Stores `response` as the key's answer. Call it inside the transaction
     /// that makes the request's write, so both commit or neither does.
     pub fn complete(&self, db: &Db, response: &Response) -> Result<(), ApiError> {
-        self.complete_with(db, Writes::default(), response)
-    }
-
-    /// [`Self::complete`], sending the request's own `writes` with it: one
-    /// round trip on Postgres for both (the key's update is the last write,
-    /// whose count tells whether the claim still held). Call it inside the
-    /// transaction, which an error here rolls back.
-    pub fn complete_with(&self, db: &Db, mut writes: Writes, response: &Response) -> Result<(), ApiError> {
-        let body = String::from_utf8_lossy(response.body());
-        store::complete_key(&mut writes, self.scope.as_str(), &self.key, &self.token, *response.status(), &body);
-        if db.execute_all(writes)? != 1 {
-            return Err(in_flight(
-                "this request outlived its claim on the Idempotency-Key, which another request took over; nothing was recorded",
-            ));
+        let (sql, params) = self.completion(response);
+        if db.execute(&sql, &params)? != 1 {
+            return Err(outlived());
         }
         self.completed.set(true);
         Ok(())
     }
+
+    /// [`Self::complete`] with the request's own `writes` (each an `INSERT
+    /// ... SELECT`, see [`Chain::then`]), as a transaction of their own:
+    /// the key's answer first, and the writes only if the claim still held
+    /// (one round trip on Postgres, where `BEGIN`, the writes and `COMMIT`
+    /// took three).
+    pub fn complete_with(&self, db: &Db, writes: Writes, response: &Response) -> Result<(), ApiError> {
+        let mut chain = Chain::default();
+        let (sql, params) = self.completion(response);
+        chain.link(sql, params, 1);
+        *chain.then() = writes;
+        if !db.commit_chain(chain)? {
+            return Err(outlived());
+        }
+        self.completed.set(true);
+        Ok(())
+    }
+
+    /// The key's update to `response`, which changes its row only while
+    /// this lease still holds the claim.
+    fn completion(&self, response: &Response) -> (String, Vec<Param>) {
+        let body = String::from_utf8_lossy(response.body());
+        store::complete_key(self.scope.as_str(), &self.key, &self.token, *response.status(), &body)
+    }
+}
+
+/// Why a request whose claim was taken over recorded nothing.
+fn outlived() -> ApiError {
+    in_flight("this request outlived its claim on the Idempotency-Key, which another request took over; nothing was recorded")
 }
 
 /// Does `work` at most once for `key` and `fingerprint` in `scope`, or

@@ -79,10 +79,11 @@ fn payment(row: &Row<'_>) -> Result<Payment, DbError> {
     })
 }
 
-/// Adds the payment's row to `writes`.
+/// Adds the payment's row to `writes`, as a `SELECT` (it follows the
+/// key's answer in a [`shop_shared::db::Chain`]).
 pub fn insert_payment(writes: &mut Writes, p: &Payment) {
     writes.push(
-        format!("INSERT INTO payments ({PAYMENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"),
+        format!("INSERT INTO payments ({PAYMENT_COLUMNS}) SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9"),
         vec![
             (&p.payment_id).into(),
             (&p.order_id).into(),
@@ -209,12 +210,13 @@ pub fn reclaim_key(
 /// Adds to `writes` the storing of the final response under a key still
 /// held with `token`: the update changes no row if the lease was lost to
 /// another request.
-pub fn complete_key(writes: &mut Writes, scope: &str, key: &str, token: &str, status: u16, body: &str) {
-    writes.push(
+pub fn complete_key(scope: &str, key: &str, token: &str, status: u16, body: &str) -> (String, Vec<Param>) {
+    (
         "UPDATE idempotency_keys SET status = 'completed', lock_token = NULL, response_status = $4, response_body = $5
-         WHERE scope = $1 AND idempotency_key = $2 AND lock_token = $3",
+         WHERE scope = $1 AND idempotency_key = $2 AND lock_token = $3"
+            .to_string(),
         vec![scope.into(), key.into(), token.into(), Param::Int(status.into()), body.into()],
-    );
+    )
 }
 
 /// Forgets an in-flight key still held with `token`, so the request may be

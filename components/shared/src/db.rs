@@ -126,6 +126,43 @@ impl Writes {
     }
 }
 
+/// Writes that each depend on the one before, committed together
+/// ([`Db::commit_chain`]): every link runs only if the links before it
+/// changed exactly the rows they expected, and the writes that follow the
+/// chain only if all of it took. What ends a saga is one: its facts (as
+/// many rows as facts), then its order's move out of PENDING (one row, or
+/// another run ended it first), then the order's history and event.
+///
+/// On Postgres the chain is one statement: each link a data-modifying
+/// `WITH` part returning a row per row it changed, a link after the first
+/// conditioned on the count of the one before (so every link but the first
+/// is an `UPDATE` or `DELETE` that ends with its `WHERE` clause), and each
+/// following write an `INSERT INTO t (...) SELECT ...` with no `FROM` of
+/// its own, given a `WHERE` on the last link's count. One round trip, where
+/// `BEGIN`, a statement per write and `COMMIT` took four or more, each
+/// waiting its turn on a busy machine. SQLite runs the same statements in
+/// turn, in a transaction, and stops at the first link that did not take.
+#[derive(Clone, Debug, Default)]
+pub struct Chain {
+    links: Vec<(String, Vec<Param>, u64)>,
+    then: Writes,
+}
+
+impl Chain {
+    /// Adds a link that must change exactly `expected` rows (at least one)
+    /// for the rest of the chain to run.
+    pub fn link(&mut self, sql: impl Into<String>, params: Vec<Param>, expected: u64) {
+        assert!(expected > 0, "a link expects to change a row");
+        self.links.push((sql.into(), params, expected));
+    }
+
+    /// The writes that run once every link took, to push to: each an
+    /// `INSERT INTO t (...) SELECT ...` with no `FROM` or `WHERE`.
+    pub fn then(&mut self) -> &mut Writes {
+        &mut self.then
+    }
+}
+
 /// A value read back.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Cell {
@@ -290,6 +327,31 @@ impl Db {
             Db::Sqlite(_) => {
                 self.transaction(|db| writes.statements.iter().map(|(sql, params)| db.execute(sql, params)).collect())
             }
+        }
+    }
+
+    /// Runs `chain` (see [`Chain`]) as one transaction; whether every link
+    /// took, and so the writes after it ran. The links before one that did
+    /// not take stay written, on either engine.
+    pub fn commit_chain(&self, chain: Chain) -> Result<bool> {
+        match self {
+            Db::Postgres(conn) if !chain.links.is_empty() => {
+                let (sql, params) = chained_statement(&chain);
+                let set = conn.query(&sql, &pg_params(&params)).map_err(pg_error)?;
+                let row = set.rows.into_iter().next().unwrap_or_default();
+                Ok(row.into_iter().map(pg_cell).eq([Cell::Int(1)]))
+            }
+            _ => self.transaction(|db| {
+                for (sql, params, expected) in &chain.links {
+                    if db.execute(sql, params)? != *expected {
+                        return Ok(false);
+                    }
+                }
+                for (sql, params) in &chain.then.statements {
+                    db.execute(sql, params)?;
+                }
+                Ok(true)
+            }),
         }
     }
 
@@ -460,6 +522,30 @@ fn counted_statement(statements: &[(String, Vec<Param>)]) -> (String, Vec<Param>
     (format!("WITH {} SELECT {}", parts.join(", "), counts.join(", ")), params)
 }
 
+/// Postgres's one statement for [`Db::commit_chain`], answering one row:
+/// whether the last link changed the rows it expected (a link runs only if
+/// the one before did, so all did).
+fn chained_statement(chain: &Chain) -> (String, Vec<Param>) {
+    let statements: Vec<(String, Vec<Param>)> = chain
+        .links
+        .iter()
+        .map(|(sql, params, _)| (sql.clone(), params.clone()))
+        .chain(chain.then.statements.iter().cloned())
+        .collect();
+    let (sqls, params) = numbered_in_turn(&statements);
+    let took = |i: usize| format!("(SELECT COUNT(*) FROM l{}) = {}", i + 1, chain.links[i].2);
+    let mut parts = Vec::with_capacity(sqls.len());
+    for (i, sql) in sqls.iter().enumerate() {
+        parts.push(match i {
+            0 => format!("l1 AS ({sql} RETURNING 1)"),
+            i if i < chain.links.len() => format!("l{} AS ({sql} AND {} RETURNING 1)", i + 1, took(i - 1)),
+            i => format!("w{} AS ({sql} WHERE {})", i - chain.links.len() + 1, took(chain.links.len() - 1)),
+        });
+    }
+    let last = chain.links.len() - 1;
+    (format!("WITH {} SELECT CASE WHEN {} THEN 1 ELSE 0 END AS took", parts.join(", "), took(last)), params)
+}
+
 /// The statements with their placeholders moved past the parameters of
 /// those before them, and all the parameters in order: one numbering for
 /// one statement made of several.
@@ -626,6 +712,23 @@ mod tests {
              SELECT (SELECT COUNT(*) FROM w1) AS n1, (SELECT COUNT(*) FROM w2) AS n2"
         );
         assert_eq!(params, vec![Param::Int(1), Param::Int(2), Param::Int(3)]);
+    }
+
+    #[test]
+    fn a_chain_becomes_one_statement_each_link_on_the_count_of_the_one_before() {
+        let mut chain = Chain::default();
+        chain.link("INSERT INTO f (x) VALUES ($1), ($2)", vec![Param::Int(1), Param::Int(2)], 2);
+        chain.link("UPDATE o SET s = $2 WHERE id = $1", vec![Param::Int(3), Param::Int(4)], 1);
+        chain.then().push("INSERT INTO h (x) SELECT $1", vec![Param::Int(5)]);
+        let (sql, params) = chained_statement(&chain);
+        assert_eq!(
+            sql,
+            "WITH l1 AS (INSERT INTO f (x) VALUES ($1), ($2) RETURNING 1), \
+             l2 AS (UPDATE o SET s = $4 WHERE id = $3 AND (SELECT COUNT(*) FROM l1) = 2 RETURNING 1), \
+             w1 AS (INSERT INTO h (x) SELECT $5 WHERE (SELECT COUNT(*) FROM l2) = 1) \
+             SELECT CASE WHEN (SELECT COUNT(*) FROM l2) = 1 THEN 1 ELSE 0 END AS took"
+        );
+        assert_eq!(params, (1..=5).map(Param::Int).collect::<Vec<_>>());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! event reporting it to the outbox, in the same transaction.
 use std::collections::HashMap;
 
-use shop_shared::db::{Bindings, Db, DbError, Row, Writes};
+use shop_shared::db::{Bindings, Chain, Db, DbError, Row, Writes};
 use shop_shared::events::{Envelope, OrderEvent, OrderLine};
 
 use super::model::{CURRENCY, CancelReason, HistoryEntry, Order, Status};
@@ -208,49 +208,53 @@ fn history_entry(row: &Row, prefix: &str) -> Result<HistoryEntry, DbError> {
     })
 }
 
-/// PENDING → CONFIRMED, with `OrderConfirmed`: the statements only, for
-/// the caller's transaction (which journals the facts that led here).
-/// `false` if the order was no longer PENDING (another run of its saga
-/// finished it first).
-pub fn confirm(db: &Db, order_id: &str, payment_id: &str, now: i64) -> Result<bool, DbError> {
-    let rows = db.query(
+/// PENDING → CONFIRMED, with `OrderConfirmed`, as the end of `chain`
+/// (whose links before are the facts that led here): the order's move is
+/// a link, which changes no row if the order is no longer PENDING (another
+/// run of its saga finished it first), and its history and event follow
+/// it. `user_id` and `total_cents` are the order's, for the event: its
+/// saga's, whose lines made the total when it was placed.
+pub fn confirm(
+    chain: &mut Chain,
+    order_id: &str,
+    user_id: &str,
+    total_cents: i64,
+    payment_id: &str,
+    now: i64,
+) -> Result<(), DbError> {
+    chain.link(
         "UPDATE orders SET status = $2, payment_id = $3, charge_request = NULL, updated_at_ms = $4 \
-         WHERE id = $1 AND status = $5 RETURNING user_id, total_cents",
-        &[
+         WHERE id = $1 AND status = $5",
+        vec![
             order_id.into(),
             Status::Confirmed.as_str().into(),
             payment_id.into(),
             now.into(),
             Status::Pending.as_str().into(),
         ],
-    )?;
-    let Some(row) = rows.first() else { return Ok(false) };
-    // The history and the event in one round trip.
-    let mut writes = Writes::default();
+        1,
+    );
     let note = format!("paid ({payment_id}); stock committed");
-    add_history(&mut writes, order_id, Status::Confirmed, now, &note);
-    let confirmed =
-        OrderEvent::OrderConfirmed { total_cents: row.int("total_cents")?, payment_id: payment_id.to_string() };
-    outbox::enqueue(&mut writes, &event(order_id, &row.text("user_id")?, now, confirmed))?;
-    db.execute_all(writes)?;
-    Ok(true)
+    add_history(chain.then(), order_id, Status::Confirmed, now, &note);
+    let confirmed = OrderEvent::OrderConfirmed { total_cents, payment_id: payment_id.to_string() };
+    outbox::enqueue(chain.then(), &event(order_id, user_id, now, confirmed))
 }
 
-/// PENDING → CANCELLED, with `OrderCancelled`: the statements only, for
-/// the caller's transaction, as [`confirm`]. `false` if the order was no
-/// longer PENDING.
+/// PENDING → CANCELLED, with `OrderCancelled`, as the end of `chain`, as
+/// [`confirm`].
 pub fn cancel(
-    db: &Db,
+    chain: &mut Chain,
     order_id: &str,
+    user_id: &str,
     reason: CancelReason,
     refunded: bool,
     note: &str,
     now: i64,
-) -> Result<bool, DbError> {
-    let rows = db.query(
+) -> Result<(), DbError> {
+    chain.link(
         "UPDATE orders SET status = $2, cancel_reason = $3, refunded = $4, charge_request = NULL, \
-         updated_at_ms = $5 WHERE id = $1 AND status = $6 RETURNING user_id",
-        &[
+         updated_at_ms = $5 WHERE id = $1 AND status = $6",
+        vec![
             order_id.into(),
             Status::Cancelled.as_str().into(),
             reason.as_str().into(),
@@ -258,19 +262,18 @@ pub fn cancel(
             now.into(),
             Status::Pending.as_str().into(),
         ],
-    )?;
-    let Some(row) = rows.first() else { return Ok(false) };
-    let mut writes = Writes::default();
-    add_history(&mut writes, order_id, Status::Cancelled, now, note);
+        1,
+    );
+    add_history(chain.then(), order_id, Status::Cancelled, now, note);
     let cancelled = OrderEvent::OrderCancelled { reason: reason.as_str().to_string(), refunded };
-    outbox::enqueue(&mut writes, &event(order_id, &row.text("user_id")?, now, cancelled))?;
-    db.execute_all(writes)?;
-    Ok(true)
+    outbox::enqueue(chain.then(), &event(order_id, user_id, now, cancelled))
 }
 
+/// The history entry's row, as a `SELECT` (see [`Chain::then`]), which
+/// also serves among plain [`Writes`].
 fn add_history(writes: &mut Writes, order_id: &str, status: Status, at_ms: i64, note: &str) {
     writes.push(
-        "INSERT INTO order_history (order_id, status, at_ms, note) VALUES ($1, $2, $3, $4)",
+        "INSERT INTO order_history (order_id, status, at_ms, note) SELECT $1, $2, $3, $4",
         vec![order_id.into(), status.as_str().into(), at_ms.into(), note.into()],
     );
 }

@@ -1,7 +1,7 @@
 //! The saga's journal in SQL: each order's facts (`saga_steps`), the lease
 //! that keeps two runs from working on one saga at once, and the charge
 //! request, which must survive a crash until payments has answered it.
-use shop_shared::db::{Bindings, Db, DbError, Param, Writes};
+use shop_shared::db::{Bindings, Chain, Db, DbError, Param, Writes};
 use shop_shared::events::OrderLine;
 
 use super::{Fact, Progress, Step};
@@ -122,10 +122,10 @@ pub fn learn(db: &Db, order_id: &str, facts: &[Fact], now: i64, lease_until_ms: 
 }
 
 /// Ends the saga: writes the facts that decided its end (none when the
-/// journal already held them) and then `ending`, the statements of the
-/// end (the order CONFIRMED or CANCELLED, with its event), in one
-/// transaction. The end needs no lease, and the order's final UPDATE
-/// erases the card as a payment's fact would.
+/// journal already held them) and then `ending`'s, the order CONFIRMED or
+/// CANCELLED with its history and event, as one chain ([`Chain`]: one
+/// statement on Postgres, a transaction on SQLite). The end needs no lease,
+/// and the order's final UPDATE erases the card as a payment's fact would.
 ///
 /// `true` if every write took; `false` when another run wrote one of these
 /// facts or ended the saga first: what took is kept, and the run reads the
@@ -135,14 +135,15 @@ pub fn end(
     order_id: &str,
     facts: &[Fact],
     now: i64,
-    ending: impl FnOnce(&Db) -> Result<bool, DbError>,
+    ending: impl FnOnce(&mut Chain) -> Result<(), DbError>,
 ) -> Result<bool, DbError> {
-    db.transaction(|db| {
-        if !insert_facts(db, order_id, facts, now)? {
-            return Ok(false);
-        }
-        ending(db)
-    })
+    let mut chain = Chain::default();
+    if !facts.is_empty() {
+        let (sql, params) = facts_statement(order_id, facts, now);
+        chain.link(sql, params, facts.len() as u64);
+    }
+    ending(&mut chain)?;
+    db.commit_chain(chain)
 }
 
 /// Journals what the checkout learned before it placed the order (its

@@ -13,7 +13,7 @@ use crate::cart::store::CartStore;
 use crate::clients::products::{Commit, Stock};
 use crate::clients::{Unavailable, Upstream, payments, products};
 use crate::clock::now_ms;
-use crate::orders::model::Status;
+use crate::orders::model::{Status, total_cents};
 use crate::orders::store;
 use crate::outbox;
 
@@ -95,15 +95,21 @@ pub async fn drive(db: &Db, upstream: &Upstream, mut saga: Saga) -> Result<Statu
 /// whether every write took. Either way the outbox is relayed: the end's
 /// event, or the one of the run that ended the saga first, goes out.
 fn finish(db: &Db, saga: &mut Saga, facts: &[Fact], end: Next) -> Result<bool, ApiError> {
-    let (order_id, now) = (saga.order_id.as_str(), now_ms());
+    let (order_id, user_id, now) = (saga.order_id.as_str(), saga.user_id.as_str(), now_ms());
     let (ended, status) = match &end {
-        Next::Confirm { payment_id } => (
-            journal::end(db, order_id, facts, now, |db| store::confirm(db, order_id, payment_id, now))?,
-            Status::Confirmed,
-        ),
+        Next::Confirm { payment_id } => {
+            // The total the order was placed with: the sum of its lines.
+            let total = total_cents(&saga.lines)
+                .ok_or_else(|| ApiError::internal(format!("the total of order {order_id} overflows")))?;
+            let ended = journal::end(db, order_id, facts, now, |chain| {
+                store::confirm(chain, order_id, user_id, total, payment_id, now)
+            })?;
+            (ended, Status::Confirmed)
+        }
         Next::Cancel(cancellation) => (
-            journal::end(db, order_id, facts, now, |db| {
-                store::cancel(db, order_id, cancellation.reason, cancellation.refunded, &cancellation.note, now)
+            journal::end(db, order_id, facts, now, |chain| {
+                let (reason, refunded, note) = (cancellation.reason, cancellation.refunded, &cancellation.note);
+                store::cancel(chain, order_id, user_id, reason, refunded, note, now)
             })?,
             Status::Cancelled,
         ),
