@@ -146,9 +146,27 @@ impl Writes {
 pub struct Chain {
     links: Vec<(String, Vec<Param>, u64)>,
     then: Writes,
+    /// All or nothing: see [`Chain::whole`].
+    whole: bool,
 }
 
+/// What Postgres is made to fail with when a link of a whole chain did not
+/// take (the text cast to an integer), and SQLite's transaction is rolled
+/// back with.
+const BROKEN_CHAIN: &str = "a link of the chain did not take";
+
 impl Chain {
+    /// A chain that writes all of itself or nothing: when a link does not
+    /// take, what the links before it wrote is undone too. On Postgres the
+    /// statement is made to fail (its answer is cast from a text that is
+    /// no number), which undoes the whole statement; on SQLite the
+    /// transaction is rolled back. For a fast path whose caller falls back
+    /// to a slower one that sorts out why (a sale whose reservation exists
+    /// already, or whose stock is short).
+    pub fn whole() -> Chain {
+        Chain { whole: true, ..Chain::default() }
+    }
+
     /// Adds a link that must change exactly `expected` rows (at least one)
     /// for the rest of the chain to run.
     pub fn link(&mut self, sql: impl Into<String>, params: Vec<Param>, expected: u64) {
@@ -332,26 +350,41 @@ impl Db {
 
     /// Runs `chain` (see [`Chain`]) as one transaction; whether every link
     /// took, and so the writes after it ran. The links before one that did
-    /// not take stay written, on either engine.
+    /// not take stay written, on either engine, unless the chain is
+    /// [`Chain::whole`], which then has written nothing.
     pub fn commit_chain(&self, chain: Chain) -> Result<bool> {
         match self {
             Db::Postgres(conn) if !chain.links.is_empty() => {
                 let (sql, params) = chained_statement(&chain);
-                let set = conn.query(&sql, &pg_params(&params)).map_err(pg_error)?;
-                let row = set.rows.into_iter().next().unwrap_or_default();
-                Ok(row.into_iter().map(pg_cell).eq([Cell::Int(1)]))
-            }
-            _ => self.transaction(|db| {
-                for (sql, params, expected) in &chain.links {
-                    if db.execute(sql, params)? != *expected {
-                        return Ok(false);
+                match conn.query(&sql, &pg_params(&params)).map_err(pg_error) {
+                    Ok(set) => {
+                        let row = set.rows.into_iter().next().unwrap_or_default();
+                        Ok(row.into_iter().map(pg_cell).eq([Cell::Int(1)]))
                     }
+                    Err(DbError::Query(text)) if chain.whole && text.contains(BROKEN_CHAIN) => Ok(false),
+                    Err(e) => Err(e),
                 }
-                for (sql, params) in &chain.then.statements {
-                    db.execute(sql, params)?;
+            }
+            _ => {
+                let result = self.transaction(|db| {
+                    for (sql, params, expected) in &chain.links {
+                        if db.execute(sql, params)? != *expected {
+                            return match chain.whole {
+                                true => Err(DbError::Query(BROKEN_CHAIN.to_string())),
+                                false => Ok(false),
+                            };
+                        }
+                    }
+                    for (sql, params) in &chain.then.statements {
+                        db.execute(sql, params)?;
+                    }
+                    Ok(true)
+                });
+                match result {
+                    Err(DbError::Query(text)) if chain.whole && text == BROKEN_CHAIN => Ok(false),
+                    other => other,
                 }
-                Ok(true)
-            }),
+            }
         }
     }
 
@@ -543,7 +576,13 @@ fn chained_statement(chain: &Chain) -> (String, Vec<Param>) {
         });
     }
     let last = chain.links.len() - 1;
-    (format!("WITH {} SELECT CASE WHEN {} THEN 1 ELSE 0 END AS took", parts.join(", "), took(last)), params)
+    let answer = match chain.whole {
+        // The CASE depends on the links, so the cast is made when the
+        // statement runs, not folded while it is planned.
+        true => format!("CAST(CASE WHEN {} THEN '1' ELSE '{BROKEN_CHAIN}' END AS INTEGER)", took(last)),
+        false => format!("CASE WHEN {} THEN 1 ELSE 0 END", took(last)),
+    };
+    (format!("WITH {} SELECT {answer} AS took", parts.join(", ")), params)
 }
 
 /// The statements with their placeholders moved past the parameters of
@@ -729,6 +768,14 @@ mod tests {
              SELECT CASE WHEN (SELECT COUNT(*) FROM l2) = 1 THEN 1 ELSE 0 END AS took"
         );
         assert_eq!(params, (1..=5).map(Param::Int).collect::<Vec<_>>());
+        let mut whole = Chain::whole();
+        whole.link("INSERT INTO f (x) VALUES ($1)", vec![Param::Int(1)], 1);
+        let (sql, _) = chained_statement(&whole);
+        assert_eq!(
+            sql,
+            "WITH l1 AS (INSERT INTO f (x) VALUES ($1) RETURNING 1) SELECT CAST(CASE WHEN (SELECT COUNT(*) FROM l1) = 1 \
+             THEN '1' ELSE 'a link of the chain did not take' END AS INTEGER) AS took"
+        );
     }
 
     #[test]
