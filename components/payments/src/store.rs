@@ -207,9 +207,8 @@ pub fn reclaim_key(
     Ok(taken == 1)
 }
 
-/// Adds to `writes` the storing of the final response under a key still
-/// held with `token`: the update changes no row if the lease was lost to
-/// another request.
+/// The statement storing the final response under a key still held with
+/// `token`: it changes no row if the lease was lost to another request.
 pub fn complete_key(scope: &str, key: &str, token: &str, status: u16, body: &str) -> (String, Vec<Param>) {
     (
         "UPDATE idempotency_keys SET status = 'completed', lock_token = NULL, response_status = $4, response_body = $5

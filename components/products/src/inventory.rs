@@ -111,6 +111,16 @@ pub fn check(db: &Db, lines: &[StockLine]) -> Result<Check, DbError> {
     Ok(check)
 }
 
+/// A granted reservation's row for order `$1` with status `$2` at `$3`,
+/// unless the order has one already (then it changes no row).
+const NEW_RESERVATION: &str = "INSERT INTO reservations (order_id, status, granted, short_json, created_at_ms, updated_at_ms) \
+     VALUES ($1, $2, 1, NULL, $3, $3) ON CONFLICT (order_id) DO NOTHING";
+
+/// Takes `$1` units of SKU `$2` if that many are in stock (else it changes
+/// no row): the one conditional UPDATE that keeps two orders from both
+/// getting the last unit.
+const TAKE_UNITS: &str = "UPDATE stock SET quantity = quantity - $1 WHERE sku = $2 AND quantity >= $1";
+
 /// What a reservation request asks for once the units are had.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Then {
@@ -147,8 +157,7 @@ pub fn reserve(db: &Db, order_id: &str, lines: &[StockLine], then: Then) -> Resu
         // this one commits, then finds the row.
         let now = now_ms();
         let new = db.execute(
-            "INSERT INTO reservations (order_id, status, granted, short_json, created_at_ms, updated_at_ms) \
-             VALUES ($1, $2, 1, NULL, $3, $3) ON CONFLICT (order_id) DO NOTHING",
+            NEW_RESERVATION,
             &[order_id.into(), granted.as_str().into(), now.into()],
         )?;
         if new == 0 {
@@ -199,14 +208,13 @@ pub fn reserve(db: &Db, order_id: &str, lines: &[StockLine], then: Then) -> Resu
 fn reserve_at_once(db: &Db, order_id: &str, lines: &[StockLine], granted: Status) -> Result<bool, DbError> {
     let mut chain = Chain::whole();
     chain.link(
-        "INSERT INTO reservations (order_id, status, granted, short_json, created_at_ms, updated_at_ms) \
-         VALUES ($1, $2, 1, NULL, $3, $3) ON CONFLICT (order_id) DO NOTHING",
+        NEW_RESERVATION,
         vec![order_id.into(), granted.as_str().into(), now_ms().into()],
         1,
     );
     for line in lines {
         chain.link(
-            "UPDATE stock SET quantity = quantity - $1 WHERE sku = $2 AND quantity >= $1",
+            TAKE_UNITS,
             vec![line.quantity.into(), (&line.sku).into()],
             1,
         );
@@ -251,7 +259,7 @@ fn take_stock(db: &Db, lines: &[StockLine], mut with_first: Writes) -> Result<Ve
     for line in lines {
         let mut writes = std::mem::take(&mut with_first);
         writes.push(
-            "UPDATE stock SET quantity = quantity - $1 WHERE sku = $2 AND quantity >= $1",
+            TAKE_UNITS,
             vec![line.quantity.into(), (&line.sku).into()],
         );
         if db.execute_all(writes)? == 1 {
