@@ -45,9 +45,9 @@ const MIGRATIONS: &[&str] = &["
     )
 "];
 
-/// Opens the database `database_url` names, migrated to the current schema.
+/// Opens the database `database_url` names for this build's schema
+/// (`Db::for_service`: migrated first on SQLite, checked by the first
+/// statement on Postgres).
 pub fn open() -> Result<Db, ApiError> {
-    let db = Db::from_variable()?;
-    db.migrate(MIGRATIONS)?;
-    Ok(db)
+    Ok(Db::for_service(MIGRATIONS)?)
 }

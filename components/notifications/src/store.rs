@@ -1,7 +1,7 @@
 //! The notifications database: the events already handled and the messages
 //! they produced, in the portable SQL of [`shop_shared::db`].
 use serde::Serialize;
-use shop_shared::db::{Bindings, Db, DbError};
+use shop_shared::db::{Chain, Db, DbError};
 use shop_shared::events::Envelope;
 
 use crate::messages::Message;
@@ -30,75 +30,53 @@ const MIGRATIONS: &[&str] = &["
     CREATE INDEX notifications_by_user ON notifications (user_id, created_at_ms)
 "];
 
-/// Tries to migrate: enough for every step a concurrent instance can win.
-const MIGRATION_ATTEMPTS: u32 = 3;
-
-/// Opens the database named by the `database_url` variable, migrated.
+/// Opens the database `database_url` names for this build's schema
+/// (`Db::for_service`: migrated first on SQLite, checked by the first
+/// statement on Postgres).
 pub fn open() -> Result<Db, DbError> {
-    let db = Db::from_variable()?;
-    // Instances that start together on a new database race to migrate it:
-    // the loser's CREATE TABLE meets the winner's table (Postgres can fail it
-    // twice: on `schema_migrations`, then on the migration) and rolls back,
-    // and a later look finds the winner's work applied.
-    let mut attempt = 1;
-    while let Err(e) = db.migrate(MIGRATIONS) {
-        if attempt == MIGRATION_ATTEMPTS {
-            return Err(e);
-        }
-        attempt += 1;
-    }
-    Ok(db)
+    Db::for_service(MIGRATIONS)
 }
 
 /// Marks `event` handled and writes its messages, in one transaction, unless
 /// it was handled already: the event's primary key decides, so two
 /// deliveries racing each other write the messages once. Returns whether
 /// this call wrote them.
+///
+/// A chain ([`Chain`]): on Postgres one statement (one round trip, where
+/// `BEGIN`, the two inserts and `COMMIT` took three), each message an
+/// insert that runs only if the event's row was new.
 pub fn record(db: &Db, event: &Envelope, messages: &[Message], now_ms: i64) -> Result<bool, DbError> {
-    db.transaction(|db| {
-        let claimed = db.execute(
-            "INSERT INTO handled_events (event_id, event_type, order_id, user_id, handled_at_ms)
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING",
-            &[
+    let mut chain = Chain::default();
+    chain.link(
+        "INSERT INTO handled_events (event_id, event_type, order_id, user_id, handled_at_ms)
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING",
+        vec![
+            (&event.event_id).into(),
+            event.kind().into(),
+            (&event.order_id).into(),
+            (&event.user_id).into(),
+            now_ms.into(),
+        ],
+        1,
+    );
+    for message in messages {
+        chain.then().push(
+            "INSERT INTO notifications (id, event_id, user_id, order_id, channel, subject, body, occurred_at_ms, \
+             created_at_ms) SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9",
+            vec![
+                format!("ntf_{}", uuid::Uuid::new_v4().simple()).into(),
                 (&event.event_id).into(),
-                event.kind().into(),
-                (&event.order_id).into(),
                 (&event.user_id).into(),
+                (&event.order_id).into(),
+                message.channel.as_str().into(),
+                (&message.subject).into(),
+                (&message.body).into(),
+                event.occurred_at_ms.into(),
                 now_ms.into(),
             ],
-        )?;
-        if claimed == 0 {
-            return Ok(false);
-        }
-        if messages.is_empty() {
-            return Ok(true);
-        }
-        // Every message in one statement (one round trip).
-        let mut sql = Bindings::default();
-        let (event_id, user_id, order_id) = (sql.bind(&event.event_id), sql.bind(&event.user_id), sql.bind(&event.order_id));
-        let (occurred, created) = (sql.bind(event.occurred_at_ms), sql.bind(now_ms));
-        let rows = sql.rows(messages, |sql, message| {
-            vec![
-                sql.bind(format!("ntf_{}", uuid::Uuid::new_v4().simple())),
-                event_id.clone(),
-                user_id.clone(),
-                order_id.clone(),
-                sql.bind(message.channel.as_str()),
-                sql.bind(&message.subject),
-                sql.bind(&message.body),
-                occurred.clone(),
-                created.clone(),
-            ]
-        });
-        db.execute(
-            &format!(
-                "INSERT INTO notifications (id, event_id, user_id, order_id, channel, subject, body, occurred_at_ms, \
-                 created_at_ms) VALUES {rows}"
-            ),
-            &sql.params,
-        )?;
-        Ok(true)
-    })
+        );
+    }
+    db.commit_chain(chain)
 }
 
 /// One message as `GET /api/notifications` lists it.

@@ -1,6 +1,6 @@
 //! The database this service owns (named by its `database_url` variable:
 //! `sqlite:orders` embedded, a Postgres database in production) and its
-//! schema, migrated on first use.
+//! schema.
 use shop_shared::api::ApiError;
 use shop_shared::db::Db;
 
@@ -74,22 +74,9 @@ const MIGRATIONS: &[&str] = &[
     INSERT INTO outbox_relay (name, holder, locked_until_ms) VALUES ('relay', NULL, 0)",
 ];
 
-/// The service's database, migrated.
+/// Opens the database `database_url` names for this build's schema
+/// (`Db::for_service`: migrated first on SQLite, checked by the first
+/// statement on Postgres).
 pub fn open() -> Result<Db, ApiError> {
-    let db = Db::from_variable()?;
-    // On a fresh database, requests that arrive together all find nothing
-    // applied and all migrate: each object (the bookkeeping table, then each
-    // migration) is created by one of them, and the others fail on it
-    // (Postgres refuses even a concurrent `CREATE TABLE IF NOT EXISTS`).
-    // Every such failure means someone else committed that object, so a
-    // request that tries again once per object finds it all applied.
-    let mut attempts = MIGRATIONS.len() + 2;
-    loop {
-        attempts -= 1;
-        match db.migrate(MIGRATIONS) {
-            Ok(()) => return Ok(db),
-            Err(_) if attempts > 0 => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
+    Ok(Db::for_service(MIGRATIONS)?)
 }

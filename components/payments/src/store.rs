@@ -41,24 +41,11 @@ const MIGRATIONS: &[&str] = &["
     CREATE INDEX idempotency_keys_by_age ON idempotency_keys (created_at_ms)
 "];
 
-/// Tries to migrate: enough for every step a concurrent instance can win.
-const MIGRATION_ATTEMPTS: u32 = 3;
-
-/// Opens the database named by the `database_url` variable, migrated.
+/// Opens the database `database_url` names for this build's schema
+/// (`Db::for_service`: migrated first on SQLite, checked by the first
+/// statement on Postgres).
 pub fn open() -> Result<Db, ApiError> {
-    let db = Db::from_variable()?;
-    // Instances that start together on a new database race to migrate it:
-    // the loser's CREATE TABLE meets the winner's table (Postgres can fail it
-    // twice: on `schema_migrations`, then on the migration) and rolls back,
-    // and a later look finds the winner's work applied.
-    let mut attempt = 1;
-    while let Err(e) = db.migrate(MIGRATIONS) {
-        if attempt == MIGRATION_ATTEMPTS {
-            return Err(e.into());
-        }
-        attempt += 1;
-    }
-    Ok(db)
+    Ok(Db::for_service(MIGRATIONS)?)
 }
 
 const PAYMENT_COLUMNS: &str =

@@ -10,11 +10,10 @@ const MIGRATIONS: &[&str] =
 /// The schema version this build reads and writes: its migrations' count.
 const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
-/// Opens the database, migrated.
+/// Opens the database for this build's schema (`Db::for_service`: migrated
+/// first on SQLite, checked by the first statement on Postgres).
 pub fn open() -> Result<Db, ApiError> {
-    let db = connect()?;
-    migrate(&db)?;
-    Ok(db)
+    Db::for_service(MIGRATIONS).map_err(|e| ApiError::internal(format!("opening the products database: {e}")))
 }
 
 /// A column a read adds to its rows: the schema version they were read
@@ -50,21 +49,8 @@ fn connect() -> Result<Db, ApiError> {
 }
 
 /// Applies the migrations `db` lacks.
-///
-/// Instances serving their first requests at once may migrate at once. A
-/// loser fails (the table or the seed row exists) only once the winner has
-/// committed that step, so migrating again goes on from where the winner
-/// got to: each step (creating the migrations table, then each migration)
-/// can be lost at most once.
 fn migrate(db: &Db) -> Result<(), ApiError> {
-    let mut retries_left = MIGRATIONS.len() + 1;
-    loop {
-        match db.migrate(MIGRATIONS) {
-            Ok(()) => return Ok(()),
-            Err(_) if retries_left > 0 => retries_left -= 1,
-            Err(e) => return Err(ApiError::internal(format!("migrating the products database: {e}"))),
-        }
-    }
+    db.migrate(MIGRATIONS).map_err(|e| ApiError::internal(format!("migrating the products database: {e}")))
 }
 
 /// Now, in Unix milliseconds.

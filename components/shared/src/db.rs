@@ -16,6 +16,9 @@ use std::fmt::Write as _;
 
 use spin_sdk::{pg4, sqlite3};
 
+mod schema;
+use schema::Schema;
+
 /// A parameter of a statement.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Param {
@@ -211,7 +214,15 @@ pub enum DbError {
 pub type Result<T, E = DbError> = std::result::Result<T, E>;
 
 /// An open database of either engine.
-pub enum Db {
+pub struct Db {
+    engine: Engine,
+    /// The schema this build of the service reads and writes, when it was
+    /// opened for one ([`Db::for_service`]); see [`schema`] for when it is
+    /// checked.
+    schema: Option<Schema>,
+}
+
+enum Engine {
     Sqlite(sqlite3::Connection),
     Postgres(pg4::Connection),
 }
@@ -239,10 +250,10 @@ impl Db {
     pub fn open(url: &str) -> Result<Db> {
         if let Some(name) = url.strip_prefix("sqlite:") {
             let conn = sqlite3::Connection::open(name).map_err(|e| DbError::Open(format!("sqlite {name}: {e}")))?;
-            Ok(Db::Sqlite(conn))
+            Ok(Db { engine: Engine::Sqlite(conn), schema: None })
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let conn = pg4::Connection::open(url).map_err(|e| DbError::Open(format!("postgres: {e}")))?;
-            Ok(Db::Postgres(conn))
+            Ok(Db { engine: Engine::Postgres(conn), schema: None })
         } else {
             Err(DbError::BadUrl(url.to_string()))
         }
@@ -250,19 +261,19 @@ impl Db {
 
     /// Runs a statement; returns the rows it changed.
     pub fn execute(&self, sql: &str, params: &[Param]) -> Result<u64> {
-        match self {
-            Db::Sqlite(conn) => {
+        match &self.engine {
+            Engine::Sqlite(conn) => {
                 conn.execute(&sqlite_placeholders(sql), &sqlite_params(params)).map_err(sqlite_error)?;
                 Ok(conn.changes())
             }
-            Db::Postgres(conn) => conn.execute(sql, &pg_params(params)).map_err(pg_error),
+            Engine::Postgres(conn) => self.on_schema(sql, params, |sql, params| conn.execute(sql, params).map_err(pg_error)),
         }
     }
 
     /// Runs a query; returns its rows.
     pub fn query(&self, sql: &str, params: &[Param]) -> Result<Rows> {
-        match self {
-            Db::Sqlite(conn) => {
+        match &self.engine {
+            Engine::Sqlite(conn) => {
                 let result = conn.execute(&sqlite_placeholders(sql), &sqlite_params(params)).map_err(sqlite_error)?;
                 let rows = result
                     .rows
@@ -271,8 +282,8 @@ impl Db {
                     .collect();
                 Ok(Rows { columns: result.columns, rows })
             }
-            Db::Postgres(conn) => {
-                let set = conn.query(sql, &pg_params(params)).map_err(pg_error)?;
+            Engine::Postgres(conn) => {
+                let set = self.on_schema(sql, params, |sql, params| conn.query(sql, params).map_err(pg_error))?;
                 let columns = set.columns.into_iter().map(|c| c.name).collect();
                 let rows = set.rows.into_iter().map(|row| row.into_iter().map(pg_cell).collect()).collect();
                 Ok(Rows { columns, rows })
@@ -292,10 +303,10 @@ impl Db {
     /// Returns the rows the last write changed (`WITH`'s parts count for
     /// nothing), so the last may be the one whose outcome matters.
     pub fn execute_all(&self, writes: Writes) -> Result<u64> {
-        match self {
-            Db::Postgres(conn) if writes.len() > 1 => {
+        match &self.engine {
+            Engine::Postgres(conn) if writes.len() > 1 => {
                 let (sql, params) = one_statement(&writes.statements);
-                conn.execute(&sql, &pg_params(&params)).map_err(pg_error)
+                self.on_schema(&sql, &params, |sql, params| conn.execute(sql, params).map_err(pg_error))
             }
             _ => {
                 let mut changed = 0;
@@ -312,9 +323,9 @@ impl Db {
     /// itself, so neither `BEGIN` nor `COMMIT` costs a round trip), on
     /// SQLite each in turn between `BEGIN` and `COMMIT`.
     pub fn commit_all(&self, writes: Writes) -> Result<u64> {
-        match self {
-            Db::Postgres(_) => self.execute_all(writes),
-            Db::Sqlite(_) => self.transaction(|db| db.execute_all(writes)),
+        match &self.engine {
+            Engine::Postgres(_) => self.execute_all(writes),
+            Engine::Sqlite(_) => self.transaction(|db| db.execute_all(writes)),
         }
     }
 
@@ -325,10 +336,10 @@ impl Db {
     /// (SELECT COUNT(*) FROM w1), ...` (so no write may have a `RETURNING`
     /// of its own).
     pub fn commit_each(&self, writes: Writes) -> Result<Vec<u64>> {
-        match self {
-            Db::Postgres(conn) => {
+        match &self.engine {
+            Engine::Postgres(conn) => {
                 let (sql, params) = counted_statement(&writes.statements);
-                let set = conn.query(&sql, &pg_params(&params)).map_err(pg_error)?;
+                let set = self.on_schema(&sql, &params, |sql, params| conn.query(sql, params).map_err(pg_error))?;
                 let row = set.rows.into_iter().next().unwrap_or_default();
                 let counts: Vec<u64> = row
                     .into_iter()
@@ -342,7 +353,7 @@ impl Db {
                 }
                 Ok(counts)
             }
-            Db::Sqlite(_) => {
+            Engine::Sqlite(_) => {
                 self.transaction(|db| writes.statements.iter().map(|(sql, params)| db.execute(sql, params)).collect())
             }
         }
@@ -353,10 +364,10 @@ impl Db {
     /// not take stay written, on either engine, unless the chain is
     /// [`Chain::whole`], which then has written nothing.
     pub fn commit_chain(&self, chain: Chain) -> Result<bool> {
-        match self {
-            Db::Postgres(conn) if !chain.links.is_empty() => {
+        match &self.engine {
+            Engine::Postgres(conn) if !chain.links.is_empty() => {
                 let (sql, params) = chained_statement(&chain);
-                match conn.query(&sql, &pg_params(&params)).map_err(pg_error) {
+                match self.on_schema(&sql, &params, |sql, params| conn.query(sql, params).map_err(pg_error)) {
                     Ok(set) => {
                         let row = set.rows.into_iter().next().unwrap_or_default();
                         Ok(row.into_iter().map(pg_cell).eq([Cell::Int(1)]))
@@ -389,7 +400,8 @@ impl Db {
     }
 
     /// Runs `f` in a transaction: committed if it returns `Ok`, rolled back
-    /// otherwise.
+    /// otherwise. (Its `BEGIN` is no statement a schema guard can go with,
+    /// so a database opened for a service checks its schema first.)
     pub fn transaction<T, E: From<DbError>>(&self, f: impl FnOnce(&Db) -> Result<T, E>) -> Result<T, E> {
         self.execute("BEGIN", &[])?;
         match f(self) {
@@ -402,64 +414,6 @@ impl Db {
                 Err(e)
             }
         }
-    }
-
-    /// Applies the migrations not applied yet, in order, each in its own
-    /// transaction, recording them in `schema_migrations`. Migrations are
-    /// append-only: number N is `migrations[N - 1]`.
-    ///
-    /// Several instances may migrate a fresh database at once (the first
-    /// requests after start-up): the loser of such a race sees a duplicate
-    /// (`already exists`, a unique violation) and simply looks again.
-    pub fn migrate(&self, migrations: &[&str]) -> Result<()> {
-        const ATTEMPTS: usize = 5;
-        for attempt in 1..=ATTEMPTS {
-            match self.migrate_once(migrations) {
-                Err(e) if attempt < ATTEMPTS && is_concurrent_migration(&e) => continue,
-                result => return result,
-            }
-        }
-        unreachable!("the last attempt returns")
-    }
-
-    fn migrate_once(&self, migrations: &[&str]) -> Result<()> {
-        const APPLIED: &str = "SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations";
-        // Every request migrates, and almost always finds nothing to do: one
-        // read says so. (`CREATE TABLE IF NOT EXISTS` first would count as a
-        // write on every request, in SQLite's queue and Postgres's locks.)
-        let applied = match self.query(APPLIED, &[]) {
-            Ok(applied) => applied,
-            Err(_) => {
-                self.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)", &[])?;
-                self.query(APPLIED, &[])?
-            }
-        };
-        let current = applied.first().and_then(|r| r.int("v").ok()).unwrap_or(0);
-        for (i, sql) in migrations.iter().enumerate().skip(current as usize) {
-            let version = i as i64 + 1;
-            self.transaction(|db| {
-                // Claim the version first: a concurrent migrator fails here,
-                // before running any statement twice.
-                db.execute(
-                    "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
-                    &[Param::Int(version), Param::Int(0)],
-                )?;
-                for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-                    db.execute(statement, &[])?;
-                }
-                Ok::<_, DbError>(())
-            })?;
-        }
-        Ok(())
-    }
-}
-
-/// Whether `e` is what losing a race with another migrator looks like.
-fn is_concurrent_migration(e: &DbError) -> bool {
-    match e {
-        DbError::Duplicate(_) => true,
-        DbError::Query(m) => m.contains("already exists") || m.contains("23505") || m.contains("database is locked"),
-        _ => false,
     }
 }
 
