@@ -194,6 +194,13 @@ fn types(events: &[Value]) -> Vec<&str> {
     events.iter().map(|e| e["type"].as_str().unwrap()).collect()
 }
 
+/// A checkout's answer is the order as `GET /api/orders/{id}` reads it
+/// (the run that ended the saga answers without reading it back).
+async fn reads_back(shop: &Shop, order: &Value, user: &str) {
+    let read = shop.get(&format!("/api/orders/{}", id(order)), user).await.expect(200);
+    assert_eq!(&read, order, "the answer is the order as it reads back");
+}
+
 fn id(order: &Value) -> String {
     order["id"].as_str().unwrap().to_string()
 }
@@ -293,6 +300,7 @@ async fn checkout_confirms_takes_stock_captures_payment_and_publishes(shop: &Sho
     let order = shop.checkout("ann", cards::good(), None).await.expect(201);
     assert_eq!(order["status"], "CONFIRMED");
     assert_eq!(order["user_id"], "ann");
+    reads_back(shop, &order, "ann").await;
     assert_eq!(order["total_cents"], 2 * 2500 + 3 * 300);
     assert_eq!(
         order["lines"],
@@ -339,6 +347,7 @@ async fn a_declined_card_cancels_without_reserving_anything() {
     shop.add("ann", "DECL-1", 2).await.expect(201);
 
     let order = shop.checkout("ann", cards::declined(), None).await.expect(402);
+    reads_back(&shop, &order, "ann").await;
     assert_eq!(
         (order["status"].as_str(), order["cancel_reason"].as_str()),
         (Some("CANCELLED"), Some("payment_declined"))
@@ -365,6 +374,7 @@ async fn stock_gone_before_checkout_cancels_without_charging() {
     shop.set_stock(&product, 1).await;
 
     let order = shop.checkout("ann", cards::good(), None).await.expect(409);
+    reads_back(&shop, &order, "ann").await;
     assert_eq!((order["status"].as_str(), order["cancel_reason"].as_str()), (Some("CANCELLED"), Some("out_of_stock")));
     assert_eq!(order["refunded"], false);
     let note = order["history"][1]["note"].as_str().unwrap();
@@ -387,6 +397,8 @@ async fn two_carts_race_for_the_last_unit(shop: &Shop) {
     statuses.sort();
     assert_eq!(statuses, [201, 409], "{} / {}", a.body, b.body);
     let (won, lost) = if a.status == 201 { (a.body, b.body) } else { (b.body, a.body) };
+    reads_back(shop, &won, won["user_id"].as_str().unwrap()).await;
+    reads_back(shop, &lost, lost["user_id"].as_str().unwrap()).await;
     assert_eq!((won["status"].as_str(), lost["status"].as_str()), (Some("CONFIRMED"), Some("CANCELLED")));
     assert_eq!(lost["cancel_reason"], "out_of_stock");
     assert_eq!(shop.stock(&product).await, 0);

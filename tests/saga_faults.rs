@@ -180,6 +180,15 @@ impl Shop {
         Some((row[0].as_str().unwrap().to_string(), row[1].as_i64().unwrap()))
     }
 
+    /// How many orders have a captured payment settled on them.
+    async fn orders_paid(&self) -> i64 {
+        let sql = "SELECT COUNT(*) FROM orders WHERE payment_id IS NOT NULL";
+        match &self.postgres {
+            Some(databases) => databases.orders.admin.query_one(sql, &[]).await.unwrap().get(0),
+            None => self.orders_sql(sql).await["rows"][0][0].as_i64().unwrap(),
+        }
+    }
+
     async fn orders_sql(&self, sql: &str) -> Value {
         let body = json!({"sql": sql, "params": []});
         self.send("POST", "/probe/sqlite3/orders", None, Some(body), false).await.expect(200)
@@ -228,11 +237,43 @@ async fn products_trapping_once_at_the_sale_is_retried_within_the_checkout(mode:
 
     let order = shop.checkout("ann", "TRAP-1", 2).await.expect(201);
     assert_eq!(order["status"], "CONFIRMED", "{order}");
+    assert_eq!(shop.order(&id(&order), "ann").await, order, "the answer is the order as it reads back");
     charged_once(&shop, &order).await;
     assert_eq!(shop.stock(&product).await, 8);
     assert_eq!(shop.journal(&id(&order), "reserve").await, Some(("available".into(), 2)), "a trap, then a sale");
     assert_eq!(shop.journal(&id(&order), "commit").await, Some(("committed".into(), 1)), "learned with the sale");
     assert_eq!(shop.resume().await, json!([]), "nothing left to resume");
+}
+
+/// Products traps twice at the sale, and the stock sells out meanwhile: the
+/// run's third try finds it short, so the run refunds, releases and
+/// cancels, and the checkout answers the order as reading it back does
+/// (CANCELLED, refunded, with the id of the payment it took back).
+async fn stock_sold_out_while_the_sale_traps_is_refunded_within_the_checkout(mode: Mode) {
+    let shop = Shop::with(sell_traps(2, When::Before), mode).await;
+    let product = shop.product("TRAP-6", 700, 3).await;
+    // Orders' tables, there before the first look for a paid order.
+    shop.send("GET", "/api/orders/ord_none", Some("ann"), None, false).await.expect(404);
+
+    // The tries after the charge come 200 and 600 ms later: the stock goes
+    // as soon as the order is charged, before the third.
+    let sell_out = async {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while shop.orders_paid().await == 0 {
+            assert!(std::time::Instant::now() < deadline, "the order was never charged");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        shop.set_stock(&product, 0).await;
+    };
+    let (answer, ()) = tokio::join!(shop.checkout("ann", "TRAP-6", 2), sell_out);
+    let order = answer.expect(409);
+    assert_eq!((order["cancel_reason"].as_str(), &order["refunded"]), (Some("out_of_stock"), &json!(true)), "{order}");
+    let payments = shop.payments(&id(&order)).await;
+    assert_eq!(payments.len(), 1, "charged once: {payments:?}");
+    assert_eq!(payments[0]["refunded_cents"], 1400, "refunded in full");
+    assert_eq!(order["payment_id"], payments[0]["payment_id"], "{order}");
+    assert_eq!(shop.order(&id(&order), "ann").await, order, "the answer is the order as it reads back");
+    assert_eq!(shop.stock(&product).await, 0);
 }
 
 /// Products traps on every try of the run (and once more): the checkout
@@ -385,6 +426,16 @@ async fn embedded_products_trapping_once_at_the_sale_is_retried_within_the_check
 #[tokio::test]
 async fn production_products_trapping_once_at_the_sale_is_retried_within_the_checkout() {
     products_trapping_once_at_the_sale_is_retried_within_the_checkout(Mode::Production).await
+}
+
+#[tokio::test]
+async fn embedded_stock_sold_out_while_the_sale_traps_is_refunded_within_the_checkout() {
+    stock_sold_out_while_the_sale_traps_is_refunded_within_the_checkout(Mode::Embedded).await
+}
+
+#[tokio::test]
+async fn production_stock_sold_out_while_the_sale_traps_is_refunded_within_the_checkout() {
+    stock_sold_out_while_the_sale_traps_is_refunded_within_the_checkout(Mode::Production).await
 }
 
 #[tokio::test]

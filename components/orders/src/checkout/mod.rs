@@ -28,7 +28,7 @@ use crate::clients::payments::ChargeRequest;
 use crate::clients::products::{self, Quote, Stock};
 use crate::clients::Upstream;
 use crate::clock::now_ms;
-use crate::orders::model::{CURRENCY, CancelReason, Status, total_cents};
+use crate::orders::model::{CURRENCY, CancelReason, Order, Status, total_cents};
 use crate::orders::store::{self, NewOrder};
 use crate::saga::runner::{self, LEASE_MS};
 use crate::saga::journal::{self, Saga};
@@ -112,10 +112,10 @@ pub async fn checkout(req: &Request) -> Result<Response, ApiError> {
     // `OrderCreated` goes out with the saga's outcome, in one relay (the run
     // relays when it confirms or cancels); a saga left PENDING relays it here.
     // The saga as the transaction just wrote it: its run need not read it.
+    let mut answer = store::placed(&order, now);
     let mut progress = Progress::default();
     progress.learn(checked);
     let NewOrder { user_id, lines, charge_request, .. } = order;
-    let answered_lines = lines.clone();
     let saga = Saga {
         order_id: order_id.clone(),
         user_id,
@@ -124,10 +124,21 @@ pub async fn checkout(req: &Request) -> Result<Response, ApiError> {
         charge_request: Some(charge_request),
         progress,
     };
-    if runner::drive(&db, &upstream, saga).await? == Status::Pending {
-        outbox::relay_after_change();
+    let driven = runner::drive(&db, &upstream, saga).await?;
+    match driven.ended {
+        // This run ended the saga: the order is what it placed and what the
+        // end wrote, no read needed.
+        Some(ended) => {
+            ended.apply(&mut answer);
+            Ok(respond_with(answer))
+        }
+        None => {
+            if driven.status == Status::Pending {
+                outbox::relay_after_change();
+            }
+            respond(&db, &order_id, Some(answer.lines))
+        }
     }
-    respond(&db, &order_id, Some(answered_lines))
 }
 
 /// The answer for an order placed before: its saga finished first if its
@@ -171,6 +182,13 @@ async fn quote(upstream: &Upstream, cart: &Cart) -> Result<(Vec<OrderLine>, Stoc
 fn respond(db: &Db, order_id: &str, lines: Option<Vec<OrderLine>>) -> Result<Response, ApiError> {
     let order = store::find_with_lines(db, order_id, lines)?
         .ok_or_else(|| ApiError::internal(format!("order {order_id} vanished")))?;
+    Ok(respond_with(order))
+}
+
+/// `order` as the checkout's answer: its status says how the checkout
+/// ended.
+fn respond_with(order: Order) -> Response {
+    let order_id = order.id.clone();
     let status = match (order.status, order.cancel_reason) {
         (Status::Confirmed, _) => 201,
         (Status::Pending, _) => 202,
@@ -179,7 +197,7 @@ fn respond(db: &Db, order_id: &str, lines: Option<Vec<OrderLine>>) -> Result<Res
     };
     let mut response = json(status, &order);
     response.set_header("location", format!("/api/orders/{order_id}"));
-    Ok(response)
+    response
 }
 
 /// Whether this request was a checkout, which resumes stale sagas once

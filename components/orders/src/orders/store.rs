@@ -47,10 +47,33 @@ pub fn place(order: &NewOrder, now: i64, lease_until_ms: i64) -> Result<Writes, 
         ],
     );
     insert_lines(&mut writes, &order.id, &order.lines);
-    add_history(&mut writes, &order.id, Status::Pending, now, "order placed");
+    add_history(&mut writes, &order.id, Status::Pending, now, PLACED_NOTE);
     let created = OrderEvent::OrderCreated { lines: order.lines.clone(), total_cents: order.total_cents };
     outbox::enqueue(&mut writes, &event(&order.id, &order.user_id, now, created))?;
     Ok(writes)
+}
+
+/// The history note of a placed order.
+const PLACED_NOTE: &str = "order placed";
+
+/// `order` as [`place`] writes it, placed at `now`: what reading it back
+/// right after would return.
+pub fn placed(order: &NewOrder, now: i64) -> Order {
+    Order {
+        id: order.id.clone(),
+        user_id: order.user_id.clone(),
+        status: Status::Pending,
+        lines: order.lines.clone(),
+        total_cents: order.total_cents,
+        currency: CURRENCY.to_string(),
+        payment_id: None,
+        address_id: order.address_id.clone(),
+        cancel_reason: None,
+        refunded: false,
+        created_at_ms: now,
+        updated_at_ms: now,
+        history: vec![HistoryEntry { status: Status::Pending, at_ms: now, note: PLACED_NOTE.to_string() }],
+    }
 }
 
 /// The order's lines, numbered from 1, in one statement however many lines
@@ -234,10 +257,32 @@ pub fn confirm(
         ],
         1,
     );
-    let note = format!("paid ({payment_id}); stock committed");
-    add_history(chain.then(), order_id, Status::Confirmed, now, &note);
+    add_history(chain.then(), order_id, Status::Confirmed, now, &confirmed_note(payment_id));
     let confirmed = OrderEvent::OrderConfirmed { total_cents, payment_id: payment_id.to_string() };
     outbox::enqueue(chain.then(), &event(order_id, user_id, now, confirmed))
+}
+
+fn confirmed_note(payment_id: &str) -> String {
+    format!("paid ({payment_id}); stock committed")
+}
+
+/// What [`confirm`] makes of `order` (the order as it was read or
+/// [`placed`]), so that the run that confirmed it can answer with it
+/// without reading it back.
+pub fn confirmed(order: &mut Order, payment_id: &str, now: i64) {
+    order.status = Status::Confirmed;
+    order.payment_id = Some(payment_id.to_string());
+    order.updated_at_ms = now;
+    order.history.push(HistoryEntry { status: Status::Confirmed, at_ms: now, note: confirmed_note(payment_id) });
+}
+
+/// What [`cancel`] makes of `order`, as [`confirmed`].
+pub fn cancelled(order: &mut Order, reason: CancelReason, refunded: bool, note: &str, now: i64) {
+    order.status = Status::Cancelled;
+    order.cancel_reason = Some(reason);
+    order.refunded = refunded;
+    order.updated_at_ms = now;
+    order.history.push(HistoryEntry { status: Status::Cancelled, at_ms: now, note: note.to_string() });
 }
 
 /// PENDING → CANCELLED, with `OrderCancelled`, as the end of `chain`, as

@@ -8,12 +8,13 @@ use shop_shared::api::ApiError;
 use shop_shared::db::Db;
 
 use super::journal::{self, Saga};
-use super::{Action, Fact, Next};
+use super::{Action, Cancellation, Fact, Next};
 use crate::cart::store::CartStore;
 use crate::clients::products::{Commit, Stock};
+use crate::clients::payments::Charge;
 use crate::clients::{Unavailable, Upstream, payments, products};
 use crate::clock::now_ms;
-use crate::orders::model::{Status, total_cents};
+use crate::orders::model::{Order, Status, total_cents};
 use crate::orders::store;
 use crate::outbox;
 
@@ -32,6 +33,40 @@ const FIRST_BACKOFF_MS: u64 = 200;
 /// written, and the same call would repeat forever: the run stops instead.
 const MAX_TURNS: usize = 8;
 
+/// Where a run left its saga.
+pub struct Driven {
+    pub status: Status,
+    /// How this run ended the saga, if it did and every write of the end
+    /// took; `None` when the saga is still PENDING or another run ended it.
+    pub ended: Option<Ended>,
+}
+
+/// An end this run wrote, whole: with the order as it was placed, all that
+/// is needed to know the order as it is now, without reading it back.
+pub struct Ended {
+    end: Next,
+    at_ms: i64,
+    /// The payment captured before a cancellation (refunded since): the
+    /// order keeps its id, written when payments answered.
+    captured: Option<String>,
+}
+
+impl Ended {
+    /// `order` (as placed) as the run left it: what reading it back would
+    /// return, the end's writes being the only ones since the payment's.
+    pub fn apply(&self, order: &mut Order) {
+        match &self.end {
+            Next::Confirm { payment_id } => store::confirmed(order, payment_id, self.at_ms),
+            Next::Cancel(cancellation) => {
+                order.payment_id.clone_from(&self.captured);
+                let Cancellation { reason, refunded, note } = cancellation;
+                store::cancelled(order, *reason, *refunded, note, self.at_ms);
+            }
+            Next::Call(_) => {}
+        }
+    }
+}
+
 /// A saga a resume worked on, and where it stands now.
 #[derive(Debug, Serialize)]
 pub struct Resumed {
@@ -44,7 +79,7 @@ pub struct Resumed {
 /// retries; returns where the order stands.
 pub async fn run(db: &Db, upstream: &Upstream, order_id: &str) -> Result<Status, ApiError> {
     let saga = journal::load(db, order_id)?.ok_or_else(|| gone(order_id))?;
-    drive(db, upstream, saga).await
+    Ok(drive(db, upstream, saga).await?.status)
 }
 
 /// Carries `saga`, as its journal has it, to its end. The journal is read
@@ -52,21 +87,22 @@ pub async fn run(db: &Db, upstream: &Upstream, order_id: &str) -> Result<Status,
 /// run whose writes all took knows the journal is what it held plus what
 /// it wrote. A caller that has just placed the saga passes it as placed:
 /// nothing to read first.
-pub async fn drive(db: &Db, upstream: &Upstream, mut saga: Saga) -> Result<Status, ApiError> {
+pub async fn drive(db: &Db, upstream: &Upstream, mut saga: Saga) -> Result<Driven, ApiError> {
     let order_id = saga.order_id.clone();
     let mut current = true;
+    let mut ended = None;
     for _ in 0..MAX_TURNS {
         if !current {
             saga = journal::reload(db, saga)?.ok_or_else(|| gone(&order_id))?;
         }
         if saga.status != Status::Pending {
-            return Ok(saga.status);
+            return Ok(Driven { status: saga.status, ended });
         }
         match saga.progress.next() {
             Next::Call(action) => {
                 let up = upstream.on_behalf_of(&saga.user_id);
                 let Some(facts) = call_with_retries(db, &up, &saga, &action).await? else {
-                    return Ok(Status::Pending);
+                    return Ok(Driven { status: Status::Pending, ended: None });
                 };
                 let mut learned = saga.progress.clone();
                 facts.iter().cloned().for_each(|fact| learned.learn(fact));
@@ -79,12 +115,18 @@ pub async fn drive(db: &Db, upstream: &Upstream, mut saga: Saga) -> Result<Statu
                         }
                         took
                     }
-                    end => finish(db, &mut saga, &facts, end)?,
+                    end => {
+                        ended = finish(db, &mut saga, &facts, end)?;
+                        ended.is_some()
+                    }
                 };
                 saga.progress = learned;
             }
             // The journal already held what ends it (a resumed saga).
-            end => current = finish(db, &mut saga, &[], end)?,
+            end => {
+                ended = finish(db, &mut saga, &[], end)?;
+                current = ended.is_some();
+            }
         }
     }
     Err(ApiError::internal(format!("the saga of {order_id} makes no progress: its journal does not read back")))
@@ -92,9 +134,9 @@ pub async fn drive(db: &Db, upstream: &Upstream, mut saga: Saga) -> Result<Statu
 
 /// Ends `saga` as `end` (a confirmation or a cancellation) says, with the
 /// `facts` that decided it, in one transaction (see [`journal::end`]);
-/// whether every write took. Either way the outbox is relayed: the end's
-/// event, or the one of the run that ended the saga first, goes out.
-fn finish(db: &Db, saga: &mut Saga, facts: &[Fact], end: Next) -> Result<bool, ApiError> {
+/// the end, if every write took. Either way the outbox is relayed: the
+/// end's event, or the one of the run that ended the saga first, goes out.
+fn finish(db: &Db, saga: &mut Saga, facts: &[Fact], end: Next) -> Result<Option<Ended>, ApiError> {
     let (order_id, user_id, now) = (saga.order_id.as_str(), saga.user_id.as_str(), now_ms());
     let (ended, status) = match &end {
         Next::Confirm { payment_id } => {
@@ -115,14 +157,21 @@ fn finish(db: &Db, saga: &mut Saga, facts: &[Fact], end: Next) -> Result<bool, A
         ),
         Next::Call(_) => unreachable!("finish is given an end, never a call"),
     };
-    if ended {
-        if status == Status::Confirmed {
-            take_out_of_cart(saga);
-        }
-        saga.status = status;
-    }
     outbox::relay_after_change();
-    Ok(ended)
+    if !ended {
+        return Ok(None);
+    }
+    if status == Status::Confirmed {
+        take_out_of_cart(saga);
+    }
+    saga.status = status;
+    // A captured payment is journaled (with its id on the order) when
+    // payments answers, never with an end: a capture is followed by a sale.
+    let captured = match &saga.progress.payment {
+        Some(Charge::Captured { payment_id }) => Some(payment_id.clone()),
+        _ => None,
+    };
+    Ok(Some(Ended { end, at_ms: now, captured }))
 }
 
 fn gone(order_id: &str) -> ApiError {
