@@ -189,13 +189,14 @@ fn first_word(sql: &str) -> (&str, &str) {
 }
 
 /// Whether a guarded statement failed because the schema is older than the
-/// build: the guard's own failure, no `schema_migrations` at all, or a
-/// table (SQLSTATE 42P01) or column (42703) the statement uses missing.
+/// build (the guard's own failure, no `schema_migrations` at all, or a
+/// table, SQLSTATE 42P01, or column, 42703, the statement uses missing), or
+/// because the guard may not update `schema_migrations` (42501: a table
+/// another role owns, its migrations run by that role): then the schema is
+/// checked the plain way and the statement sent again as it is.
 fn schema_behind(e: &DbError) -> bool {
     match e {
-        DbError::Query(text) => {
-            text.contains(SCHEMA_BEHIND) || text.contains("42P01") || text.contains("42703")
-        }
+        DbError::Query(text) => ["42P01", "42703", "42501", SCHEMA_BEHIND].iter().any(|sign| text.contains(sign)),
         _ => false,
     }
 }
@@ -255,6 +256,7 @@ mod tests {
         assert!(schema_behind(&query(&format!("invalid input syntax for type integer: \\\"{SCHEMA_BEHIND}\\\""))));
         assert!(schema_behind(&query("QueryFailed(DbError(DbError { code: \"42P01\", message: \"relation does not exist\" }))")));
         assert!(schema_behind(&query("QueryFailed(DbError(DbError { code: \"42703\", message: \"column does not exist\" }))")));
+        assert!(schema_behind(&query("QueryFailed(DbError(DbError { code: \"42501\", message: \"permission denied\" }))")));
         assert!(!schema_behind(&query("QueryFailed(DbError(DbError { code: \"22P02\", message: \"invalid input syntax\" }))")));
         assert!(!schema_behind(&DbError::Duplicate(format!("23505 {SCHEMA_BEHIND}"))));
     }
