@@ -33,6 +33,10 @@ use super::{Db, DbError, Engine, Param, Result, pg_params};
 /// build (the text Postgres is made to cast to an integer).
 const SCHEMA_BEHIND: &str = "the database schema is older than this build";
 
+/// The fewest tries [`Db::migrate`] makes (what every service had before
+/// the migrations' retries moved here).
+const MIN_MIGRATION_ATTEMPTS: usize = 5;
+
 /// The schema a [`Db`] was opened for.
 pub(super) struct Schema {
     migrations: &'static [&'static str],
@@ -104,8 +108,10 @@ impl Db {
     /// exists`, a unique violation) only once the winner has committed that
     /// step, so it looks again and goes on from there: each step (creating
     /// `schema_migrations`, then each migration) can be lost at most once.
+    /// Never fewer than [`MIN_MIGRATION_ATTEMPTS`] tries, though: SQLite's
+    /// `database is locked` is no lost step and may come more than once.
     pub fn migrate(&self, migrations: &[&str]) -> Result<()> {
-        let attempts = migrations.len() + 2;
+        let attempts = (migrations.len() + 2).max(MIN_MIGRATION_ATTEMPTS);
         let was_current = self.schema.as_ref().map(|schema| schema.known_current.replace(true));
         let mut attempt = 1;
         let result = loop {
