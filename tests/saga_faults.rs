@@ -350,6 +350,43 @@ async fn products_trapping_after_every_sale_of_a_run_is_confirmed_by_a_resume_no
     assert_eq!(shop.journal(&order_id, "commit").await, Some(("committed".into(), 1)));
 }
 
+/// A run sends the sale while it journals the payment that came before it
+/// (the two at once): a run that died between the two is left with its
+/// units sold, its card still on the order, and a journal that knows of no
+/// payment. The journal is taken back to that here, from a run whose sale
+/// answers were lost. The resume charges again with the same key and
+/// learns of the one payment, sells again and learns the sale was made, and
+/// confirms: one charge, the units sold once.
+async fn a_run_that_sold_before_journaling_its_payment_is_finished_by_a_resume(mode: Mode) {
+    let shop = Shop::with(sell_traps(ATTEMPTS, When::After), mode).await;
+    let product = shop.product("TRAP-8", 650, 6).await;
+
+    let pending = shop.checkout("ann", "TRAP-8", 2).await.expect(202);
+    let order_id = id(&pending);
+    assert_eq!(shop.stock(&product).await, 4, "the first try sold the units");
+    assert_eq!(shop.journal(&order_id, "charge").await.map(|(outcome, _)| outcome), Some("captured".into()));
+    // Back to before the payment's write: no fact, no payment on the order,
+    // the card kept (payments knows the request by its content).
+    let charge_request = json!({
+        "order_id": order_id, "amount_cents": pending["total_cents"], "currency": pending["currency"], "card": cards::good(),
+    });
+    shop.orders_execute(&format!("DELETE FROM saga_steps WHERE order_id = '{order_id}' AND step = 'charge'")).await;
+    shop.orders_execute(&format!("DELETE FROM saga_steps WHERE order_id = '{order_id}' AND step = 'reserve'")).await;
+    shop.orders_execute(&format!(
+        "UPDATE orders SET payment_id = NULL, charge_request = '{charge_request}' WHERE id = '{order_id}'"
+    ))
+    .await;
+
+    shop.expire_lease(&order_id).await;
+    assert_eq!(shop.resume().await, json!([{"order_id": order_id, "status": "CONFIRMED"}]));
+    let order = shop.order(&order_id, "ann").await;
+    assert_eq!((order["status"].as_str(), &order["refunded"]), (Some("CONFIRMED"), &json!(false)), "{order}");
+    charged_once(&shop, &order).await;
+    assert_eq!(shop.stock(&product).await, 4, "sold once");
+    assert_eq!(shop.journal(&order_id, "charge").await, Some(("captured".into(), 1)), "learned again");
+    assert_eq!(shop.journal(&order_id, "commit").await, Some(("committed".into(), 1)));
+}
+
 /// A saga journaled by a build from before sales were one call: its
 /// reservation is in the journal, its commit is not. The resume commits
 /// (products answers for the units the order holds) and confirms, taking
@@ -496,4 +533,14 @@ async fn embedded_payments_trapping_after_every_charge_of_a_run_is_finished_by_a
 #[tokio::test]
 async fn production_payments_trapping_after_every_charge_of_a_run_is_finished_by_a_resume_with_one_charge() {
     payments_trapping_after_every_charge_of_a_run_is_finished_by_a_resume_with_one_charge(Mode::Production).await
+}
+
+#[tokio::test]
+async fn embedded_a_run_that_sold_before_journaling_its_payment_is_finished_by_a_resume() {
+    a_run_that_sold_before_journaling_its_payment_is_finished_by_a_resume(Mode::Embedded).await
+}
+
+#[tokio::test]
+async fn production_a_run_that_sold_before_journaling_its_payment_is_finished_by_a_resume() {
+    a_run_that_sold_before_journaling_its_payment_is_finished_by_a_resume(Mode::Production).await
 }

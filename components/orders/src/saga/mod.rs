@@ -34,7 +34,9 @@
 //! journal lacks it (an order placed by an older build) makes it as a step.
 //!
 //! What each step learned is a [`Fact`], written to the saga's journal
-//! (`saga_steps`) as soon as it is known. Where a saga stands is nothing but
+//! (`saga_steps`) as soon as it is known: with the saga's end, or while the
+//! next step's call is in flight (a step may so be done before the journal
+//! holds the one before it; a resume then does both again). Where a saga stands is nothing but
 //! its facts ([`Progress`]), and what to do next is a pure function of them
 //! ([`Progress::next`]); so a saga stopped anywhere (a crash, a deadline, a
 //! service down) resumes by reading its journal and carrying on. A step that

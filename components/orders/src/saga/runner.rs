@@ -87,10 +87,18 @@ pub async fn run(db: &Db, upstream: &Upstream, order_id: &str) -> Result<Status,
 /// run whose writes all took knows the journal is what it held plus what
 /// it wrote. A caller that has just placed the saga passes it as placed:
 /// nothing to read first.
+///
+/// Facts that lead to another call are journaled while that call is in
+/// flight (see [`call_alongside`]): a checkout then waits for the sale, not
+/// for the payment's write and then the sale. The order of the journal's
+/// writes stays that of the facts: the call's own facts are written after
+/// the ones before it, once both are in.
 pub async fn drive(db: &Db, upstream: &Upstream, mut saga: Saga) -> Result<Driven, ApiError> {
     let order_id = saga.order_id.clone();
     let mut current = true;
     let mut ended = None;
+    // What the last call taught, not journaled yet: it goes with the next call.
+    let mut unwritten: Vec<Fact> = Vec::new();
     for _ in 0..MAX_TURNS {
         if !current {
             saga = journal::reload(db, saga)?.ok_or_else(|| gone(&order_id))?;
@@ -101,20 +109,30 @@ pub async fn drive(db: &Db, upstream: &Upstream, mut saga: Saga) -> Result<Drive
         match saga.progress.next() {
             Next::Call(action) => {
                 let up = upstream.on_behalf_of(&saga.user_id);
-                let Some(facts) = call_with_retries(db, &up, &saga, &action).await? else {
+                let (answer, took) = call_alongside(db, &up, &saga, &action, &unwritten).await?;
+                if took && unwritten.iter().any(|fact| matches!(fact, Fact::Payment(_))) {
+                    saga.charge_request = None;
+                }
+                unwritten.clear();
+                if !took {
+                    // Another run wrote to this journal: where the saga stands
+                    // is its to say. This call's answer is dropped; the call is
+                    // idempotent, so the run that goes on gets the same one.
+                    current = false;
+                    continue;
+                }
+                let Some(facts) = answer else {
                     return Ok(Driven { status: Status::Pending, ended: None });
                 };
                 let mut learned = saga.progress.clone();
                 facts.iter().cloned().for_each(|fact| learned.learn(fact));
                 current = match learned.next() {
-                    // Facts that end the saga are written with its end.
+                    // Journaled while the next call is in flight.
                     Next::Call(_) => {
-                        let took = journal::learn(db, &order_id, &facts, now_ms(), now_ms() + LEASE_MS)?;
-                        if facts.iter().any(|fact| matches!(fact, Fact::Payment(_))) {
-                            saga.charge_request = None;
-                        }
-                        took
+                        unwritten = facts;
+                        true
                     }
+                    // Facts that end the saga are written with its end.
                     end => {
                         ended = finish(db, &mut saga, &facts, end)?;
                         ended.is_some()
@@ -130,6 +148,32 @@ pub async fn drive(db: &Db, upstream: &Upstream, mut saga: Saga) -> Result<Drive
         }
     }
     Err(ApiError::internal(format!("the saga of {order_id} makes no progress: its journal does not read back")))
+}
+
+/// Calls `action` (see [`call_with_retries`]) and journals `unwritten`, the
+/// facts of the call before, meanwhile: the call goes out first, and the
+/// write runs while the other service works on it. Whether the write took
+/// comes with the answer (`true` when there was nothing to write).
+///
+/// Safe because every call is idempotent on the other service's side: a
+/// run that dies after the call and before its write leaves a journal
+/// without the earlier facts, and the run that resumes it makes the earlier
+/// call and this one again, and gets the same answers.
+async fn call_alongside(
+    db: &Db,
+    up: &Upstream,
+    saga: &Saga,
+    action: &Action,
+    unwritten: &[Fact],
+) -> Result<(Option<Vec<Fact>>, bool), ApiError> {
+    if unwritten.is_empty() {
+        return Ok((call_with_retries(db, up, saga, action).await?, true));
+    }
+    // An async block, though the write blocks: `join` polls the call first,
+    // which sends its request and waits for the answer, then runs this.
+    let write = async { journal::learn(db, &saga.order_id, unwritten, now_ms(), now_ms() + LEASE_MS) };
+    let (answer, took) = futures::join!(call_with_retries(db, up, saga, action), write);
+    Ok((answer?, took?))
 }
 
 /// Ends `saga` as `end` (a confirmation or a cancellation) says, with the
