@@ -227,6 +227,18 @@ async fn charged_once(shop: &Shop, order: &Value) {
     assert_eq!(order["payment_id"], payments[0]["payment_id"], "{order}");
 }
 
+/// Ends the lease of `order_id`'s saga and resumes it: it must end
+/// CONFIRMED, charged once with nothing refunded, and `product` must be
+/// left at `stock`, sold once.
+async fn resumed_and_confirmed_once(shop: &Shop, order_id: &str, product: &str, stock: i64) {
+    shop.expire_lease(order_id).await;
+    assert_eq!(shop.resume().await, json!([{"order_id": order_id, "status": "CONFIRMED"}]));
+    let order = shop.order(order_id, "ann").await;
+    assert_eq!((order["status"].as_str(), &order["refunded"]), (Some("CONFIRMED"), &json!(false)), "{order}");
+    charged_once(shop, &order).await;
+    assert_eq!(shop.stock(product).await, stock, "sold once");
+}
+
 // --------------------------------------------------------- products, at sale
 
 /// Products traps once at the sale: the run's next try sells, and the
@@ -341,12 +353,7 @@ async fn products_trapping_after_every_sale_of_a_run_is_confirmed_by_a_resume_no
     assert_eq!(shop.stock(&product).await, 4, "the first try sold the units");
     assert_eq!(shop.journal(&order_id, "reserve").await, Some(("unknown".into(), ATTEMPTS)));
 
-    shop.expire_lease(&order_id).await;
-    assert_eq!(shop.resume().await, json!([{"order_id": order_id, "status": "CONFIRMED"}]));
-    let order = shop.order(&order_id, "ann").await;
-    assert_eq!((order["status"].as_str(), &order["refunded"]), (Some("CONFIRMED"), &json!(false)), "{order}");
-    charged_once(&shop, &order).await;
-    assert_eq!(shop.stock(&product).await, 4, "sold once");
+    resumed_and_confirmed_once(&shop, &order_id, &product, 4).await;
     assert_eq!(shop.journal(&order_id, "commit").await, Some(("committed".into(), 1)));
 }
 
@@ -377,12 +384,7 @@ async fn a_run_that_sold_before_journaling_its_payment_is_finished_by_a_resume(m
     ))
     .await;
 
-    shop.expire_lease(&order_id).await;
-    assert_eq!(shop.resume().await, json!([{"order_id": order_id, "status": "CONFIRMED"}]));
-    let order = shop.order(&order_id, "ann").await;
-    assert_eq!((order["status"].as_str(), &order["refunded"]), (Some("CONFIRMED"), &json!(false)), "{order}");
-    charged_once(&shop, &order).await;
-    assert_eq!(shop.stock(&product).await, 4, "sold once");
+    resumed_and_confirmed_once(&shop, &order_id, &product, 4).await;
     assert_eq!(shop.journal(&order_id, "charge").await, Some(("captured".into(), 1)), "learned again");
     assert_eq!(shop.journal(&order_id, "commit").await, Some(("committed".into(), 1)));
 }
@@ -404,12 +406,7 @@ async fn a_saga_journaled_with_a_reservation_but_no_commit_is_committed_by_a_res
     ))
     .await;
 
-    shop.expire_lease(&order_id).await;
-    assert_eq!(shop.resume().await, json!([{"order_id": order_id, "status": "CONFIRMED"}]));
-    let order = shop.order(&order_id, "ann").await;
-    assert_eq!((order["status"].as_str(), &order["refunded"]), (Some("CONFIRMED"), &json!(false)), "{order}");
-    charged_once(&shop, &order).await;
-    assert_eq!(shop.stock(&product).await, 2, "sold once");
+    resumed_and_confirmed_once(&shop, &order_id, &product, 2).await;
     assert_eq!(shop.journal(&order_id, "reserve").await, Some(("available".into(), ATTEMPTS)), "not asked again");
     assert_eq!(shop.journal(&order_id, "commit").await, Some(("committed".into(), 1)), "committed as a step");
 }
