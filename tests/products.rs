@@ -160,8 +160,9 @@ async fn search_matches_text_and_filters_sorts_and_pages(shop: Shop) {
     assert_eq!((skus(&last), last["total"].as_u64()), (vec!["HOME-3005".to_string()], Some(4)));
 }
 
-/// Catalog reads check the schema version in the query they run (no query
-/// of their own): one that finds an older schema migrates, then reads again.
+/// Catalog reads check the schema with the query they run (no query of
+/// their own: on Postgres its schema guard, see `shop_shared::db::schema`):
+/// one that finds an older schema migrates, then reads again.
 async fn a_read_under_an_older_schema_migrates_first(shop: Shop) {
     let id = shop.create_product("KEEP-0001", 3).await;
     // Back to schema version 1, as if the seed migration had never run,

@@ -2,9 +2,9 @@
 //! the admin's writes.
 use serde::Serialize;
 use shop_shared::api::ApiError;
-use shop_shared::db::{Bindings, Db, DbError, Row, Rows};
+use shop_shared::db::{Bindings, Db, DbError, Row};
 
-use crate::database::{Read, SCHEMA_VERSION_COLUMN, now_ms};
+use crate::database::now_ms;
 use crate::product::{Product, ProductDraft};
 use crate::search::{SearchQuery, Sort};
 
@@ -49,14 +49,9 @@ fn product(row: Row) -> Result<Product, DbError> {
     })
 }
 
-pub fn get(db: &Db, id: &str) -> Result<Read<Option<Product>>, DbError> {
-    let rows = db.query(&format!("{} WHERE p.id = $1", select_product_and(&[SCHEMA_VERSION_COLUMN])), &[id.into()])?;
-    Ok(Read { value: rows.first().map(product).transpose()?, schema_version: schema_version(&rows)? })
-}
-
-/// The schema version the first row carries, if a row came back.
-fn schema_version(rows: &Rows) -> Result<Option<i64>, DbError> {
-    rows.first().map(|row| row.int("schema_version")).transpose()
+pub fn get(db: &Db, id: &str) -> Result<Option<Product>, DbError> {
+    let rows = db.query(&format!("{} WHERE p.id = $1", select_product_and(&[])), &[id.into()])?;
+    rows.first().map(product).transpose()
 }
 
 fn get_by_sku(db: &Db, sku: &str) -> Result<Option<Product>, DbError> {
@@ -71,7 +66,7 @@ pub fn categories(db: &Db) -> Result<Vec<Category>, DbError> {
 }
 
 /// The page of products `query` asks for.
-pub fn search(db: &Db, query: &SearchQuery) -> Result<Read<Page>, DbError> {
+pub fn search(db: &Db, query: &SearchQuery) -> Result<Page, DbError> {
     let mut sql = Bindings::default();
     let filter = filter(query, &mut sql);
     let filter_params = sql.params.len();
@@ -87,7 +82,7 @@ pub fn search(db: &Db, query: &SearchQuery) -> Result<Read<Page>, DbError> {
     let offset = sql.bind(query.offset());
     // The page and the number of matches in one query (the window counts
     // before LIMIT applies): one round trip to the database, not two.
-    let select = select_product_and(&["COUNT(*) OVER () AS total", SCHEMA_VERSION_COLUMN]);
+    let select = select_product_and(&["COUNT(*) OVER () AS total"]);
     let rows = db.query(&format!("{select} {filter} ORDER BY {order} LIMIT {limit} OFFSET {offset}"), &sql.params)?;
     let total = match rows.first() {
         Some(row) => row.int("total")?,
@@ -101,8 +96,7 @@ pub fn search(db: &Db, query: &SearchQuery) -> Result<Read<Page>, DbError> {
         }
     };
     let items = rows.iter().map(product).collect::<Result<_, _>>()?;
-    let page = Page { items, page: query.page, per_page: query.per_page, total };
-    Ok(Read { value: page, schema_version: schema_version(&rows)? })
+    Ok(Page { items, page: query.page, per_page: query.per_page, total })
 }
 
 /// The WHERE clause of a search (empty when nothing is filtered): every
@@ -197,7 +191,7 @@ pub fn create(db: &Db, id: &str, draft: &ProductDraft) -> Result<Product, ApiErr
         }
         Err(e) => return Err(e.into()),
     }
-    get(db, id)?.value.ok_or_else(|| ApiError::internal("the product just created is gone"))
+    get(db, id)?.ok_or_else(|| ApiError::internal("the product just created is gone"))
 }
 
 /// Replaces product `id`'s fields (and its stock, if the draft has one);
@@ -223,7 +217,7 @@ pub fn update(db: &Db, id: &str, draft: &ProductDraft) -> Result<Option<Product>
         }
         Ok::<_, DbError>(changed == 1)
     })?;
-    if updated { Ok(get(db, id)?.value) } else { Ok(None) }
+    if updated { Ok(get(db, id)?) } else { Ok(None) }
 }
 
 /// Removes product `id` and its stock; `false` if there was none.

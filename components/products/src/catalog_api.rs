@@ -14,7 +14,8 @@ use crate::validation::object_body;
 /// `GET /api/products?q=&category=&min_price_cents=&max_price_cents=&sort=&page=&per_page=`
 pub fn search(req: &Request) -> Result<Response, ApiError> {
     let query = SearchQuery::parse(req.query())?;
-    let page = database::read(|db| catalog::search(db, &query))?;
+    let db = database::open()?;
+    let page = catalog::search(&db, &query)?;
     Ok(api::public_json(&page))
 }
 
@@ -26,7 +27,8 @@ pub fn categories() -> Result<Response, ApiError> {
 
 /// `GET /api/products/{id}`
 pub fn get(id: &str) -> Result<Response, ApiError> {
-    let product = database::read(|db| catalog::get(db, id))?.ok_or_else(|| no_such_product(id))?;
+    let db = database::open()?;
+    let product = catalog::get(&db, id)?.ok_or_else(|| no_such_product(id))?;
     Ok(api::public_json(&product))
 }
 
@@ -45,7 +47,7 @@ pub fn create(req: &Request) -> Result<Response, ApiError> {
 pub fn update(req: &Request, id: &str) -> Result<Response, ApiError> {
     let body = object_body(req)?;
     let db = database::open()?;
-    let current = catalog::get(&db, id)?.value.ok_or_else(|| no_such_product(id))?;
+    let current = catalog::get(&db, id)?.ok_or_else(|| no_such_product(id))?;
     let draft = ProductDraft::for_update(&body, &current)?;
     let product = catalog::update(&db, id, &draft)?.ok_or_else(|| no_such_product(id))?;
     Ok(api::json(200, &product))
