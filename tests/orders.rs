@@ -426,6 +426,68 @@ async fn postgres_two_carts_race_for_the_last_unit() {
     two_carts_race_for_the_last_unit(&Shop::postgres().await).await;
 }
 
+/// A user keeps adding products while their checkouts run: each order's
+/// lines leave the cart, and every product added stays unless an order
+/// bought it. The checkout's write comes late (once the order is
+/// confirmed), so a write that did not check what it overwrote would drop
+/// the additions made meanwhile; an addition that did not would bring back
+/// what the checkout took out.
+async fn additions_made_during_a_checkout_stay_in_the_cart(shop: &Shop) {
+    const ROUNDS: usize = 3;
+    const PER_ROUND: usize = 12;
+    const EXTRAS: usize = ROUNDS * PER_ROUND;
+    shop.product("KEEP-A", 1000, 100).await;
+    for i in 0..EXTRAS {
+        shop.product(&format!("KEEP-B{i}"), 100, 100).await;
+    }
+    let mut added = std::collections::BTreeSet::new();
+    let mut bought = std::collections::BTreeSet::new();
+    let mut extras = (0..EXTRAS).map(|i| format!("KEEP-B{i}"));
+    for round in 0..ROUNDS {
+        shop.add("ann", "KEEP-A", 1).await.expect(201);
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let checkout = async {
+            let order = shop.checkout("ann", cards::good(), None).await;
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+            order
+        };
+        // Adds one product after another until the checkout has answered
+        // (the addition in flight then is waited for), at most
+        // `PER_ROUND`: a cart holds 50 products.
+        let additions = async {
+            for _ in 0..PER_ROUND {
+                if done.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                let sku = extras.next().expect("a product for each addition");
+                shop.add("ann", &sku, 1).await.expect(201);
+                added.insert(sku);
+            }
+        };
+        let (order, ()) = tokio::join!(checkout, additions);
+        let order = order.expect(201);
+        assert_eq!(order["status"], "CONFIRMED", "{order}");
+        bought.extend(order["lines"].as_array().unwrap().iter().map(|line| line["sku"].as_str().unwrap().to_string()));
+        assert!(bought.contains("KEEP-A"), "{order}");
+        let cart = shop.get("/api/cart", "ann").await.expect(200);
+        let in_cart: std::collections::BTreeSet<String> =
+            cart["items"].as_array().unwrap().iter().map(|line| line["sku"].as_str().unwrap().to_string()).collect();
+        let expected: std::collections::BTreeSet<String> = added.difference(&bought).cloned().collect();
+        assert_eq!(in_cart, expected, "round {round}: the cart after the checkout {order}");
+    }
+    assert!(!added.difference(&bought).collect::<Vec<_>>().is_empty(), "no addition crossed a checkout: the test proved nothing");
+}
+
+#[tokio::test]
+async fn embedded_additions_made_during_a_checkout_stay_in_the_cart() {
+    additions_made_during_a_checkout_stay_in_the_cart(&Shop::embedded()).await;
+}
+
+#[tokio::test]
+async fn postgres_additions_made_during_a_checkout_stay_in_the_cart() {
+    additions_made_during_a_checkout_stay_in_the_cart(&Shop::postgres().await).await;
+}
+
 async fn checkout_with_an_idempotency_key_places_one_order(shop: &Shop) {
     let product = shop.product("IDEM-1", 1500, 10).await;
     shop.add("ann", "IDEM-1", 2).await.expect(201);

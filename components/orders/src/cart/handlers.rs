@@ -23,21 +23,12 @@ pub async fn add(req: &Request) -> Result<Response, ApiError> {
     let product = products::by_sku(&Upstream::for_request(req), &[&sku]).await?.remove(&sku).ok_or_else(|| {
         ApiError::invalid(vec![FieldError { field: "sku".into(), message: format!("no product has SKU {sku}") }])
     })?;
-    let carts = CartStore::open()?;
-    let mut cart = carts.load(&user_id)?;
     let item = CartItem { sku: product.sku, name: product.name, unit_price_cents: product.price_cents, quantity };
-    let status = match cart.put(item) {
-        Put::Added => 201,
-        Put::Replaced => 200,
-        Put::Full => {
-            return Err(ApiError::new(
-                409,
-                "cart_full",
-                format!("a cart holds at most {MAX_LINES} different products"),
-            ));
-        }
-    };
-    carts.save(&user_id, &cart)?;
+    let (cart, status) = CartStore::open()?.change(&user_id, |cart| match cart.put(item.clone()) {
+        Put::Added => Ok(201),
+        Put::Replaced => Ok(200),
+        Put::Full => Err(ApiError::new(409, "cart_full", format!("a cart holds at most {MAX_LINES} different products"))),
+    })?;
     Ok(json(status, &cart.view()))
 }
 
@@ -53,12 +44,9 @@ pub fn remove(req: &Request, sku: &str) -> Result<Response, ApiError> {
 }
 
 /// Applies `change` to the line for `sku`: 404 if the cart has none.
-fn update(user_id: &str, sku: &str, change: impl FnOnce(&mut Cart) -> bool) -> Result<Response, ApiError> {
-    let carts = CartStore::open()?;
-    let mut cart = carts.load(user_id)?;
-    if !change(&mut cart) {
-        return Err(ApiError::not_found(format!("the cart has no line for SKU {sku}")));
-    }
-    carts.save(user_id, &cart)?;
+fn update(user_id: &str, sku: &str, mut change: impl FnMut(&mut Cart) -> bool) -> Result<Response, ApiError> {
+    let (cart, ()) = CartStore::open()?.change(user_id, |cart| {
+        if change(cart) { Ok(()) } else { Err(ApiError::not_found(format!("the cart has no line for SKU {sku}"))) }
+    })?;
     Ok(json(200, &cart.view()))
 }

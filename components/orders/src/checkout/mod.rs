@@ -73,11 +73,13 @@ pub async fn checkout(req: &Request) -> Result<Response, ApiError> {
         return replay(&db, &upstream, &order_id).await;
     }
 
-    let cart = CartStore::open()?.load(&user_id)?;
-    if cart.is_empty() {
+    // Held: a confirmed order takes its lines out of this very cart (see
+    // `HeldCart::take_out`).
+    let cart = CartStore::open()?.hold(&user_id)?;
+    if cart.cart.is_empty() {
         return Err(ApiError::new(400, "cart_empty", "the cart is empty: add items before checking out"));
     }
-    let (lines, stock) = quote(&upstream, &cart).await?;
+    let (lines, stock) = quote(&upstream, &cart.cart).await?;
     let total_cents = total_cents(&lines).ok_or_else(|| ApiError::bad_request("the order total is too large"))?;
     let order_id = ids::order_id();
     let charge =
@@ -124,7 +126,7 @@ pub async fn checkout(req: &Request) -> Result<Response, ApiError> {
         charge_request: Some(charge_request),
         progress,
     };
-    let driven = runner::drive(&db, &upstream, saga).await?;
+    let driven = runner::drive(&db, &upstream, saga, Some(cart)).await?;
     match driven.ended {
         // This run ended the saga: the order is what it placed and what the
         // end wrote, no read needed.

@@ -9,7 +9,7 @@ use shop_shared::db::Db;
 
 use super::journal::{self, Saga};
 use super::{Action, Cancellation, Fact, Next};
-use crate::cart::store::CartStore;
+use crate::cart::store::{CartStore, HeldCart};
 use crate::clients::products::{Commit, Stock};
 use crate::clients::payments::Charge;
 use crate::clients::{Unavailable, Upstream, payments, products};
@@ -79,7 +79,7 @@ pub struct Resumed {
 /// retries; returns where the order stands.
 pub async fn run(db: &Db, upstream: &Upstream, order_id: &str) -> Result<Status, ApiError> {
     let saga = journal::load(db, order_id)?.ok_or_else(|| gone(order_id))?;
-    Ok(drive(db, upstream, saga).await?.status)
+    Ok(drive(db, upstream, saga, None).await?.status)
 }
 
 /// Carries `saga`, as its journal has it, to its end. The journal is read
@@ -93,7 +93,10 @@ pub async fn run(db: &Db, upstream: &Upstream, order_id: &str) -> Result<Status,
 /// for the payment's write and then the sale. The order of the journal's
 /// writes stays that of the facts: the call's own facts are written after
 /// the ones before it, once both are in.
-pub async fn drive(db: &Db, upstream: &Upstream, mut saga: Saga) -> Result<Driven, ApiError> {
+///
+/// `cart` is the user's cart as the checkout read it, if this run is the
+/// checkout's: a confirmed order's lines leave it with one write.
+pub async fn drive(db: &Db, upstream: &Upstream, mut saga: Saga, mut cart: Option<HeldCart>) -> Result<Driven, ApiError> {
     let order_id = saga.order_id.clone();
     let mut current = true;
     let mut ended = None;
@@ -134,7 +137,7 @@ pub async fn drive(db: &Db, upstream: &Upstream, mut saga: Saga) -> Result<Drive
                     }
                     // Facts that end the saga are written with its end.
                     end => {
-                        ended = finish(db, &mut saga, &facts, end)?;
+                        ended = finish(db, &mut saga, &facts, end, &mut cart)?;
                         ended.is_some()
                     }
                 };
@@ -142,7 +145,7 @@ pub async fn drive(db: &Db, upstream: &Upstream, mut saga: Saga) -> Result<Drive
             }
             // The journal already held what ends it (a resumed saga).
             end => {
-                ended = finish(db, &mut saga, &[], end)?;
+                ended = finish(db, &mut saga, &[], end, &mut cart)?;
                 current = ended.is_some();
             }
         }
@@ -180,7 +183,7 @@ async fn call_alongside(
 /// `facts` that decided it, in one transaction (see [`journal::end`]);
 /// the end, if every write took. Either way the outbox is relayed: the
 /// end's event, or the one of the run that ended the saga first, goes out.
-fn finish(db: &Db, saga: &mut Saga, facts: &[Fact], end: Next) -> Result<Option<Ended>, ApiError> {
+fn finish(db: &Db, saga: &mut Saga, facts: &[Fact], end: Next, cart: &mut Option<HeldCart>) -> Result<Option<Ended>, ApiError> {
     let (order_id, user_id, now) = (saga.order_id.as_str(), saga.user_id.as_str(), now_ms());
     let (ended, status) = match &end {
         Next::Confirm { payment_id } => {
@@ -206,7 +209,7 @@ fn finish(db: &Db, saga: &mut Saga, facts: &[Fact], end: Next) -> Result<Option<
         return Ok(None);
     }
     if status == Status::Confirmed {
-        take_out_of_cart(saga);
+        take_out_of_cart(saga, cart.take());
     }
     saga.status = status;
     // A captured payment is journaled (with its id on the order) when
@@ -301,15 +304,16 @@ async fn call(up: &Upstream, saga: &Saga, action: &Action) -> Result<Vec<Fact>, 
     Ok(vec![fact])
 }
 
-/// A confirmed order's lines leave its user's cart. The order stands
-/// whatever happens here, so a failure is only logged.
-fn take_out_of_cart(saga: &Saga) {
-    let result = CartStore::open().and_then(|carts| {
-        let mut cart = carts.load(&saga.user_id)?;
-        cart.remove_ordered(&saga.lines);
-        carts.save(&saga.user_id, &cart)
-    });
-    if let Err(e) = result {
+/// A confirmed order's lines leave its user's cart: through `held`, the
+/// cart as the checkout read it, when this run is the checkout's, else as
+/// the cart is now. The order stands whatever happens here, so a failure is
+/// only logged.
+fn take_out_of_cart(saga: &Saga, held: Option<HeldCart>) {
+    let held = match held {
+        Some(held) if held.user_id == saga.user_id => Ok(held),
+        _ => CartStore::open().and_then(|carts| carts.hold(&saga.user_id)),
+    };
+    if let Err(e) = held.and_then(|held| held.take_out(&saga.lines)) {
         eprintln!("orders: taking order {} out of the cart failed: {}", saga.order_id, e.message);
     }
 }
