@@ -5,18 +5,23 @@
 //!   §4.1). The request's route and URI (path and query) name a *vary
 //!   record*: the header names the last response's `Vary` listed. Those
 //!   names, with this request's values for them, then name the *entry*.
-//!   Every key also carries the cache *generation*.
+//!   A hit is one read of the store: the generation (below), the vary
+//!   record and the entry of a response that varies on nothing, together.
 //! - Signed-in callers: the catalog is the same for everyone, and products
 //!   says so with `Cache-Control: public`. A response is kept for, or served
 //!   to, a request with `Authorization` only when it carries that mark (or
 //!   `s-maxage`/`must-revalidate`, RFC 9111 §3.5), so a service that ever
 //!   answers a caller personally, without the mark, is never shared; one
 //!   that answers per caller with the mark must say `Vary: Authorization`.
-//! - Invalidation: a successful catalog write through the gateway bumps the
-//!   generation (an atomic increment), so every older key is unreachable at
-//!   once, on every host; the write then sweeps the old keys away. A read
-//!   that started before the bump stores under the generation it read, so it
-//!   can never resurrect a stale response.
+//! - Invalidation: every entry carries the cache *generation* it was stored
+//!   at, and serves only while that is the current one. A successful
+//!   catalog write through the gateway bumps the generation (a
+//!   compare-and-swap), so every stored response is out of date at once, on
+//!   every host; the write then sweeps the old entries away. A read that
+//!   started before the bump stores with the generation it read, so it can
+//!   never resurrect a stale response. (The generation is a decimal number
+//!   the gateway writes itself, not an atomic counter, so that it can be
+//!   read with the entry: a counter's bytes are the store's own business.)
 //! - Validators: every stored response gets a strong ETag, a hash of its
 //!   body, and `If-None-Match` is answered with 304.
 //! - `Cache-Status` (RFC 9211) tells the client what the cache did.
@@ -31,9 +36,9 @@ use crate::trace::hex;
 
 /// The cache's name in `Cache-Status`.
 const CACHE_NAME: &str = "gateway";
-/// The generation counter's key.
-const GENERATION_KEY: &str = "gateway-cache:generation";
-/// The prefix of every key but the generation's.
+/// The generation's key.
+const GENERATION_KEY: &str = "gateway-cache:current-generation";
+/// The prefix of every key.
 const KEY_PREFIX: &str = "gateway-cache:";
 
 /// Fields that describe one exchange, not the stored response.
@@ -50,18 +55,18 @@ pub struct RequestKey<'a> {
 
 impl RequestKey<'_> {
     /// The key of the vary record.
-    pub fn vary_key(&self, generation: i64) -> String {
-        format!("{KEY_PREFIX}{generation}:vary:{}", self.digest(&[]))
+    pub fn vary_key(&self) -> String {
+        format!("{KEY_PREFIX}vary:{}", self.digest(&[]))
     }
 
     /// The key of the entry for this request, given the vary record's names.
-    pub fn entry_key(&self, generation: i64, vary: &[String], headers: &Headers) -> String {
+    pub fn entry_key(&self, vary: &[String], headers: &Headers) -> String {
         let mut names: Vec<&str> = vary.iter().map(String::as_str).collect();
         names.sort_unstable();
         names.dedup();
         let selected: Vec<(&str, Option<&str>)> =
             names.into_iter().map(|name| (name, headers.get(name).map(str::trim))).collect();
-        format!("{KEY_PREFIX}{generation}:entry:{}", self.digest(&selected))
+        format!("{KEY_PREFIX}entry:{}", self.digest(&selected))
     }
 
     /// A hash of every part, each length-prefixed so that no two different
@@ -193,6 +198,9 @@ pub fn forwarded_status(reason: &str, stored: Result<u64, &str>) -> String {
 /// What is kept of a response besides its body.
 #[derive(Serialize, Deserialize)]
 struct Meta {
+    /// The cache generation it was stored at: it serves only while that is
+    /// the current one.
+    generation: u64,
     stored_at_secs: u64,
     expires_at_secs: u64,
     status: u16,
@@ -235,28 +243,28 @@ pub enum Lookup {
     Miss(&'static str),
 }
 
-/// The cache at one generation.
+/// The cache, as one request sees it.
 pub struct Cache {
     store: Store,
-    generation: i64,
+    /// The generation the request's lookup read; what it stores carries it.
+    generation: Option<u64>,
 }
 
 impl Cache {
-    /// Opens the store and reads the current generation.
     pub fn open() -> Result<Self, KvError> {
-        let store = Store::open(kv::CACHE)?;
-        let generation = store.increment(GENERATION_KEY, 0)?;
-        Ok(Self { store, generation })
+        Ok(Self { store: Store::open(kv::CACHE)?, generation: None })
     }
 
     /// The fresh entry for this request; `authorized` (the request carried
     /// `Authorization`) finds only entries the service marked as shared.
-    pub fn lookup(&self, key: &RequestKey<'_>, headers: &Headers, authorized: bool, now_secs: u64) -> Result<Lookup, KvError> {
+    pub fn lookup(&mut self, key: &RequestKey<'_>, headers: &Headers, authorized: bool, now_secs: u64) -> Result<Lookup, KvError> {
         // Most responses vary on nothing: the entry such a response is kept
-        // under is read with its vary record, in one call to the store. Only
-        // a record that names headers costs a second call.
-        let unvaried = key.entry_key(self.generation, &[], headers);
-        let [vary, unvaried_entry] = self.store.get_many([&key.vary_key(self.generation), &unvaried])?;
+        // under is read with the generation and its vary record, in one call
+        // to the store. Only a record that names headers costs a second call.
+        let unvaried = key.entry_key(&[], headers);
+        let [generation, vary, unvaried_entry] = self.store.get_many([GENERATION_KEY, &key.vary_key(), &unvaried])?;
+        let generation = generation_of(generation.as_deref())?;
+        self.generation = Some(generation);
         let Some(vary) = vary else {
             return Ok(Lookup::Miss("uri-miss"));
         };
@@ -266,7 +274,7 @@ impl Cache {
         let entry = if vary.is_empty() {
             unvaried_entry
         } else {
-            self.store.get(&key.entry_key(self.generation, &vary, headers))?
+            self.store.get(&key.entry_key(&vary, headers))?
         };
         let Some(entry) = entry else {
             return Ok(Lookup::Miss("vary-miss"));
@@ -274,6 +282,10 @@ impl Cache {
         let Some(Entry { meta, body }) = Entry::decode(entry) else {
             return Ok(Lookup::Miss("uri-miss"));
         };
+        if meta.generation != generation {
+            // Stored before the catalog last changed.
+            return Ok(Lookup::Miss("miss"));
+        }
         if now_secs >= meta.expires_at_secs {
             return Ok(Lookup::Miss("stale"));
         }
@@ -286,26 +298,39 @@ impl Cache {
         Ok(Lookup::Hit(reply))
     }
 
-    /// Keeps `reply` for `ttl_secs` under this cache's generation.
-    pub fn store(&self, key: &RequestKey<'_>, headers: &Headers, reply: &Reply, ttl_secs: u64, now_secs: u64) -> Result<(), KvError> {
+    /// Keeps `reply` for `ttl_secs`, at the generation the lookup read (a
+    /// request that did not look up reads it now).
+    pub fn store(&mut self, key: &RequestKey<'_>, headers: &Headers, reply: &Reply, ttl_secs: u64, now_secs: u64) -> Result<(), KvError> {
+        let generation = match self.generation {
+            Some(generation) => generation,
+            None => generation_of(self.store.get(GENERATION_KEY)?.as_deref())?,
+        };
         let vary = vary_names(reply.joined_header("vary").as_deref()).unwrap_or_default();
         let meta = Meta {
+            generation,
             stored_at_secs: now_secs,
             expires_at_secs: now_secs.saturating_add(ttl_secs),
             status: reply.status,
             headers: reply.headers.iter().filter(|(name, _)| !PER_EXCHANGE.contains(&name.as_str())).cloned().collect(),
         };
         let entry = Entry { meta, body: reply.body.clone() }.encode();
-        self.store.set(&key.entry_key(self.generation, &vary, headers), &entry)?;
-        self.store.set(&key.vary_key(self.generation), &serde_json::to_vec(&vary).expect("names serialize"))
+        self.store.set(&key.entry_key(&vary, headers), &entry)?;
+        self.store.set(&key.vary_key(), &serde_json::to_vec(&vary).expect("names serialize"))
     }
 
-    /// Makes every stored response unreachable, then deletes the old keys.
+    /// Puts every stored response out of date (the next generation), then
+    /// deletes the stored keys. Those a read stores meanwhile may go too: a
+    /// miss later, never a stale hit.
     pub fn invalidate() -> Result<(), KvError> {
         let store = Store::open(kv::CACHE)?;
-        let current = store.increment(GENERATION_KEY, 1)?;
+        store.update(GENERATION_KEY, |current| {
+            // An unreadable generation starts again from 1: whatever was
+            // stored with it is out of date all the same.
+            let current = generation_of(current).unwrap_or(0);
+            current.saturating_add(1).to_string().into_bytes()
+        })?;
         for key in store.keys()? {
-            if generation_of(&key).is_some_and(|generation| generation < current) {
+            if key.starts_with(KEY_PREFIX) && key != GENERATION_KEY {
                 store.delete(&key)?;
             }
         }
@@ -313,9 +338,13 @@ impl Cache {
     }
 }
 
-/// The generation a cache key belongs to.
-fn generation_of(key: &str) -> Option<i64> {
-    key.strip_prefix(KEY_PREFIX)?.split(':').next()?.parse().ok()
+/// The generation the store holds: 0 before the first invalidation.
+fn generation_of(stored: Option<&[u8]>) -> Result<u64, KvError> {
+    let Some(bytes) = stored else { return Ok(0) };
+    std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .ok_or_else(|| KvError::unreadable(kv::CACHE, format!("the generation at {GENERATION_KEY} is not a number: {bytes:?}")))
 }
 
 #[cfg(test)]
@@ -329,25 +358,27 @@ mod tests {
     const KEY: RequestKey<'static> = RequestKey { route: "catalog", uri: "/api/products?q=lamp" };
 
     #[test]
-    fn keys_carry_the_generation() {
-        assert!(KEY.vary_key(3).starts_with("gateway-cache:3:vary:"));
-        assert!(KEY.entry_key(3, &[], &headers(&[])).starts_with("gateway-cache:3:entry:"));
-        assert_ne!(KEY.vary_key(3), KEY.vary_key(4));
-        assert_eq!(generation_of(&KEY.entry_key(12, &[], &headers(&[]))), Some(12));
-        assert_eq!(generation_of(GENERATION_KEY), None);
+    fn the_generation_is_a_decimal_number_and_zero_before_the_first() {
+        assert_eq!(generation_of(None).unwrap(), 0);
+        assert_eq!(generation_of(Some(b"12")).unwrap(), 12);
+        // An atomic counter's bytes (SQLite's 8 little-endian ones) are not one.
+        assert!(generation_of(Some(&12i64.to_le_bytes())).is_err());
+        assert!(generation_of(Some(b"-1")).is_err());
+        assert!(KEY.vary_key().starts_with(KEY_PREFIX) && KEY.entry_key(&[], &headers(&[])).starts_with(KEY_PREFIX));
+        assert_ne!(KEY.vary_key(), GENERATION_KEY);
     }
 
     #[test]
     fn keys_depend_on_route_and_uri() {
-        let base = KEY.vary_key(1);
-        assert_eq!(base, KEY.vary_key(1), "deterministic");
-        assert_ne!(base, RequestKey { route: "other", ..KEY }.vary_key(1));
-        assert_ne!(base, RequestKey { uri: "/api/products?q=lamps", ..KEY }.vary_key(1));
-        assert_ne!(base, RequestKey { uri: "/api/products", ..KEY }.vary_key(1));
+        let base = KEY.vary_key();
+        assert_eq!(base, KEY.vary_key(), "deterministic");
+        assert_ne!(base, RequestKey { route: "other", ..KEY }.vary_key());
+        assert_ne!(base, RequestKey { uri: "/api/products?q=lamps", ..KEY }.vary_key());
+        assert_ne!(base, RequestKey { uri: "/api/products", ..KEY }.vary_key());
         // Length prefixes keep parts from running into each other.
         let a = RequestKey { route: "ab", uri: "c" };
         let b = RequestKey { route: "a", uri: "bc" };
-        assert_ne!(a.vary_key(1), b.vary_key(1));
+        assert_ne!(a.vary_key(), b.vary_key());
     }
 
     #[test]
@@ -358,11 +389,11 @@ mod tests {
         let fr = headers(&[("accept-language", "fr")]);
         let none = headers(&[]);
         let empty = headers(&[("accept-language", "")]);
-        let key = |h: &Headers| KEY.entry_key(1, &vary, h);
+        let key = |h: &Headers| KEY.entry_key(&vary, h);
         assert_eq!(key(&en), key(&en_other_agent));
         assert_ne!(key(&en), key(&fr));
         assert_ne!(key(&none), key(&empty), "absent differs from empty");
-        assert_ne!(key(&en), KEY.entry_key(1, &[], &en), "the vary set is part of the key");
+        assert_ne!(key(&en), KEY.entry_key(&[], &en), "the vary set is part of the key");
     }
 
     #[test]
@@ -371,7 +402,7 @@ mod tests {
         let one = vary_names(Some("Accept-Language, accept")).unwrap();
         let other = vary_names(Some("accept,accept-language,accept")).unwrap();
         assert_eq!(one, vec!["accept-language", "accept"]);
-        assert_eq!(KEY.entry_key(1, &one, &h), KEY.entry_key(1, &other, &h));
+        assert_eq!(KEY.entry_key(&one, &h), KEY.entry_key(&other, &h));
         assert_eq!(vary_names(None), Some(vec![]));
         assert_eq!(vary_names(Some("accept, *")), None);
     }
@@ -434,10 +465,10 @@ mod tests {
     #[test]
     fn entries_keep_the_body_byte_for_byte_and_refuse_what_they_did_not_write() {
         let body = b"\x00{\"items\":[]}\xff".to_vec();
-        let meta = Meta { stored_at_secs: 10, expires_at_secs: 70, status: 200, headers: vec![("etag".into(), "\"a\"".into())] };
+        let meta = Meta { generation: 4, stored_at_secs: 10, expires_at_secs: 70, status: 200, headers: vec![("etag".into(), "\"a\"".into())] };
         let bytes = Entry { meta, body: body.clone() }.encode();
         let back = Entry::decode(bytes.clone()).expect("decodes");
-        assert_eq!((back.meta.stored_at_secs, back.meta.expires_at_secs, back.meta.status), (10, 70, 200));
+        assert_eq!((back.meta.generation, back.meta.stored_at_secs, back.meta.expires_at_secs, back.meta.status), (4, 10, 70, 200));
         assert_eq!(back.meta.headers, vec![("etag".to_string(), "\"a\"".to_string())]);
         assert_eq!(back.body, body);
         // Truncated, too short, or the old JSON-with-base64 entries.

@@ -1,6 +1,7 @@
 //! The gateway's key-value stores, through `wasi:keyvalue`: the one
-//! interface with an atomic increment, which keeps rate-limit counters and
-//! the cache generation exact across hosts when the store is Redis.
+//! interface with an atomic increment and compare-and-swap, which keep
+//! rate-limit counters and the cache generation exact across hosts when
+//! the store is Redis.
 //!
 //! Every key starts with its store's name (`gateway:`, `gateway-cache:`):
 //! a Redis store is a whole Redis database, which an operator may share
@@ -17,6 +18,13 @@ pub const CACHE: &str = "gateway-cache";
 /// A store failure, with the store's name for the log.
 #[derive(Debug)]
 pub struct KvError(String);
+
+impl KvError {
+    /// A value of store `name` this version cannot read.
+    pub fn unreadable(name: &str, what: String) -> Self {
+        KvError(format!("key-value store `{name}`: {what}"))
+    }
+}
 
 impl fmt::Display for KvError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -62,6 +70,21 @@ impl Store {
     /// the new value, atomically.
     pub fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
         atomics::increment(&self.bucket, key, delta).map_err(|e| error(self.name, e))
+    }
+
+    /// Sets `key` to `change(its value)` atomically: a compare-and-swap,
+    /// tried again on the new value while other writers get in first.
+    /// Returns the value written.
+    pub fn update(&self, key: &str, change: impl Fn(Option<&[u8]>) -> Vec<u8>) -> Result<Vec<u8>, KvError> {
+        let mut cas = atomics::Cas::new(&self.bucket, key).map_err(|e| error(self.name, e))?;
+        loop {
+            let value = change(cas.current().map_err(|e| error(self.name, e))?.as_deref());
+            match atomics::swap(cas, &value) {
+                Ok(()) => return Ok(value),
+                Err(atomics::CasError::CasFailed(now)) => cas = now,
+                Err(atomics::CasError::StoreError(e)) => return Err(error(self.name, e)),
+            }
+        }
     }
 
     /// Every key in the store.

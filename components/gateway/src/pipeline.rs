@@ -137,7 +137,7 @@ async fn cached(head: &Head, forwarded: impl Future<Output = Result<Reply, ApiEr
     let log = |e: &kv::KvError| eprintln!("gateway [{}]: catalog cache: {e}", trace.request_id);
     let mode = RequestMode::of(&head.headers);
     let cache = if mode == RequestMode::Bypass { None } else { Cache::open().inspect_err(log).ok() };
-    let Some(cache) = cache else {
+    let Some(mut cache) = cache else {
         let mut reply = forwarded.await.unwrap_or_else(Reply::from);
         reply.set_header("cache-status", "gateway; fwd=bypass");
         return reply;
