@@ -50,6 +50,14 @@ fn missing_wasm_suggests_bazaar_build() {
 }
 
 #[test]
+fn a_memory_limit_below_what_a_component_starts_with_names_the_setting() {
+    require_components(&["hello", "probe"]);
+    // The components start with 4 MiB of linear memory (.cargo/config.toml).
+    let out = up_fails(&app("examples"), &["--max-instance-memory-mb", "2"]);
+    assert!(out.contains(".wasm") && out.contains("--max-instance-memory-mb"), "{out}");
+}
+
+#[test]
 fn a_required_variable_without_a_value_stops_start_up() {
     require_components(&["probe"]);
     let out = up_fails(&app("capabilities"), &[]);

@@ -204,8 +204,16 @@ impl BazaarEngine {
     /// Compiles `wasm`, read from `path`, or loads it from the compile cache.
     pub fn load_component(&self, path: &Path, wasm: &[u8]) -> Result<Component> {
         let started = std::time::Instant::now();
-        let (component, from_cache) =
-            self.load_component_bytes(wasm).with_context(|| format!("compiling {}", path.display()))?;
+        let (component, from_cache) = self.load_component_bytes(wasm).map_err(|e| {
+            // wasmtime names the sizes, not the setting that caps them.
+            let hint = if format!("{e:#}").contains("exceeds the limit") {
+                "; the component starts with more linear memory than one instance may have: \
+                 raise --max-instance-memory-mb (BAZAAR_MAX_INSTANCE_MEMORY_MB)"
+            } else {
+                ""
+            };
+            e.context(format!("compiling {}{hint}", path.display()))
+        })?;
         let how = if from_cache { "loaded from the compile cache" } else { "compiled" };
         tracing::info!(path = %path.display(), "{how} in {:?}", started.elapsed());
         Ok(component)
