@@ -39,7 +39,6 @@ pub struct CartStore {
 pub struct HeldCart {
     // Dropped before the bucket it was made from.
     cas: Cas,
-    pub user_id: String,
     pub cart: Cart,
     store: CartStore,
 }
@@ -60,7 +59,7 @@ impl CartStore {
     pub fn hold(self, user_id: &str) -> Result<HeldCart, ApiError> {
         let cas = Cas::new(&self.bucket, user_id).map_err(|e| read_failed(&e))?;
         let cart = decode(cas.current().map_err(|e| read_failed(&e))?)?;
-        Ok(HeldCart { cas, user_id: user_id.to_string(), cart, store: self })
+        Ok(HeldCart { cas, cart, store: self })
     }
 
     /// Applies `change` to the user's cart and writes the result, again on

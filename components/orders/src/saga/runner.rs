@@ -310,8 +310,8 @@ async fn call(up: &Upstream, saga: &Saga, action: &Action) -> Result<Vec<Fact>, 
 /// only logged.
 fn take_out_of_cart(saga: &Saga, held: Option<HeldCart>) {
     let held = match held {
-        Some(held) if held.user_id == saga.user_id => Ok(held),
-        _ => CartStore::open().and_then(|carts| carts.hold(&saga.user_id)),
+        Some(held) => Ok(held),
+        None => CartStore::open().and_then(|carts| carts.hold(&saga.user_id)),
     };
     if let Err(e) = held.and_then(|held| held.take_out(&saga.lines)) {
         eprintln!("orders: taking order {} out of the cart failed: {}", saga.order_id, e.message);
