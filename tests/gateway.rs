@@ -508,8 +508,10 @@ async fn on_redis_counters_and_the_cache_generation_hold_across_hosts() {
 /// Where the gateway's key-value stores live.
 #[derive(Clone, Copy)]
 enum Stores {
-    /// SQLite files in the state directory.
-    Files,
+    /// As runtime-config/embedded.toml has them: `gateway` (rate-limit
+    /// counters, the key set, verified tokens) in memory, `gateway-cache`
+    /// in a SQLite file in the state directory.
+    Embedded,
     /// Redis databases [`REDIS_DBS`].
     Redis,
 }
@@ -539,7 +541,7 @@ impl Shop {
     /// Embedded mode with the manifest's variables, overridden by `envs`.
     fn embedded(envs: &[(&str, &str)]) -> Shop {
         let state = tempfile::tempdir().unwrap();
-        let bazaar = Self::start(state.path(), Stores::Files, envs).bazaar;
+        let bazaar = Self::start(state.path(), Stores::Embedded, envs).bazaar;
         Shop { bazaar, _state: Some(state) }
     }
 
@@ -550,17 +552,17 @@ impl Shop {
     }
 
     /// The gateway in front of the probe as the catalog service
-    /// (tests/apps/gateway-varies), its stores in files.
+    /// (tests/apps/gateway-varies), its stores as in embedded mode.
     fn varying_catalog() -> Shop {
         require_components(&["gateway", "probe"]);
         let state = tempfile::tempdir().unwrap();
-        let bazaar = Self::start_app("gateway-varies", state.path(), Stores::Files, &[]).bazaar;
+        let bazaar = Self::start_app("gateway-varies", state.path(), Stores::Embedded, &[]).bazaar;
         Shop { bazaar, _state: Some(state) }
     }
 
     fn start_app(name: &str, state: &Path, stores: Stores, envs: &[(&str, &str)]) -> Shop {
         let runtime_config = state.join(match stores {
-            Stores::Files => "runtime-config.toml",
+            Stores::Embedded => "runtime-config.toml",
             Stores::Redis => "runtime-config-redis.toml",
         });
         std::fs::write(&runtime_config, runtime_config_toml(state, stores)).unwrap();
@@ -646,7 +648,7 @@ fn assert_cache_status(reply: &Reply, expected_start: &str) {
 }
 
 /// Runtime config: the services' SQLite databases in `state`, the gateway's
-/// stores there too or in Redis.
+/// stores as in embedded mode or in Redis.
 fn runtime_config_toml(state: &Path, stores: Stores) -> String {
     let file = |name: &str| format!("{:?}", state.join(name).display().to_string());
     let mut config = String::new();
@@ -656,7 +658,8 @@ fn runtime_config_toml(state: &Path, stores: Stores) -> String {
     config += &format!("[key_value_store.carts]\ntype = \"spin\"\npath = {}\n\n", file("carts.db"));
     for (store, db) in [("gateway", REDIS_DBS.0), ("gateway-cache", REDIS_DBS.1)] {
         config += &match stores {
-            Stores::Files => format!("[key_value_store.{store}]\ntype = \"spin\"\npath = {}\n\n", file(&format!("{store}.db"))),
+            Stores::Embedded if store == "gateway" => format!("[key_value_store.{store}]\ntype = \"spin\"\n\n"),
+            Stores::Embedded => format!("[key_value_store.{store}]\ntype = \"spin\"\npath = {}\n\n", file(&format!("{store}.db"))),
             Stores::Redis => format!("[key_value_store.{store}]\ntype = \"redis\"\nurl = \"{REDIS}/{db}\"\n\n"),
         };
     }

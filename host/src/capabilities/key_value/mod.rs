@@ -11,6 +11,7 @@
 //! - [`backend`]: what a store must do, whatever it is stored in;
 //! - [`sqlite_backend`]: Spin's `spin` store kind, a SQLite file, whose
 //!   writes `group_commit` commits together;
+//! - [`memory_backend`]: the `spin` kind without a `path`, in memory;
 //! - [`redis_backend`]: Spin's `redis` store kind, a Redis server;
 //! - `spin` and `wasi`: the two guest interfaces, over [`Backend`].
 use std::collections::{HashMap, HashSet};
@@ -24,12 +25,14 @@ use crate::runtime_config::KeyValueStoreConfig;
 
 pub mod backend;
 mod group_commit;
+pub mod memory_backend;
 pub mod redis_backend;
 mod spin;
 pub mod sqlite_backend;
 mod wasi;
 
 pub use backend::Backend;
+use memory_backend::MemoryBackend;
 use redis_backend::RedisBackend;
 use sqlite_backend::SqliteBackend;
 
@@ -75,12 +78,12 @@ impl KeyValue {
         for label in grants.clone().flat_map(|(_, labels)| labels) {
             if !stores.contains_key(label) {
                 let store: Arc<dyn Backend> = match &ctx.runtime_config.key_value_stores[label] {
-                    KeyValueStoreConfig::Spin { path } => {
-                        Arc::new(SqliteBackend::open(path.as_deref(), label, ctx.sqlite_synchronous).with_context(|| match path {
-                            Some(path) => format!("opening key-value store {label:?} at {}", path.display()),
-                            None => format!("opening in-memory key-value store {label:?}"),
+                    KeyValueStoreConfig::Spin { path: Some(path) } => {
+                        Arc::new(SqliteBackend::open(Some(path), label, ctx.sqlite_synchronous).with_context(|| {
+                            format!("opening key-value store {label:?} at {}", path.display())
                         })?)
                     }
+                    KeyValueStoreConfig::Spin { path: None } => Arc::new(MemoryBackend::new()),
                     KeyValueStoreConfig::Redis { url } => Arc::new(RedisBackend::new(url).with_context(|| {
                         format!("key-value store {label:?}: {:?} is not a Redis URL", redacted(url))
                     })?),
@@ -153,7 +156,7 @@ mod tests {
     pub(super) fn app(grants: &[(&str, &[&str])], defined: &[&str]) -> Arc<KeyValue> {
         let stores = defined
             .iter()
-            .map(|label| (label.to_string(), Arc::new(SqliteBackend::open(None, label, crate::capabilities::sqlite::Synchronous::Normal).unwrap()) as Arc<dyn Backend>))
+            .map(|label| (label.to_string(), Arc::new(MemoryBackend::new()) as Arc<dyn Backend>))
             .collect();
         let grants = grants
             .iter()

@@ -139,8 +139,9 @@ fn read_connections() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 8)
 }
 
-/// A counter's value from its stored bytes.
-fn counter(key: &str, bytes: Option<Vec<u8>>) -> Result<i64> {
+/// A counter's value from its stored bytes (the `spin` kind's encoding,
+/// in memory too).
+pub(super) fn counter(key: &str, bytes: Option<Vec<u8>>) -> Result<i64> {
     match bytes {
         None => Ok(0),
         Some(bytes) => Ok(i64::from_le_bytes(bytes.try_into().map_err(|bytes: Vec<u8>| {
