@@ -509,10 +509,12 @@ async fn on_redis_counters_and_the_cache_generation_hold_across_hosts() {
 #[derive(Clone, Copy)]
 enum Stores {
     /// As runtime-config/embedded.toml has them: `gateway` (rate-limit
-    /// counters, the key set, verified tokens) in memory, `gateway-cache`
-    /// in a SQLite file in the state directory.
+    /// counters) and `gateway-tokens` in memory, `gateway-cache` in a
+    /// SQLite file in the state directory.
     Embedded,
-    /// Redis databases [`REDIS_DBS`].
+    /// As runtime-config/production.toml has them: `gateway` and
+    /// `gateway-cache` in the Redis databases [`REDIS_DBS`], `gateway-tokens`
+    /// in memory.
     Redis,
 }
 
@@ -656,6 +658,8 @@ fn runtime_config_toml(state: &Path, stores: Stores) -> String {
         config += &format!("[sqlite_database.{db}]\ntype = \"spin\"\npath = {}\n\n", file(&format!("{db}.db")));
     }
     config += &format!("[key_value_store.carts]\ntype = \"spin\"\npath = {}\n\n", file("carts.db"));
+    // As in both runtime configs: each host keeps its own, in memory.
+    config += "[key_value_store.gateway-tokens]\ntype = \"spin\"\n\n";
     for (store, db) in [("gateway", REDIS_DBS.0), ("gateway-cache", REDIS_DBS.1)] {
         config += &match stores {
             Stores::Embedded if store == "gateway" => format!("[key_value_store.{store}]\ntype = \"spin\"\n\n"),

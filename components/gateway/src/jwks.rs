@@ -1,5 +1,5 @@
 //! auth's public signing keys, fetched from its JWK Set and cached in the
-//! `gateway` store, so verifying a token costs no call to auth.
+//! `gateway-tokens` store, so verifying a token costs no call to auth.
 //!
 //! The cached set is trusted for `jwks_ttl_seconds`. A token whose `kid` is
 //! not in it triggers one fetch (auth rotated its key), but at most one per
@@ -18,8 +18,8 @@ use crate::kv::Store;
 use crate::trace::TraceContext;
 
 const JWKS_URL: &str = "http://auth.spin.internal/internal/jwks";
-/// The cached set's key in the `gateway` store.
-pub const STORE_KEY: &str = "gateway:jwks";
+/// The cached set's key in the `gateway-tokens` store.
+pub const STORE_KEY: &str = "gateway-tokens:jwks";
 const REFETCH_COOLDOWN_SECS: u64 = 10;
 
 /// Why no key verifies a token.
@@ -88,7 +88,7 @@ struct Jwks {
 }
 
 /// The key auth signs tokens with under `kid`. `stored` is what the
-/// `gateway` store holds under [`STORE_KEY`] (read by the caller with the
+/// `gateway-tokens` store holds under [`STORE_KEY`] (read by the caller with the
 /// other things it needs); a set fetched afresh is kept in `store`.
 pub async fn signing_key(
     kid: &str,

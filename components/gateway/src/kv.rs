@@ -3,15 +3,22 @@
 //! rate-limit counters and the cache generation exact across hosts when
 //! the store is Redis.
 //!
-//! Every key starts with its store's name (`gateway:`, `gateway-cache:`):
+//! Every key starts with its store's name (`gateway:`, `gateway-tokens:`,
+//! `gateway-cache:`):
 //! a Redis store is a whole Redis database, which an operator may share
 //! with other stores.
 use std::fmt;
 
 use spin_sdk::wit::wasi::keyvalue::{atomics, batch, store};
 
-/// Rate-limit counters, the cached JWKS and the tokens verified lately.
+/// Rate-limit counters: shared by every host (Redis in production), so
+/// that a client's quota holds wherever it connects.
 pub const GATEWAY: &str = "gateway";
+/// The cached JWKS and the tokens verified lately: read on every
+/// authenticated request, and worth keeping per host (each host fetches
+/// the key set and verifies a token in full once), so a runtime config
+/// may keep it in memory in production too.
+pub const TOKENS: &str = "gateway-tokens";
 /// Cached catalog responses and their generation counter.
 pub const CACHE: &str = "gateway-cache";
 

@@ -10,10 +10,10 @@
 //! every answer carries the request id. `GET /api/openapi.json` describes
 //! the public API.
 //!
-//! Settings are Spin variables (see [`config`]); state lives in two
-//! key-value stores: `gateway` (rate-limit counters, the cached JWK Set, the
-//! tokens verified last) and
-//! `gateway-cache` (catalog responses).
+//! Settings are Spin variables (see [`config`]); state lives in three
+//! key-value stores: `gateway` (rate-limit counters, shared by every host),
+//! `gateway-tokens` (the cached JWK Set and the tokens verified last, which
+//! each host may keep for itself) and `gateway-cache` (catalog responses).
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 use spin_sdk::http_component;
 

@@ -111,7 +111,7 @@ pub async fn authenticate(authorization: Option<&str>, trace: &TraceContext, jwk
     // claims are only trusted once the token matches the remembered one or
     // its signature verifies.
     let claimed = untrusted.deserialize_claims_unchecked::<AccessClaims>().ok().map(|claims| claims.custom.sub);
-    let store = Store::open(kv::GATEWAY).inspect_err(|e| eprintln!("gateway: {e}")).ok();
+    let store = Store::open(kv::TOKENS).inspect_err(|e| eprintln!("gateway: {e}")).ok();
     let remembered_key = claimed.as_deref().map(verified::key);
     let [key_set, remembered] = match &store {
         Some(store) => store

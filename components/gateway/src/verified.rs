@@ -4,7 +4,8 @@
 //! the whole shop's CPU under the benchmark mix). Envoy's JWT filter keeps a
 //! cache of verified tokens for the same reason.
 //!
-//! One entry per user, `gateway:verified:<sub>` in the `gateway` store: the
+//! One entry per user, `gateway-tokens:verified:<sub>` in the
+//! `gateway-tokens` store: the
 //! SHA-256 of the last token of theirs that verified in full, with its key
 //! id, role and expiry. A token is taken from it only if its hash is that
 //! one, so a token whose claims or signature differ in one bit is verified
@@ -38,9 +39,9 @@ pub fn digest(token: &str) -> String {
     hex(&Sha256::digest(token.as_bytes()))
 }
 
-/// Where the `gateway` store keeps `user_id`'s last verified token.
+/// Where the `gateway-tokens` store keeps `user_id`'s last verified token.
 pub fn key(user_id: &str) -> String {
-    format!("gateway:verified:{user_id}")
+    format!("gateway-tokens:verified:{user_id}")
 }
 
 /// The identity `token` (whose hash is `digest`) was verified as, if it was
@@ -63,7 +64,7 @@ fn matches(entry: &Entry, digest: &str, kid: &str, now_secs: i64, skew_secs: i64
 /// cannot keep it costs the next request a full check, nothing else.
 pub fn remember(identity: &Identity, digest: &str, kid: &str, exp: i64) {
     let entry = Entry { sha256: digest.to_owned(), kid: kid.to_owned(), role: identity.role.as_str().to_owned(), exp };
-    let saved = Store::open(kv::GATEWAY)
+    let saved = Store::open(kv::TOKENS)
         .and_then(|store| store.set(&key(&identity.user_id), &serde_json::to_vec(&entry).expect("an entry serializes")));
     if let Err(e) = saved {
         eprintln!("gateway: keeping a verified token failed: {e}");
