@@ -87,16 +87,16 @@ pub struct Writer {
 pub enum Inline {
     /// Every write goes to the writer thread (commits wait for the disk).
     Never,
-    /// When the connection is free; `checkpoints`: the store is a file, whose
-    /// log the writer checkpoints itself.
-    WhenFree { checkpoints: bool },
+    /// When the connection is free; the store's log is then checkpointed by
+    /// the writer itself.
+    WhenFree,
 }
 
 impl Writer {
     /// Starts the writer thread, which shares `connection` with writes that
     /// run inline.
     pub fn start(name: &str, connection: Connection, inline: Inline) -> Result<Self> {
-        let checkpointed = inline == (Inline::WhenFree { checkpoints: true });
+        let checkpointed = inline == Inline::WhenFree;
         if checkpointed {
             connection.pragma_update(None, "wal_autocheckpoint", 0)?;
         }
@@ -140,7 +140,9 @@ impl Writer {
     where
         F: FnOnce(&Connection) -> Result<T>,
     {
-        let Inline::WhenFree { checkpoints } = self.inline else { return Err(write) };
+        if self.inline != Inline::WhenFree {
+            return Err(write);
+        }
         if !multi_threaded() {
             return Err(write);
         }
@@ -161,7 +163,7 @@ impl Writer {
             (Err(e), _) => Err(e),
         };
         drop(connection);
-        if checkpoints && self.checkpoints.committed() {
+        if self.checkpoints.committed() {
             let (connection, schedule) = (self.connection.clone(), self.checkpoints.clone());
             tokio::task::spawn_blocking(move || {
                 checkpoint(&schedule, &connection.lock().unwrap_or_else(PoisonError::into_inner));
@@ -295,7 +297,7 @@ mod tests {
         let connection = Connection::open(&path).unwrap();
         connection.pragma_update(None, "journal_mode", "WAL").unwrap();
         connection.execute_batch("CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER NOT NULL)").unwrap();
-        let writer = Writer::start("test", connection, Inline::WhenFree { checkpoints: true }).unwrap();
+        let writer = Writer::start("test", connection, Inline::WhenFree).unwrap();
         let autocheckpoint: i64 =
             writer.connection.lock().unwrap().query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0)).unwrap();
         assert_eq!(autocheckpoint, 0, "the writer checkpoints itself");

@@ -79,7 +79,7 @@ impl KeyValue {
             if !stores.contains_key(label) {
                 let store: Arc<dyn Backend> = match &ctx.runtime_config.key_value_stores[label] {
                     KeyValueStoreConfig::Spin { path: Some(path) } => {
-                        Arc::new(SqliteBackend::open(Some(path), label, ctx.sqlite_synchronous).with_context(|| {
+                        Arc::new(SqliteBackend::open(path, label, ctx.sqlite_synchronous).with_context(|| {
                             format!("opening key-value store {label:?} at {}", path.display())
                         })?)
                     }

@@ -17,7 +17,7 @@
 //! was about 1% of the machine's CPU. Writes go to the store's writer
 //! thread, which commits the writes waiting at the same moment in one
 //! transaction ([`group_commit`](super::group_commit)).
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::{Context, Result, anyhow};
@@ -26,7 +26,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::backend::{Backend, Entry};
 use super::group_commit::{Inline, Writer};
-use crate::capabilities::sqlite::{BUSY_TIMEOUT, Synchronous, new_memdb_uri};
+use crate::capabilities::sqlite::{BUSY_TIMEOUT, Synchronous};
 
 
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS spin_key_value (
@@ -41,7 +41,7 @@ const SET: &str = "INSERT INTO spin_key_value (store, key, value) VALUES (?1, ?2
     ON CONFLICT (store, key) DO UPDATE SET value = excluded.value";
 const DELETE: &str = "DELETE FROM spin_key_value WHERE store = ?1 AND key = ?2";
 
-/// One store in a SQLite database (file or in memory).
+/// One store in a SQLite database file.
 pub struct SqliteBackend {
     store: Arc<str>,
     /// Read connections; a lookup takes whichever is free.
@@ -50,30 +50,22 @@ pub struct SqliteBackend {
 }
 
 impl SqliteBackend {
-    /// Opens store `label` in the database at `path` (`None`: a new in-memory
-    /// database), creating the file, its directory and the table as needed;
-    /// commits sync as `synchronous` says (`bazaar up --sqlite-synchronous`).
-    pub fn open(path: Option<&Path>, label: &str, synchronous: Synchronous) -> Result<Self> {
-        let location = match path {
-            Some(path) => {
-                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-                }
-                path.to_path_buf()
-            }
-            // The readers and the writer must share it.
-            None => PathBuf::from(new_memdb_uri()),
-        };
-        let writer = Connection::open(&location)?;
-        writer.busy_timeout(BUSY_TIMEOUT)?;
-        if path.is_some() {
-            writer.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))?;
+    /// Opens store `label` in the database file at `path`, creating the
+    /// file, its directory and the table as needed; commits sync as
+    /// `synchronous` says (`bazaar up --sqlite-synchronous`). A store without
+    /// a path is a [`super::memory_backend::MemoryBackend`].
+    pub fn open(path: &Path, label: &str, synchronous: Synchronous) -> Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
+        let writer = Connection::open(path)?;
+        writer.busy_timeout(BUSY_TIMEOUT)?;
+        writer.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))?;
         writer.pragma_update(None, "synchronous", synchronous.pragma())?;
         writer.execute(SCHEMA, [])?;
         let readers = (0..read_connections())
             .map(|_| {
-                let reader = Connection::open(&location)?;
+                let reader = Connection::open(path)?;
                 reader.busy_timeout(BUSY_TIMEOUT)?;
                 Ok(Mutex::new(reader))
             })
@@ -82,7 +74,7 @@ impl SqliteBackend {
             store: label.into(),
             readers: readers.into(),
             writer: Writer::start(label, writer, match synchronous {
-                Synchronous::Normal => Inline::WhenFree { checkpoints: path.is_some() },
+                Synchronous::Normal => Inline::WhenFree,
                 Synchronous::Full => Inline::Never,
             })?,
         })
@@ -261,13 +253,17 @@ impl Backend for SqliteBackend {
 mod tests {
     use super::*;
 
-    fn memory() -> SqliteBackend {
-        SqliteBackend::open(None, "default", Synchronous::Normal).unwrap()
+    /// A store in a file of its own, with the directory that holds it.
+    fn fresh() -> (tempfile::TempDir, SqliteBackend) {
+        let dir = tempfile::tempdir().unwrap();
+        let kv = SqliteBackend::open(&dir.path().join("kv.db"), "default", Synchronous::Normal).unwrap();
+        (dir, kv)
     }
 
     #[tokio::test]
     async fn a_lookup_takes_any_free_read_connection_and_waits_when_none_is() {
-        let kv = Arc::new(memory());
+        let (_dir, kv) = fresh();
+        let kv = Arc::new(kv);
         kv.set("k".into(), b"v".to_vec()).await.unwrap();
         assert!(kv.readers.len() >= 2, "one read connection per core, at least two");
         let value = || kv.get("k".into());
@@ -293,7 +289,7 @@ mod tests {
 
     #[tokio::test]
     async fn get_set_delete_exists_keys() {
-        let kv = memory();
+        let (_dir, kv) = fresh();
         assert_eq!(kv.get("a".into()).await.unwrap(), None);
         assert!(!kv.exists("a".into()).await.unwrap());
         kv.delete("a".into()).await.unwrap();
@@ -311,15 +307,15 @@ mod tests {
     async fn a_file_store_persists_and_matches_spins_layout() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("not-yet/kv.db");
-        let kv = SqliteBackend::open(Some(&path), "cache", Synchronous::Normal).unwrap();
+        let kv = SqliteBackend::open(&path, "cache", Synchronous::Normal).unwrap();
         kv.set("k".into(), b"v".to_vec()).await.unwrap();
         kv.increment("n".into(), 5).await.unwrap();
         drop(kv);
 
-        let kv = SqliteBackend::open(Some(&path), "cache", Synchronous::Normal).unwrap();
+        let kv = SqliteBackend::open(&path, "cache", Synchronous::Normal).unwrap();
         assert_eq!(kv.get("k".into()).await.unwrap().as_deref(), Some(&b"v"[..]));
         // Another label in the same file is another store.
-        let other = SqliteBackend::open(Some(&path), "other", Synchronous::Normal).unwrap();
+        let other = SqliteBackend::open(&path, "other", Synchronous::Normal).unwrap();
         assert_eq!(other.keys().await.unwrap(), Vec::<String>::new());
 
         // The rows are Spin's: (store, key, value), counters as i64 LE.
@@ -341,7 +337,7 @@ mod tests {
     async fn a_file_store_syncs_commits_as_told() {
         let dir = tempfile::tempdir().unwrap();
         for (synchronous, level) in [(Synchronous::Normal, 1), (Synchronous::Full, 2)] {
-            let kv = SqliteBackend::open(Some(&dir.path().join("kv.db")), "s", synchronous).unwrap();
+            let kv = SqliteBackend::open(&dir.path().join("kv.db"), "s", synchronous).unwrap();
             let read = kv.write(|c, _| Ok(c.query_row("PRAGMA synchronous", [], |r| r.get::<_, i64>(0))?));
             assert_eq!(read.await.unwrap(), level, "{synchronous:?}");
         }
@@ -353,8 +349,8 @@ mod tests {
         let path = dir.path().join("kv.db");
         // Two connections to one file, as two processes would have.
         let stores = [
-            Arc::new(SqliteBackend::open(Some(&path), "default", Synchronous::Normal).unwrap()),
-            Arc::new(SqliteBackend::open(Some(&path), "default", Synchronous::Normal).unwrap()),
+            Arc::new(SqliteBackend::open(&path, "default", Synchronous::Normal).unwrap()),
+            Arc::new(SqliteBackend::open(&path, "default", Synchronous::Normal).unwrap()),
         ];
         let (tasks, increments) = (8, 50);
         let handles: Vec<_> = (0..tasks)
@@ -375,7 +371,7 @@ mod tests {
 
     #[tokio::test]
     async fn increment_starts_at_zero_and_rejects_non_counters() {
-        let kv = memory();
+        let (_dir, kv) = fresh();
         assert_eq!(kv.increment("n".into(), 3).await.unwrap(), 3);
         assert_eq!(kv.increment("n".into(), -10).await.unwrap(), -7);
         kv.set("s".into(), b"hello".to_vec()).await.unwrap();
@@ -387,7 +383,7 @@ mod tests {
 
     #[tokio::test]
     async fn compare_and_swap_checks_the_expected_value() {
-        let kv = memory();
+        let (_dir, kv) = fresh();
         // Absent expected: only inserts.
         assert!(kv.compare_and_swap("k".into(), None, b"1".to_vec()).await.unwrap());
         assert!(!kv.compare_and_swap("k".into(), None, b"2".to_vec()).await.unwrap());
@@ -401,7 +397,7 @@ mod tests {
 
     #[tokio::test]
     async fn batches() {
-        let kv = memory();
+        let (_dir, kv) = fresh();
         kv.set_many(vec![("a".into(), b"1".to_vec()), ("b".into(), b"2".to_vec()), ("c".into(), b"3".to_vec())])
             .await
             .unwrap();
