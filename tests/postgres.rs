@@ -418,6 +418,59 @@ async fn transactions_and_session_state_do_not_leak_between_requests() {
     assert_eq!(count, 1);
 }
 
+/// A guest that ran only plain statements leaves its connection owing the
+/// reset of its session, which goes out with the next guest's first
+/// statement: the server has not run it when the first request ends, and
+/// the next guest still sees nothing of the first one's session. A guest
+/// that took an advisory lock gets its connection reset at once, so the
+/// lock does not wait in the pool.
+#[tokio::test]
+async fn a_reset_left_to_the_next_guest_still_comes_before_its_first_statement() {
+    let db = TestDatabase::create().await;
+    let (b, _) = start();
+    db.setup("CREATE SEQUENCE s").await;
+    let batch = |statements: Value| post(&b, "/probe/pg/v4/batch", json!({"address": db.url(), "statements": statements}));
+    let pid_of = |result: &Value| result["rows"][0][0]["int32"].as_i64().unwrap_or_else(|| panic!("no pid in {result}"));
+
+    // A setting and a sequence's last value, both left by plain statements.
+    let (status, body) = batch(json!([
+        {"sql": "SELECT set_config('search_path', 'nowhere', false) AS p"},
+        {"sql": "SELECT nextval('public.s')::int4 AS n"},
+        {"sql": "SELECT pg_backend_pid() AS pid"},
+    ]))
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let pid = pid_of(&body["results"][2]);
+    let last_query = db.admin.query_one("SELECT query FROM pg_stat_activity WHERE pid = $1", &[&(pid as i32)]).await.unwrap();
+    assert_eq!(last_query.get::<_, String>(0), "SELECT pg_backend_pid() AS pid", "the reset waits for the next guest");
+
+    // The next request gets that connection again (the only one its pool
+    // made): the reset went first.
+    let (status, body) = batch(json!([
+        {"sql": "SELECT pg_backend_pid() AS pid, current_setting('search_path') AS p"},
+        {"sql": "SELECT lastval()::int4 AS n"},
+    ]))
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let results = body["results"].as_array().unwrap();
+    assert_eq!(pid_of(&results[0]), pid, "the same pooled connection: {body}");
+    assert_eq!(results[0]["rows"][0][1], json!({"str": "\"$user\", public"}), "the setting was reset: {body}");
+    assert_eq!(results[1]["code"], "55000", "lastval is not yet defined in this session: {body}");
+
+    // An advisory lock is let go when the guest lets go of its connection.
+    let (status, body) = batch(json!([{"sql": "SELECT pg_advisory_lock(7)::text AS locked"}])).await;
+    assert_eq!(status, 200, "{body}");
+    let started = Instant::now();
+    loop {
+        let row = db.admin.query_one("SELECT pg_try_advisory_lock(7)", &[]).await.unwrap();
+        if row.get::<_, bool>(0) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "the guest's advisory lock is still held while its connection is idle");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A plain `BEGIN` goes out with the statement after it (one round trip
 /// for both): what a guest sees is a transaction like any other.
 #[tokio::test]

@@ -7,6 +7,10 @@
 //!
 //! Each connection keeps its prepared statements ([`Session::prepare_cached`]),
 //! so a statement costs one round trip instead of two.
+//!
+//! A connection may go back to its pool still owing the reset that clears
+//! its last guest's session ([`PgConnection::owe_reset`]); the next guest's
+//! first statement then takes the reset with it (see `connection`).
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Mutex;
@@ -22,6 +26,9 @@ use crate::capabilities::driven::Driver;
 pub struct PgConnection {
     session: Session,
     driver: Driver,
+    /// Whether the last guest's session is still to be reset
+    /// (`pool::RESET_SQL`) before the next guest's first statement.
+    reset_owed: bool,
 }
 
 /// The requests' side of a connection.
@@ -39,7 +46,18 @@ impl PgConnection {
                 tracing::debug!("Postgres: a pooled connection broke: {}", super::pool::error_chain(&e));
             }
         };
-        Self { session: Session { client, statements: Mutex::new(HashMap::new()) }, driver: Driver::new(io) }
+        Self { session: Session { client, statements: Mutex::new(HashMap::new()) }, driver: Driver::new(io), reset_owed: false }
+    }
+
+    /// Goes back to the pool with its last guest's session as it is: the
+    /// next guest's first statement resets it first.
+    pub fn owe_reset(&mut self) {
+        self.reset_owed = true;
+    }
+
+    /// Whether a reset is owed, which the caller now runs (or has run).
+    pub fn take_owed_reset(&mut self) -> bool {
+        std::mem::take(&mut self.reset_owed)
     }
 
     /// Its session, to run statements on, and the driver to run them

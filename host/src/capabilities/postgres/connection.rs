@@ -8,11 +8,19 @@
 //! Query results are buffered (the interface returns whole row sets), up to
 //! [`MAX_RESULT_BYTES`].
 //!
-//! When the guest drops the connection it is reset and goes back to its
-//! pool (`pool::give_back`; after a `BEGIN` it is rolled back first, so an
-//! abandoned transaction does not hold locks while idle), except if the
-//! guest was stopped in the middle of a statement (its request deadline):
-//! then it is closed, since its reply is still on the way.
+//! When the guest drops the connection it goes back to its pool
+//! (`pool::give_back`), except if the guest was stopped in the middle of a
+//! statement (its request deadline): then it is closed, since its reply is
+//! still on the way. A guest that ran only plain statements ([`is_plain`])
+//! and ended every transaction it began leaves its connection owing the
+//! reset of its session, which the next guest's first statement takes
+//! with it, in one round trip ([`after_reset`]). Any other guest's
+//! connection is reset at once (after a `ROLLBACK` if it began a
+//! transaction), so an abandoned transaction or a session lock does not
+//! wait in the pool. A reset that fails, or finds a transaction open that
+//! the host did not see begin, closes the connection; what the next
+//! guest's statement did then ran in that transaction, which closing rolls
+//! back, and the guest is told nothing was run.
 //!
 //! A plain `BEGIN` is not sent on its own: it waits for the guest's next
 //! statement and goes with it, both in one round trip (pipelined), so a
@@ -29,7 +37,7 @@ use tokio_postgres::error::SqlState;
 
 use super::client::Session;
 use super::convert::{self, Raw};
-use super::pool::{self, Object, error_chain};
+use super::pool::{self, Object, RESET_SQL, Release, ResetOutcome, error_chain};
 use crate::bindings::spin::postgres4_0_0::postgres::{Column, DbError, Error, ParameterValue, QueryError, RowSet};
 use crate::capabilities::driven::Driver;
 
@@ -42,8 +50,15 @@ const VALUE_OVERHEAD: usize = 16;
 
 /// A guest's open connection.
 pub struct GuestConnection {
-    /// Always `Some` until dropped.
+    /// `None` once closed: dropped, or closed early because the reset it
+    /// owed was not clean (`closed` says why).
     client: Option<Object>,
+    /// Why the connection was closed under the guest, for its later
+    /// statements.
+    closed: Option<String>,
+    /// Whether every statement so far was plain ([`is_plain`]): only then
+    /// may the reset wait for the next guest.
+    plain: bool,
     /// Set once the guest ran `BEGIN`/`START TRANSACTION`: the connection
     /// is rolled back when the guest drops it, so a transaction left open
     /// does not hold its locks while the connection sits in the pool.
@@ -60,34 +75,68 @@ pub struct GuestConnection {
 
 impl GuestConnection {
     pub fn new(client: Object) -> Self {
-        Self { client: Some(client), may_be_in_transaction: false, busy: false, pending_begin: None }
+        Self { client: Some(client), closed: None, plain: true, may_be_in_transaction: false, busy: false, pending_begin: None }
     }
 
-    /// The connection's session and the driver its replies come through.
-    fn parts(&mut self) -> (&Session, &mut Driver) {
-        self.client.as_mut().expect("a live connection has its client").parts()
+    /// The connection's session, the driver its replies come through and
+    /// whether its last guest's reset is still owed (which the caller now
+    /// sends); `Err` once it was closed under the guest.
+    fn parts(&mut self) -> Result<(&Session, &mut Driver, bool), Error> {
+        let Some(client) = self.client.as_mut() else {
+            let why = self.closed.clone().unwrap_or_else(|| "the connection is closed".into());
+            return Err(Error::ConnectionFailed(why));
+        };
+        let owed = client.take_owed_reset();
+        let (session, driver) = client.parts();
+        Ok((session, driver, owed))
     }
 
     pub async fn query(&mut self, sql: &str, params: &[ParameterValue]) -> Result<RowSet, Error> {
-        if self.defer_begin(sql, params) {
+        if self.closed.is_none() && self.defer_begin(sql, params) {
             return Ok(RowSet { columns: Vec::new(), rows: Vec::new() });
         }
         let begin = self.start(sql);
-        let (session, driver) = self.parts();
-        let result = driver.drive(with_begin(session, begin, run_query(session, sql, params))).await;
+        let (session, driver, owed) = self.parts()?;
+        let run = with_begin(session, begin, run_query(session, sql, params));
+        let (reset, result) = driver.drive(after_reset(session, owed, run)).await;
         self.busy = false;
-        result
+        self.settle(reset, result)
     }
 
     pub async fn execute(&mut self, sql: &str, params: &[ParameterValue]) -> Result<u64, Error> {
-        if self.defer_begin(sql, params) {
+        if self.closed.is_none() && self.defer_begin(sql, params) {
             return Ok(0);
         }
         let begin = self.start(sql);
-        let (session, driver) = self.parts();
-        let result = driver.drive(with_begin(session, begin, run_execute(session, sql, params))).await;
+        let (session, driver, owed) = self.parts()?;
+        let run = with_begin(session, begin, run_execute(session, sql, params));
+        let (reset, result) = driver.drive(after_reset(session, owed, run)).await;
         self.busy = false;
-        result
+        self.settle(reset, result)
+    }
+
+    /// The statement's result, given what the reset sent before it found.
+    /// A reset that was not clean closes the connection: one found inside
+    /// a transaction ran the statement in it, uncommitted, and closing rolls
+    /// it back, so the guest is told nothing was run; a failed reset with a
+    /// failed statement likewise. A statement that succeeded after a failed
+    /// reset did run: its result stands, and only later statements fail.
+    fn settle<T>(&mut self, reset: Option<ResetOutcome>, result: Result<T, Error>) -> Result<T, Error> {
+        let why = match reset {
+            None | Some(ResetOutcome::Clean) => return result,
+            Some(ResetOutcome::TransactionOpen) => "a transaction was still open on it".to_string(),
+            Some(ResetOutcome::Failed(e)) => format!("its reset failed: {e}"),
+        };
+        tracing::warn!("Postgres: a pooled connection could not be reset for its next guest ({why}); closing it");
+        let closed = format!("the pooled connection could not be reset for this guest ({why}) and was closed; open another");
+        if let Some(client) = self.client.take() {
+            drop(Object::take(client));
+        }
+        self.closed = Some(closed.clone());
+        match result {
+            Ok(value) if why.starts_with("its reset failed") => Ok(value),
+            _ => Err(Error::ConnectionFailed(format!("{closed}; nothing was run"))),
+        }
     }
 
     /// Holds back `sql` if it is a plain `BEGIN` (and none is held yet):
@@ -107,6 +156,7 @@ impl GuestConnection {
             self.note_transaction(begin);
         }
         self.note_transaction(sql);
+        self.plain &= is_plain(sql) && begin.as_deref().is_none_or(is_plain);
         self.busy = true;
         begin
     }
@@ -125,8 +175,29 @@ impl Drop for GuestConnection {
             drop(Object::take(client));
             return;
         }
-        pool::give_back(client, self.may_be_in_transaction);
+        let release = if self.plain && !self.may_be_in_transaction {
+            Release::ResetOnReuse
+        } else {
+            Release::ResetNow { rollback_first: self.may_be_in_transaction }
+        };
+        pool::give_back(client, release);
     }
+}
+
+/// Runs `statement` after the reset the connection owes, when it owes one
+/// (`owed`), both in one round trip: requests go out in the order they are
+/// first polled, and the server answers them in that order. `None`: no
+/// reset was owed.
+async fn after_reset<T>(
+    session: &Session,
+    owed: bool,
+    statement: impl Future<Output = Result<T, Error>>,
+) -> (Option<ResetOutcome>, Result<T, Error>) {
+    if !owed {
+        return (None, statement.await);
+    }
+    let (reset, result) = tokio::join!(session.client.simple_query(RESET_SQL), statement);
+    (Some(ResetOutcome::of(reset)), result)
 }
 
 /// Runs `statement`, after `begin` when there is one, both in one round
@@ -224,17 +295,53 @@ fn is_stale(session: &Session, e: &tokio_postgres::Error, sql: &str) -> bool {
     stale
 }
 
-/// Whether a statement opens a transaction (`BEGIN`, `START`: `Some(true)`)
-/// or ends one (`COMMIT`, `END`, `ABORT`, `ROLLBACK` but not `ROLLBACK TO`:
-/// `Some(false)`), from its first words.
+/// Whether a statement opens a transaction (`BEGIN`, `START`, and an end
+/// `AND CHAIN`, which opens the next: `Some(true)`) or ends one (`COMMIT`,
+/// `END`, `ABORT`, `ROLLBACK` but not `ROLLBACK TO`: `Some(false)`), from
+/// its words.
 fn opens_transaction(sql: &str) -> Option<bool> {
-    let mut words = sql.split(|c: char| !c.is_ascii_alphabetic()).filter(|w| !w.is_empty());
-    match words.next()?.to_ascii_lowercase().as_str() {
+    let words: Vec<String> =
+        sql.split(|c: char| !c.is_ascii_alphabetic()).filter(|w| !w.is_empty()).map(str::to_ascii_lowercase).collect();
+    let chained = words.windows(2).any(|w| w[0] == "and" && w[1] == "chain");
+    match words.first()?.as_str() {
         "begin" | "start" => Some(true),
-        "commit" | "end" | "abort" => Some(false),
-        "rollback" if !words.next().is_some_and(|w| w.eq_ignore_ascii_case("to")) => Some(false),
+        "commit" | "end" | "abort" => Some(chained),
+        "rollback" if words.get(1).is_none_or(|w| w != "to") => Some(chained),
         _ => None,
     }
+}
+
+/// Whether `sql` can leave nothing behind that binds anyone while its
+/// connection waits in the pool, so the session's reset may wait for the
+/// next guest: a query or data change (`SELECT`, `WITH`, `INSERT`,
+/// `UPDATE`, `DELETE`, `VALUES`, `TABLE`) or transaction control, by its
+/// first word, which nothing (no comment) may hide; and no advisory lock,
+/// which would outlast the statement. Settings changed with `set_config`
+/// or a sequence's last value are left for the reset, which the next
+/// guest's first statement runs first. A function that takes a session
+/// lock itself holds it until the connection's next use, as in Spin, whose
+/// pool resets a connection when it hands it out again.
+fn is_plain(sql: &str) -> bool {
+    let first = sql.trim_start().split(|c: char| !c.is_ascii_alphabetic()).next().unwrap_or_default().to_ascii_lowercase();
+    let plain = matches!(
+        first.as_str(),
+        "select"
+            | "with"
+            | "insert"
+            | "update"
+            | "delete"
+            | "values"
+            | "table"
+            | "begin"
+            | "start"
+            | "commit"
+            | "end"
+            | "abort"
+            | "rollback"
+            | "savepoint"
+            | "release"
+    );
+    plain && !sql.to_ascii_lowercase().contains("advisory")
 }
 
 /// Whether `sql` is a `BEGIN` with nothing that could make it fail:
@@ -301,10 +408,46 @@ mod tests {
             ("end;", Some(false)),
             ("ROLLBACK", Some(false)),
             ("rollback to savepoint a", None),
+            ("COMMIT AND CHAIN", Some(true)),
+            ("rollback and chain", Some(true)),
+            ("COMMIT AND NO CHAIN", Some(false)),
             ("SELECT 1", None),
             ("", None),
         ] {
             assert_eq!(opens_transaction(sql), want, "{sql}");
+        }
+    }
+
+    #[test]
+    fn only_plain_statements_leave_the_reset_to_the_next_guest() {
+        for sql in [
+            "SELECT 1",
+            "  with w AS (SELECT 1) SELECT * FROM w",
+            "INSERT INTO t VALUES (1)",
+            "update t SET x = 1",
+            "DELETE FROM t",
+            "BEGIN",
+            "COMMIT",
+            "ROLLBACK TO SAVEPOINT a",
+            "SELECT set_config('search_path', 'x', false)",
+        ] {
+            assert!(is_plain(sql), "{sql}");
+        }
+        for sql in [
+            "SET search_path TO x",
+            "CREATE TEMP TABLE t (x int)",
+            "LISTEN c",
+            "DECLARE c CURSOR WITH HOLD FOR SELECT 1",
+            "/* hidden */ BEGIN",
+            "-- a comment\nSELECT 1",
+            "SELECT pg_advisory_lock(1)",
+            "select PG_TRY_ADVISORY_LOCK(1)",
+            "LOCK TABLE t",
+            "CALL p()",
+            "DO $$ BEGIN END $$",
+            "",
+        ] {
+            assert!(!is_plain(sql), "{sql}");
         }
     }
 
