@@ -122,10 +122,10 @@ impl GuestConnection {
     /// failed statement likewise. A statement that succeeded after a failed
     /// reset did run: its result stands, and only later statements fail.
     fn settle<T>(&mut self, reset: Option<ResetOutcome>, result: Result<T, Error>) -> Result<T, Error> {
-        let why = match reset {
+        let (why, stands) = match reset {
             None | Some(ResetOutcome::Clean) => return result,
-            Some(ResetOutcome::TransactionOpen) => "a transaction was still open on it".to_string(),
-            Some(ResetOutcome::Failed(e)) => format!("its reset failed: {e}"),
+            Some(ResetOutcome::TransactionOpen) => ("a transaction was still open on it".to_string(), false),
+            Some(ResetOutcome::Failed(e)) => (format!("its reset failed: {e}"), result.is_ok()),
         };
         tracing::warn!("Postgres: a pooled connection could not be reset for its next guest ({why}); closing it");
         let closed = format!("the pooled connection could not be reset for this guest ({why}) and was closed; open another");
@@ -133,10 +133,7 @@ impl GuestConnection {
             drop(Object::take(client));
         }
         self.closed = Some(closed.clone());
-        match result {
-            Ok(value) if why.starts_with("its reset failed") => Ok(value),
-            _ => Err(Error::ConnectionFailed(format!("{closed}; nothing was run"))),
-        }
+        if stands { result } else { Err(Error::ConnectionFailed(format!("{closed}; nothing was run"))) }
     }
 
     /// Holds back `sql` if it is a plain `BEGIN` (and none is held yet):
