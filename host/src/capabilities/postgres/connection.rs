@@ -297,15 +297,21 @@ fn is_stale(session: &Session, e: &tokio_postgres::Error, sql: &str) -> bool {
 /// `END`, `ABORT`, `ROLLBACK` but not `ROLLBACK TO`: `Some(false)`), from
 /// its words.
 fn opens_transaction(sql: &str) -> Option<bool> {
-    let words: Vec<String> =
-        sql.split(|c: char| !c.is_ascii_alphabetic()).filter(|w| !w.is_empty()).map(str::to_ascii_lowercase).collect();
-    let chained = words.windows(2).any(|w| w[0] == "and" && w[1] == "chain");
-    match words.first()?.as_str() {
-        "begin" | "start" => Some(true),
-        "commit" | "end" | "abort" => Some(chained),
-        "rollback" if words.get(1).is_none_or(|w| w != "to") => Some(chained),
-        _ => None,
+    // Runs on every statement: only transaction control, which is short,
+    // has its words looked at past the first.
+    let mut words = sql.split(|c: char| !c.is_ascii_alphabetic()).filter(|w| !w.is_empty());
+    let first = words.next()?.to_ascii_lowercase();
+    if matches!(first.as_str(), "begin" | "start") {
+        return Some(true);
     }
+    if !matches!(first.as_str(), "commit" | "end" | "abort" | "rollback") {
+        return None;
+    }
+    let rest: Vec<&str> = words.collect();
+    if first == "rollback" && rest.first().is_some_and(|w| w.eq_ignore_ascii_case("to")) {
+        return None;
+    }
+    Some(rest.windows(2).any(|w| w[0].eq_ignore_ascii_case("and") && w[1].eq_ignore_ascii_case("chain")))
 }
 
 /// Whether `sql` can leave nothing behind that binds anyone while its
@@ -338,7 +344,7 @@ fn is_plain(sql: &str) -> bool {
             | "savepoint"
             | "release"
     );
-    plain && !sql.to_ascii_lowercase().contains("advisory")
+    plain && !sql.as_bytes().windows(8).any(|w| w.eq_ignore_ascii_case(b"advisory"))
 }
 
 /// Whether `sql` is a `BEGIN` with nothing that could make it fail:
