@@ -312,7 +312,7 @@ async fn every_registered_user_has_a_profile_with_default_preferences() {
             json!({
                 "user_id": user_id, "email": email, "name": format!("User {i}"), "phone": null,
                 "preferences": {"email_notifications": true, "sms_notifications": false, "push_notifications": false, "currency": "USD"},
-                "addresses": [],
+                "addresses": [], "revision": 1,
             })
         );
     }

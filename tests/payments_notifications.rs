@@ -64,6 +64,14 @@ impl Shop {
         db.busy_timeout(Duration::from_secs(5)).unwrap();
         db
     }
+
+    /// The embedded users database, opened from outside, to change a
+    /// profile behind users' back (so without a profile event).
+    fn users_db(&self) -> rusqlite::Connection {
+        let db = rusqlite::Connection::open(self.dir.path().join("users.db")).unwrap();
+        db.busy_timeout(Duration::from_secs(5)).unwrap();
+        db
+    }
 }
 
 fn manifest(file: &str) -> PathBuf {
@@ -668,8 +676,16 @@ async fn without_users_every_event_still_gets_its_email() {
     assert!(shop.bazaar.wait_for_log("sending email only"), "{}", shop.bazaar.logs());
 }
 
+/// Waits until notifications keeps `user_id`'s profile at `revision`, from
+/// users' profile feed.
+fn wait_for_kept_profile(shop: &Shop, user_id: &str, revision: i64) {
+    let kept = format!("keeping the profile of user {user_id} at revision {revision}");
+    assert!(shop.bazaar.wait_for_log(&kept), "no {kept:?} in:\n{}", shop.bazaar.logs());
+}
+
 /// Registers `user_id` with users, with a phone number when given, and
-/// asks for SMS and push notifications.
+/// asks for SMS and push notifications; returns once notifications keeps
+/// that profile (its revision: 3 with a phone, else 2).
 async fn user_wanting_every_channel(shop: &Shop, user_id: &str, name: &str, phone: Option<&str>) {
     let profile = json!({"user_id": user_id, "email": format!("{user_id}@example.com"), "name": name});
     let created = send(client().post(shop.url("/internal/users")).json(&profile)).await;
@@ -685,6 +701,7 @@ async fn user_wanting_every_channel(shop: &Shop, user_id: &str, name: &str, phon
     let set =
         send(client().put(shop.url("/api/users/me/preferences")).header("x-user-id", user_id).json(&preferences)).await;
     assert_eq!(set.status, 200, "{}", set.text);
+    wait_for_kept_profile(shop, user_id, if phone.is_some() { 3 } else { 2 });
 }
 
 #[tokio::test]
@@ -707,4 +724,108 @@ async fn sms_and_push_follow_the_users_preferences() {
     let graces = wait_for_notifications(&shop, "grace", 2).await;
     let channels: Vec<&str> = graces.iter().map(|n| n["channel"].as_str().unwrap()).collect();
     assert_eq!(channels, ["email", "push"]);
+}
+
+/// Publishes `payload` on the `users` channel, as users' profile feed does.
+async fn publish_profile(shop: &Shop, payload: &Value) {
+    let body = json!({"address": "redis://127.0.0.1:6379", "channel": "users", "payload": payload.to_string()});
+    let reply = send(client().post(shop.url("/probe/redis/publish")).json(&body)).await;
+    assert!(reply.status < 300, "publish failed: {} {}", reply.status, reply.text);
+}
+
+fn channels(items: &[Value], order_id: &str) -> Vec<String> {
+    let mut channels: Vec<String> =
+        items.iter().filter(|n| n["order_id"] == order_id).map(|n| n["channel"].as_str().unwrap().to_string()).collect();
+    channels.sort();
+    channels
+}
+
+/// Notifications addresses a customer from the profile users published,
+/// without asking users: what users says meanwhile without publishing it
+/// (a change made behind its back) is not seen, an older revision arriving
+/// late is ignored, and the next published change is followed. A customer
+/// the feed has not told of is looked up in users.
+async fn notifications_follow_the_profile_feed(shop: &Shop) {
+    user_wanting_every_channel(shop, "ivan", "Ivan", Some("+33 1 23 45 67 89")).await;
+
+    // Behind users' back: users would now answer "email only".
+    let changed = shop
+        .users_db()
+        .execute("UPDATE profiles SET sms_notifications = 0, push_notifications = 0 WHERE user_id = 'ivan'", [])
+        .unwrap();
+    assert_eq!(changed, 1);
+    publish(shop, &confirmed("evt-20", "order-40", "ivan", 1_000)).await;
+    let items = wait_for_notifications(shop, "ivan", 3).await;
+    assert_eq!(channels(&items, "order-40"), ["email", "push", "sms"], "from the kept profile, not from users");
+    assert!(items.iter().any(|n| n["body"].as_str().unwrap().starts_with("Hi Ivan,")), "{items:#?}");
+
+    // A stale revision, delivered late, changes nothing.
+    let stale = json!({
+        "type": "ProfileChanged", "user_id": "ivan", "revision": 1, "name": "Old Ivan", "phone": null,
+        "email_notifications": true, "sms_notifications": false, "push_notifications": false
+    });
+    publish_profile(shop, &stale).await;
+    let ignored = "the profile of user ivan at revision 1 is no newer than the one kept; ignored";
+    assert!(shop.bazaar.wait_for_log(ignored), "{}", shop.bazaar.logs());
+    publish(shop, &confirmed("evt-21", "order-41", "ivan", 2_000)).await;
+    let items = wait_for_notifications(shop, "ivan", 6).await;
+    assert_eq!(channels(&items, "order-41"), ["email", "push", "sms"]);
+
+    // The next change through users reaches notifications (revision 4).
+    let push_only =
+        json!({"email_notifications": true, "sms_notifications": false, "push_notifications": true, "currency": "USD"});
+    let set = send(client().put(shop.url("/api/users/me/preferences")).header("x-user-id", "ivan").json(&push_only)).await;
+    assert_eq!(set.status, 200, "{}", set.text);
+    wait_for_kept_profile(shop, "ivan", 4);
+    publish(shop, &confirmed("evt-22", "order-42", "ivan", 3_000)).await;
+    let items = wait_for_notifications(shop, "ivan", 8).await;
+    assert_eq!(channels(&items, "order-42"), ["email", "push"]);
+
+    // A profile users never published (as one made before the feed was):
+    // notifications asks users.
+    shop.users_db()
+        .execute(
+            "INSERT INTO profiles (user_id, email, name, phone, email_notifications, sms_notifications, \
+             push_notifications, currency, created_at_ms, updated_at_ms, revision, published_revision) \
+             VALUES ('judy', 'judy@example.com', 'Judy', NULL, 1, 0, 1, 'USD', 0, 0, 1, 1)",
+            [],
+        )
+        .unwrap();
+    publish(shop, &confirmed("evt-23", "order-43", "judy", 1_000)).await;
+    let items = wait_for_notifications(shop, "judy", 2).await;
+    assert_eq!(channels(&items, "order-43"), ["email", "push"], "from users' answer");
+    assert!(items.iter().any(|n| n["body"].as_str().unwrap().starts_with("Hi Judy,")), "{items:#?}");
+}
+
+#[tokio::test]
+async fn notifications_address_customers_from_the_profiles_users_publishes() {
+    let shop = start(Backend::Sqlite).await;
+    notifications_follow_the_profile_feed(&shop).await;
+}
+
+#[tokio::test]
+async fn postgres_notifications_address_customers_from_the_profiles_users_publishes() {
+    let shop = start(Backend::Postgres).await;
+    notifications_follow_the_profile_feed(&shop).await;
+}
+
+#[tokio::test]
+async fn users_relays_the_profiles_still_due_on_request() {
+    let shop = start(Backend::Sqlite).await;
+    let profile = json!({"user_id": "kate", "email": "kate@example.com", "name": "Kate"});
+    let created = send(client().post(shop.url("/internal/users")).json(&profile)).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    assert_eq!(created.json()["revision"], 1);
+    wait_for_kept_profile(&shop, "kate", 1);
+
+    // Due again (as after a bus outage): the relay endpoint publishes it.
+    shop.users_db().execute("UPDATE profiles SET published_revision = 0, name = 'Kate B.'", []).unwrap();
+    let relayed = send(client().post(shop.url("/internal/feed/relay"))).await;
+    assert_eq!(relayed.status, 200, "{}", relayed.text);
+    assert_eq!(relayed.json(), json!({"published": 1, "pending": 0, "error": null}));
+    // Revision 1 is kept already: a repeat changes nothing.
+    let ignored = "the profile of user kate at revision 1 is no newer than the one kept; ignored";
+    assert!(shop.bazaar.wait_for_log(ignored), "{}", shop.bazaar.logs());
+    let again = send(client().post(shop.url("/internal/feed/relay"))).await;
+    assert_eq!(again.json(), json!({"published": 0, "pending": 0, "error": null}));
 }

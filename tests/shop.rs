@@ -115,6 +115,10 @@ async fn notifications(b: &Bazaar, c: &Customer, at_least: usize) -> Vec<Value> 
 async fn happy_path(shop: &Shop) {
     let b = &shop.bazaar;
     let ada = register_and_login(b, &format!("ada-{}@example.com", support::free_port())).await;
+    // users publishes the new profile; notifications keeps it, to address
+    // ada's notifications without asking users.
+    let kept = format!("keeping the profile of user {} at revision 1", ada.user_id);
+    assert!(b.wait_for_log(&kept), "no {kept:?} in:\n{}", b.logs());
     let product = a_product_in_stock(b, 2).await;
     let id = product["id"].as_str().unwrap();
     let sku = product["sku"].as_str().unwrap();

@@ -1,9 +1,11 @@
 //! The notifications service: one component with two entry points.
 //!
-//! - The Redis trigger on channel `orders` ([`consumer`]): each order event
-//!   from the bus becomes the messages its customer asked for (email always,
-//!   SMS and push by preference, [`recipients`] and [`messages`]), written
-//!   once per event however often the bus delivers it ([`store`]).
+//! - The Redis triggers on channels `orders` and `users` ([`consumer`]):
+//!   each order event from the bus becomes the messages its customer asked
+//!   for (email always, SMS and push by preference, [`recipients`] and
+//!   [`messages`]), written once per event however often the bus delivers
+//!   it ([`store`]); each profile event from users updates the customer's
+//!   profile kept here, which those preferences are read from.
 //! - `GET /api/notifications` ([`routes`]): a customer's messages, newest
 //!   first.
 //!
@@ -22,7 +24,7 @@ use spin_sdk::http::{Request, Response};
 use spin_sdk::{http_component, redis_component};
 
 #[redis_component]
-async fn on_order_event(payload: Vec<u8>) -> Result<(), consumer::Error> {
+async fn on_event(payload: Vec<u8>) -> Result<(), consumer::Error> {
     consumer::handle(&payload).await
 }
 

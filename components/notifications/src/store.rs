@@ -1,13 +1,18 @@
-//! The notifications database: the events already handled and the messages
-//! they produced, in the portable SQL of [`shop_shared::db`].
+//! The notifications database: the events already handled, the messages
+//! they produced, and the customers' profiles as the feed from users last
+//! told them, in the portable SQL of [`shop_shared::db`].
 use serde::Serialize;
 use shop_shared::db::{Chain, Db, DbError};
-use shop_shared::events::Envelope;
+use shop_shared::events::{Envelope, ProfileState};
 
 use crate::messages::Message;
 
 /// Append-only: the N-th entry is migration N.
-const MIGRATIONS: &[&str] = &["
+///
+/// 2: `profiles`, what notifications keeps of each customer's profile from
+/// users' profile events: the newest revision only.
+const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE handled_events (
         event_id TEXT PRIMARY KEY,
         event_type TEXT NOT NULL,
@@ -28,7 +33,20 @@ const MIGRATIONS: &[&str] = &["
         UNIQUE (event_id, channel)
     );
     CREATE INDEX notifications_by_user ON notifications (user_id, created_at_ms)
-"];
+",
+    "
+    CREATE TABLE profiles (
+        user_id TEXT PRIMARY KEY,
+        revision BIGINT NOT NULL,
+        name TEXT NOT NULL,
+        phone TEXT,
+        email_notifications INTEGER NOT NULL,
+        sms_notifications INTEGER NOT NULL,
+        push_notifications INTEGER NOT NULL,
+        updated_at_ms BIGINT NOT NULL
+    )
+",
+];
 
 /// Opens the database `database_url` names for this build's schema
 /// (`Db::for_service`: migrated first on SQLite, checked by the first
@@ -77,6 +95,52 @@ pub fn record(db: &Db, event: &Envelope, messages: &[Message], now_ms: i64) -> R
         );
     }
     db.commit_chain(chain)
+}
+
+/// Keeps `profile` unless a revision as new or newer is kept already (one
+/// statement, so two deliveries racing each other cannot put an older
+/// revision over a newer one). Returns whether it was kept.
+pub fn keep_profile(db: &Db, profile: &ProfileState, now_ms: i64) -> Result<bool, DbError> {
+    let changed = db.execute(
+        "INSERT INTO profiles (user_id, revision, name, phone, email_notifications, sms_notifications, \
+         push_notifications, updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+         ON CONFLICT (user_id) DO UPDATE SET revision = excluded.revision, name = excluded.name, \
+         phone = excluded.phone, email_notifications = excluded.email_notifications, \
+         sms_notifications = excluded.sms_notifications, push_notifications = excluded.push_notifications, \
+         updated_at_ms = excluded.updated_at_ms WHERE profiles.revision < excluded.revision",
+        &[
+            (&profile.user_id).into(),
+            profile.revision.into(),
+            (&profile.name).into(),
+            profile.phone.as_ref().into(),
+            profile.email_notifications.into(),
+            profile.sms_notifications.into(),
+            profile.push_notifications.into(),
+            now_ms.into(),
+        ],
+    )?;
+    Ok(changed == 1)
+}
+
+/// The profile of `user_id` as last kept, if the feed told of it.
+pub fn profile(db: &Db, user_id: &str) -> Result<Option<ProfileState>, DbError> {
+    let rows = db.query(
+        "SELECT user_id, revision, name, phone, email_notifications, sms_notifications, push_notifications \
+         FROM profiles WHERE user_id = $1",
+        &[user_id.into()],
+    )?;
+    let Some(row) = rows.first() else {
+        return Ok(None);
+    };
+    Ok(Some(ProfileState {
+        user_id: row.text("user_id")?,
+        revision: row.int("revision")?,
+        name: row.text("name")?,
+        phone: row.opt_text("phone")?,
+        email_notifications: row.bool("email_notifications")?,
+        sms_notifications: row.bool("sms_notifications")?,
+        push_notifications: row.bool("push_notifications")?,
+    }))
 }
 
 /// One message as `GET /api/notifications` lists it.

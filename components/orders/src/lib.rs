@@ -16,7 +16,8 @@
 //!
 //! Callers are identified by `x-user-id`, set by the gateway ([`caller`]).
 use shop_shared::db::Db;
-use spin_sdk::http::{OutgoingResponse, Request, Response, ResponseOutparam};
+use shop_shared::api::send;
+use spin_sdk::http::{Request, ResponseOutparam};
 use spin_sdk::http_component;
 
 mod caller;
@@ -40,7 +41,7 @@ mod validation;
 /// neither another order's saga nor the bus.
 #[http_component]
 async fn handle(req: Request, out: ResponseOutparam) {
-    send(out, routes::handle(req).await).await;
+    send(out, routes::handle(req).await, "orders").await;
     if !checkout::resume_due() && !outbox::relay_due() {
         return;
     }
@@ -51,19 +52,5 @@ async fn handle(req: Request, out: ResponseOutparam) {
             outbox::relay_if_due(&db);
         }
         Err(e) => eprintln!("orders: the work after the response could not open the database: {e}"),
-    }
-}
-
-/// Sends `response` and finishes its body.
-async fn send(out: ResponseOutparam, mut response: Response) {
-    let body = std::mem::take(response.body_mut());
-    match OutgoingResponse::try_from(response) {
-        // The body's sink is dropped, so finished, when this returns.
-        Ok(head) => {
-            if let Err(e) = out.set_with_body(head, body).await {
-                eprintln!("orders: sending the response failed: {e}");
-            }
-        }
-        Err(e) => eprintln!("orders: the response cannot be sent: {e}"),
     }
 }

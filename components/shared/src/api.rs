@@ -2,7 +2,7 @@
 //! one JSON error shape, and the headers a request carries from the gateway
 //! through every chained call.
 use serde::Serialize;
-use spin_sdk::http::{Request, Response};
+use spin_sdk::http::{OutgoingResponse, Request, Response, ResponseOutparam};
 
 /// Set by the gateway on every request and passed on by every service.
 pub const REQUEST_ID: &str = "x-request-id";
@@ -72,6 +72,22 @@ impl From<crate::db::DbError> for ApiError {
             crate::db::DbError::Duplicate(m) => ApiError::conflict(m),
             other => ApiError::internal(other.to_string()),
         }
+    }
+}
+
+/// Sends `response`, body and all, through `out`: for a handler that goes
+/// on working after its answer (an outbox relay), so that the caller does
+/// not wait for that work. `service` names the sender in the log.
+pub async fn send(out: ResponseOutparam, mut response: Response, service: &str) {
+    let body = std::mem::take(response.body_mut());
+    match OutgoingResponse::try_from(response) {
+        // The body's sink is dropped, so finished, when this returns.
+        Ok(head) => {
+            if let Err(e) = out.set_with_body(head, body).await {
+                eprintln!("{service}: sending the response failed: {e}");
+            }
+        }
+        Err(e) => eprintln!("{service}: the response cannot be sent: {e}"),
     }
 }
 

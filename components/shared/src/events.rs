@@ -1,9 +1,17 @@
-//! Order events: published by orders (through its outbox) on the bus,
-//! consumed by notifications. The JSON form is the contract.
+//! The events services publish on the bus; the JSON form is the contract.
+//!
+//! - Order events ([`Envelope`]): published by orders (through its outbox)
+//!   on [`ORDERS_CHANNEL`], consumed by notifications.
+//! - Profile events ([`UserEvent`]): published by users on
+//!   [`USERS_CHANNEL`], consumed by notifications, which keeps what it needs
+//!   of each profile (its recipients) instead of asking users per order
+//!   event.
 use serde::{Deserialize, Serialize};
 
 /// The bus channel order events travel on.
 pub const ORDERS_CHANNEL: &str = "orders";
+/// The bus channel profile events travel on.
+pub const USERS_CHANNEL: &str = "users";
 
 /// One line of an order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,9 +54,53 @@ impl Envelope {
     }
 }
 
+/// What happened to a user's profile.
+///
+/// A profile event carries the profile's whole state at a revision, not a
+/// change: a consumer keeps the highest revision it has seen and ignores
+/// the rest, so events delivered twice or out of order (the bus delivers at
+/// least once, and a relay may publish a revision again) leave it with the
+/// newest state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum UserEvent {
+    ProfileChanged(ProfileState),
+}
+
+/// A profile as notifications needs it, at `revision`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProfileState {
+    pub user_id: String,
+    /// Counts the profile's changes, from 1 at its creation: the higher, the
+    /// newer.
+    pub revision: i64,
+    pub name: String,
+    pub phone: Option<String>,
+    pub email_notifications: bool,
+    pub sms_notifications: bool,
+    pub push_notifications: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_profile_event_is_flat_and_tagged() {
+        let e = UserEvent::ProfileChanged(ProfileState {
+            user_id: "u1".into(),
+            revision: 3,
+            name: "Ada".into(),
+            phone: None,
+            email_notifications: true,
+            sms_notifications: true,
+            push_notifications: false,
+        });
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(json["type"], "ProfileChanged");
+        assert_eq!((json["user_id"].as_str(), json["revision"].as_i64()), (Some("u1"), Some(3)));
+        assert_eq!(serde_json::from_value::<UserEvent>(json).unwrap(), e);
+    }
 
     #[test]
     fn the_json_form_is_flat_and_tagged() {

@@ -1,8 +1,8 @@
 //! What the shop's services share, and nothing else: each service owns its
 //! model and its data.
 //!
-//! - [`events`]: the order events on the bus (the contract between orders,
-//!   payments and notifications);
+//! - [`events`]: the order and profile events on the bus (the contracts
+//!   between orders, users and notifications);
 //! - [`api`]: the one JSON error shape every service answers with, and the
 //!   headers every chained call carries (request id, trace context);
 //! - [`db`]: the SQL adapter. A service names its database in its

@@ -8,7 +8,7 @@ use spin_sdk::http::{Request, Response};
 use crate::input::{AddressBody, NewProfileBody, PreferencesBody, ProfilePatchBody};
 use crate::model::{Address, AddressFields};
 use crate::store::{self, Created};
-use crate::{caller, ids, schema};
+use crate::{caller, feed, ids, schema};
 
 /// The header a client sets so that retrying an address creation cannot
 /// create the address twice.
@@ -21,6 +21,9 @@ pub fn create_profile(req: &Request) -> Result<Response, ApiError> {
     let new = parse_json::<NewProfileBody>(req)?.validate()?;
     let db = schema::open()?;
     let created = store::create_profile(&db, &new)?;
+    if let Created::New = created {
+        feed::relay_after_change();
+    }
     let profile =
         store::profile(&db, &new.user_id)?.ok_or_else(|| ApiError::internal("the profile just created is missing"))?;
     match created {
@@ -38,6 +41,12 @@ pub fn profile_of(user_id: &str) -> Result<Response, ApiError> {
     Ok(json(200, &profile))
 }
 
+/// `POST /internal/feed/relay` → `{published, pending, error}`: publishes
+/// the profiles still due to the feed (after a bus outage, say).
+pub fn relay_feed() -> Result<Response, ApiError> {
+    Ok(json(200, &feed::relay(&schema::open()?)?))
+}
+
 /// `GET /api/users/me` → the caller's profile.
 pub fn my_profile(req: &Request) -> Result<Response, ApiError> {
     profile_of(&caller::user_id(req)?)
@@ -51,6 +60,7 @@ pub fn update_my_profile(req: &Request) -> Result<Response, ApiError> {
     if !store::update_profile(&db, &user_id, &patch)? {
         return Err(no_profile(&user_id));
     }
+    feed::relay_after_change();
     profile_of(&user_id)
 }
 
@@ -68,6 +78,7 @@ pub fn set_my_preferences(req: &Request) -> Result<Response, ApiError> {
     if !store::set_preferences(&schema::open()?, &user_id, &preferences)? {
         return Err(no_profile(&user_id));
     }
+    feed::relay_after_change();
     Ok(json(200, &preferences))
 }
 

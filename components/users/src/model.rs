@@ -1,7 +1,7 @@
 //! What the users service knows about a user, in its JSON form.
 use serde::Serialize;
 
-/// `{user_id, email, name, phone, preferences, addresses}`.
+/// `{user_id, email, name, phone, preferences, addresses, revision}`.
 #[derive(Clone, Debug, Serialize)]
 pub struct Profile {
     pub user_id: String,
@@ -10,6 +10,10 @@ pub struct Profile {
     pub phone: Option<String>,
     pub preferences: Preferences,
     pub addresses: Vec<Address>,
+    /// The profile's changes counted (name, phone, preferences), from 1 at
+    /// its creation: what orders the profile events ([`crate::feed`]), and
+    /// how a reader of this profile and of those events tells which is newer.
+    pub revision: i64,
 }
 
 /// How the user wants to hear from the shop, and the currency they shop in.

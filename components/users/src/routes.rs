@@ -11,6 +11,8 @@ enum Resource<'a> {
     Profiles,
     /// `/internal/users/{user_id}`
     Profile(&'a str),
+    /// `/internal/feed/relay`
+    FeedRelay,
     /// `/api/users/me`
     Me,
     /// `/api/users/me/preferences`
@@ -27,6 +29,7 @@ impl Resource<'_> {
         Some(match segments.as_slice() {
             ["internal", "users"] => Resource::Profiles,
             ["internal", "users", id] if !id.is_empty() => Resource::Profile(id),
+            ["internal", "feed", "relay"] => Resource::FeedRelay,
             ["api", "users", "me"] => Resource::Me,
             ["api", "users", "me", "preferences"] => Resource::Preferences,
             ["api", "users", "me", "addresses"] => Resource::Addresses,
@@ -40,6 +43,7 @@ impl Resource<'_> {
         match self {
             Resource::Profiles => "POST",
             Resource::Profile(_) => "GET",
+            Resource::FeedRelay => "POST",
             Resource::Me => "GET, PATCH",
             Resource::Preferences => "GET, PUT",
             Resource::Addresses => "GET, POST",
@@ -55,6 +59,7 @@ pub fn dispatch(req: &Request) -> Response {
     let outcome = match (&resource, req.method()) {
         (Resource::Profiles, Method::Post) => handlers::create_profile(req),
         (Resource::Profile(user_id), Method::Get) => handlers::profile_of(user_id),
+        (Resource::FeedRelay, Method::Post) => handlers::relay_feed(),
         (Resource::Me, Method::Get) => handlers::my_profile(req),
         (Resource::Me, Method::Patch) => handlers::update_my_profile(req),
         (Resource::Preferences, Method::Get) => handlers::my_preferences(req),

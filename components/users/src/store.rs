@@ -44,7 +44,7 @@ pub fn profile(db: &Db, user_id: &str) -> Result<Option<Profile>, DbError> {
     let rows = db.query(
         &format!(
             "SELECT p.user_id, p.email, p.name, p.phone, p.email_notifications, p.sms_notifications, \
-             p.push_notifications, p.currency, {ADDRESS_COLUMNS} \
+             p.push_notifications, p.currency, p.revision, {ADDRESS_COLUMNS} \
              FROM profiles p LEFT JOIN addresses a ON a.user_id = p.user_id WHERE p.user_id = $1 \
              ORDER BY a.created_at_ms, a.id"
         ),
@@ -66,14 +66,19 @@ pub fn profile(db: &Db, user_id: &str) -> Result<Option<Profile>, DbError> {
         phone: row.opt_text("phone")?,
         preferences: preferences_of(&row)?,
         addresses,
+        revision: row.int("revision")?,
     }))
 }
 
-/// Applies `patch` to the profile of `user_id`; false if there is none.
+/// Applies `patch` to the profile of `user_id` (a new revision); false if
+/// there is none.
 pub fn update_profile(db: &Db, user_id: &str, patch: &ProfilePatch) -> Result<bool, DbError> {
     let now = clock::now_ms();
     db.transaction(|db| {
-        if db.execute("UPDATE profiles SET updated_at_ms = $2 WHERE user_id = $1", &[user_id.into(), now.into()])? == 0
+        if db.execute(
+            "UPDATE profiles SET updated_at_ms = $2, revision = revision + 1 WHERE user_id = $1",
+            &[user_id.into(), now.into()],
+        )? == 0
         {
             return Ok(false);
         }
@@ -95,11 +100,12 @@ pub fn preferences(db: &Db, user_id: &str) -> Result<Option<Preferences>, DbErro
     rows.first().map(|row| preferences_of(&row)).transpose()
 }
 
-/// Replaces the preferences of `user_id`; false if there is no profile.
+/// Replaces the preferences of `user_id` (a new revision); false if there
+/// is no profile.
 pub fn set_preferences(db: &Db, user_id: &str, preferences: &Preferences) -> Result<bool, DbError> {
     let changed = db.execute(
         "UPDATE profiles SET email_notifications = $2, sms_notifications = $3, push_notifications = $4, currency = $5, \
-         updated_at_ms = $6 WHERE user_id = $1",
+         updated_at_ms = $6, revision = revision + 1 WHERE user_id = $1",
         &[
             user_id.into(),
             preferences.email_notifications.into(),
