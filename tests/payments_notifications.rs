@@ -563,7 +563,12 @@ async fn postgres_concurrent_charges_and_refunds() {
 
 /// Publishes `payload` on the `orders` channel, as orders' outbox relay does.
 async fn publish(shop: &Shop, payload: &str) {
-    let body = json!({"address": "redis://127.0.0.1:6379", "channel": "orders", "payload": payload});
+    publish_on(shop, "orders", payload).await;
+}
+
+/// Publishes `payload` on `channel` of the app's bus, through the probe.
+async fn publish_on(shop: &Shop, channel: &str, payload: &str) {
+    let body = json!({"address": "redis://127.0.0.1:6379", "channel": channel, "payload": payload});
     let reply = send(client().post(shop.url("/probe/redis/publish")).json(&body)).await;
     assert!(reply.status < 300, "publish failed: {} {}", reply.status, reply.text);
 }
@@ -726,13 +731,6 @@ async fn sms_and_push_follow_the_users_preferences() {
     assert_eq!(channels, ["email", "push"]);
 }
 
-/// Publishes `payload` on the `users` channel, as users' profile feed does.
-async fn publish_profile(shop: &Shop, payload: &Value) {
-    let body = json!({"address": "redis://127.0.0.1:6379", "channel": "users", "payload": payload.to_string()});
-    let reply = send(client().post(shop.url("/probe/redis/publish")).json(&body)).await;
-    assert!(reply.status < 300, "publish failed: {} {}", reply.status, reply.text);
-}
-
 fn channels(items: &[Value], order_id: &str) -> Vec<String> {
     let mut channels: Vec<String> =
         items.iter().filter(|n| n["order_id"] == order_id).map(|n| n["channel"].as_str().unwrap().to_string()).collect();
@@ -764,7 +762,8 @@ async fn notifications_follow_the_profile_feed(shop: &Shop) {
         "type": "ProfileChanged", "user_id": "ivan", "revision": 1, "name": "Old Ivan", "phone": null,
         "email_notifications": true, "sms_notifications": false, "push_notifications": false
     });
-    publish_profile(shop, &stale).await;
+    // As users' profile feed publishes it.
+    publish_on(shop, "users", &stale.to_string()).await;
     let ignored = "the profile of user ivan at revision 1 is no newer than the one kept; ignored";
     assert!(shop.bazaar.wait_for_log(ignored), "{}", shop.bazaar.logs());
     publish(shop, &confirmed("evt-21", "order-41", "ivan", 2_000)).await;

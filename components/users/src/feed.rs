@@ -49,23 +49,33 @@ pub struct Relayed {
 /// first failure, when none are left, or after [`MAX_ROUNDS`]; then counts
 /// those still due.
 pub fn relay(db: &Db) -> Result<Relayed, DbError> {
-    let mut relayed = Relayed::default();
-    match bus_address() {
-        None => relayed.error = Some("users has no bus: give it the `bus_address` variable".into()),
-        Some(address) => match Connection::open(&address) {
-            Ok(bus) => {
-                for _ in 0..MAX_ROUNDS {
-                    let (published, more) = publish_round(db, &bus, &mut relayed)?;
-                    relayed.published += published;
-                    if !more || relayed.error.is_some() {
-                        break;
-                    }
-                }
-            }
-            Err(e) => relayed.error = Some(format!("connecting to the bus at {address}: {e}")),
-        },
-    }
+    let mut relayed = match bus_address() {
+        None => Relayed { error: Some("users has no bus: give it the `bus_address` variable".into()), ..Relayed::default() },
+        Some(address) => publish_due(db, &address)?,
+    };
     relayed.pending = pending(db)?;
+    Ok(relayed)
+}
+
+/// The rounds of [`relay`] to the bus at `address`, without the count
+/// after (the relay after a change counts only when it has an error to
+/// report).
+fn publish_due(db: &Db, address: &str) -> Result<Relayed, DbError> {
+    let mut relayed = Relayed::default();
+    let bus = match Connection::open(address) {
+        Ok(bus) => bus,
+        Err(e) => {
+            relayed.error = Some(format!("connecting to the bus at {address}: {e}"));
+            return Ok(relayed);
+        }
+    };
+    for _ in 0..MAX_ROUNDS {
+        let (published, more) = publish_round(db, &bus, &mut relayed)?;
+        relayed.published += published;
+        if !more || relayed.error.is_some() {
+            break;
+        }
+    }
     Ok(relayed)
 }
 
@@ -134,13 +144,20 @@ pub fn relay_after_change() {
 /// committed whatever happens here, so a failure is only logged: the
 /// profile stays due for the next relay.
 pub fn relay_if_due() {
-    if !DUE.with(|due| due.replace(false)) || bus_address().is_none() {
+    if !DUE.with(|due| due.replace(false)) {
         return;
     }
-    let relayed = crate::schema::open().map_err(|e| e.message).and_then(|db| relay(&db).map_err(|e| e.to_string()));
-    match relayed {
-        Ok(Relayed { error: Some(error), pending, .. }) => {
-            eprintln!("users: profile feed stopped with {pending} profile(s) due: {error}")
+    let Some(address) = bus_address() else {
+        return;
+    };
+    let db = match crate::schema::open() {
+        Ok(db) => db,
+        Err(e) => return eprintln!("users: profile feed failed: {}", e.message),
+    };
+    match publish_due(&db, &address) {
+        Ok(Relayed { error: Some(error), .. }) => {
+            let pending = pending(&db).map_or_else(|e| format!("? ({e})"), |n| n.to_string());
+            eprintln!("users: profile feed stopped with {pending} profile(s) due: {error}");
         }
         Ok(_) => {}
         Err(e) => eprintln!("users: profile feed failed: {e}"),
