@@ -22,6 +22,13 @@ fn runtime_config(dir: &Path, bus: &str) -> PathBuf {
     path
 }
 
+/// `rc` with every subscriber of the bus app handling up to `n` messages at once.
+fn in_flight(rc: PathBuf, n: u32) -> PathBuf {
+    let text = std::fs::read_to_string(&rc).unwrap();
+    std::fs::write(&rc, format!("{text}\n[message_bus.in_flight]\nmailer = {n}\naudit = {n}\n")).unwrap();
+    rc
+}
+
 fn embedded(dir: &Path) -> PathBuf {
     runtime_config(dir, "type = \"embedded\"")
 }
@@ -195,6 +202,62 @@ async fn redelivers_after_a_crash_between_delivery_and_ack(rc: PathBuf, dir: &Pa
     let mailer = wait_for_log(&b, "mailer", 2).await;
     assert_eq!(mailer, ["slow:2000:k", "after-crash"]);
     assert!(attempts(&b, "mailer", "slow:2000:k").await >= 2);
+}
+
+/// With `[message_bus.in_flight]`, a message is not held up behind an older
+/// one: `wait:g` completes only once `open:g`, published after it, has been
+/// handled (one at a time, it would fail after 10 s). A failing message is
+/// retried without holding up the rest, and each is still handled once.
+async fn handles_several_at_once_when_asked(rc: PathBuf, dir: &Path) {
+    let rc = in_flight(rc, 4);
+    let b = start(dir, &rc);
+    assert!(b.wait_for_log("Subscribed mailer to channel \"orders\""), "{}", b.logs());
+    assert!(b.logs().contains("up to 4 messages at once"), "{}", b.logs());
+    publish(&b, "wait:g").await.unwrap();
+    publish(&b, "open:g").await.unwrap();
+    for subscriber in ["mailer", "audit"] {
+        assert_eq!(wait_for_log(&b, subscriber, 2).await, ["open:g", "wait:g"]);
+        assert_eq!(attempts(&b, subscriber, "wait:g").await, 1, "{}", b.logs());
+    }
+    // flaky:2:x fails twice and succeeds while wait:h is still held.
+    publish(&b, "wait:h").await.unwrap();
+    publish(&b, "flaky:2:x").await.unwrap();
+    for subscriber in ["mailer", "audit"] {
+        assert_eq!(wait_for_log(&b, subscriber, 3).await, ["open:g", "wait:g", "flaky:2:x"]);
+    }
+    publish(&b, "open:h").await.unwrap();
+    for subscriber in ["mailer", "audit"] {
+        assert_eq!(wait_for_log(&b, subscriber, 5).await, ["open:g", "wait:g", "flaky:2:x", "open:h", "wait:h"]);
+        assert_eq!(attempts(&b, subscriber, "flaky:2:x").await, 3);
+        assert_eq!(attempts(&b, subscriber, "wait:h").await, 1);
+    }
+    assert!(dead_letters(dir, &rc).is_empty());
+}
+
+#[tokio::test]
+async fn embedded_handles_several_at_once_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    handles_several_at_once_when_asked(embedded(dir.path()), dir.path()).await;
+}
+
+#[tokio::test]
+async fn redis_streams_handles_several_at_once_when_asked() {
+    require_redis();
+    let dir = tempfile::tempdir().unwrap();
+    let (rc, _cleanup) = redis_streams(dir.path(), REDIS);
+    handles_several_at_once_when_asked(rc, dir.path()).await;
+}
+
+#[test]
+fn an_in_flight_setting_for_no_subscriber_stops_start_up() {
+    require_components(&["probe", "subscriber"]);
+    let dir = tempfile::tempdir().unwrap();
+    let rc = embedded(dir.path());
+    let text = std::fs::read_to_string(&rc).unwrap();
+    std::fs::write(&rc, format!("{text}\n[message_bus.in_flight]\nmialer = 4\n")).unwrap();
+    let up = Up::default().state_dir(&dir.path().join("state")).arg("--runtime-config-file").arg(rc.to_str().unwrap());
+    let out = Bazaar::try_start(&app("bus"), up).err().expect("bazaar should refuse to start");
+    assert!(out.contains("runtime-config.toml") && out.contains("\"mialer\"") && out.contains("subscribers are: audit, mailer"), "{out}");
 }
 
 #[tokio::test]

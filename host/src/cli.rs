@@ -293,7 +293,11 @@ async fn up(args: UpArgs) -> Result<()> {
         let publisher = MeteredPublisher { bus: opened.clone(), metrics: app.metrics.clone() };
         app.capabilities.redis.set_publish_interceptor(Arc::new(publisher));
         for sub in redis_trigger.subscriptions() {
-            println!("Subscribed {} to channel {:?} on the {:?} bus", sub.subscriber, sub.channel, opened.config.kind);
+            let at_once = match opened.config.in_flight_of(&sub.subscriber) {
+                1 => String::new(),
+                n => format!(", up to {n} messages at once"),
+            };
+            println!("Subscribed {} to channel {:?} on the {:?} bus{at_once}", sub.subscriber, sub.channel, opened.config.kind);
         }
         subscribers = redis_trigger.start(opened.clone(), stopped.clone());
         bus = Some(opened);

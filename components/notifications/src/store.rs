@@ -11,6 +11,10 @@ use crate::messages::Message;
 ///
 /// 2: `profiles`, what notifications keeps of each customer's profile from
 /// users' profile events: the newest revision only.
+///
+/// 3: a user's messages are listed by when their events happened, not by
+/// when they were handled: the bus may hand notifications several events
+/// at once (`[message_bus.in_flight]`), which finish in any order.
 const MIGRATIONS: &[&str] = &[
     "
     CREATE TABLE handled_events (
@@ -45,6 +49,10 @@ const MIGRATIONS: &[&str] = &[
         push_notifications INTEGER NOT NULL,
         updated_at_ms BIGINT NOT NULL
     )
+",
+    "
+    DROP INDEX notifications_by_user;
+    CREATE INDEX notifications_by_user_and_time ON notifications (user_id, occurred_at_ms)
 ",
 ];
 
@@ -155,13 +163,13 @@ pub struct Notification {
     pub created_at_ms: i64,
 }
 
-/// A user's newest `limit` messages, newest first. Messages written in the
-/// same millisecond are ordered by when their events happened, then by
-/// channel, so the order is stable.
+/// A user's newest `limit` messages, newest first: by when their events
+/// happened (events handled at once may finish in any order), then by when
+/// they were written, the event and the channel, so the order is stable.
 pub fn of_user(db: &Db, user_id: &str, limit: i64) -> Result<Vec<Notification>, DbError> {
     let rows = db.query(
         "SELECT id, event_id, order_id, channel, subject, body, created_at_ms FROM notifications
-         WHERE user_id = $1 ORDER BY created_at_ms DESC, occurred_at_ms DESC, event_id DESC, channel LIMIT $2",
+         WHERE user_id = $1 ORDER BY occurred_at_ms DESC, created_at_ms DESC, event_id DESC, channel LIMIT $2",
         &[user_id.into(), limit.into()],
     )?;
     rows.iter()

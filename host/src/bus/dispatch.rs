@@ -1,11 +1,13 @@
-//! Delivers a subscription's messages to its handler, one at a time, with
-//! retries, backoff and dead-lettering: the part of the bus's promise that
-//! is the same whatever the backend.
+//! Delivers a subscription's messages to its handler, with retries, backoff
+//! and dead-lettering: the part of the bus's promise that is the same
+//! whatever the backend. One message at a time by default, so in order;
+//! up to `[message_bus.in_flight]` at once for a subscriber that asks.
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
 
 use super::{Bus, Delivery, Subscription};
 
@@ -40,30 +42,46 @@ pub trait MessageHandler: Send + Sync {
     async fn handle(&self, sub: &Subscription, payload: &[u8], attempt: Attempt) -> Result<(), String>;
 }
 
-/// Consumes `sub` until `shutdown` turns true. A message being handled when
-/// shutdown comes is finished first; one waiting for a retry is left
+/// Consumes `sub` until `shutdown` turns true. Each message taken holds one
+/// of the subscriber's `in_flight` slots until it is settled (acknowledged
+/// or dead-lettered); with one slot, the next message is taken only then,
+/// which is what keeps the order. Messages being handled when shutdown
+/// comes are finished first; one waiting for a retry is left
 /// unacknowledged, so it is delivered again after restart.
 pub async fn run(bus: Arc<Bus>, sub: Subscription, handler: Arc<dyn MessageHandler>, mut shutdown: watch::Receiver<bool>) {
     if let Err(e) = subscribe_until_ok(&bus, &sub, &mut shutdown).await {
         tracing::debug!(channel = %sub.channel, subscriber = %sub.subscriber, "stopped before subscribing: {e}");
         return;
     }
+    let slots = Arc::new(Semaphore::new(bus.config.in_flight_of(&sub.subscriber)));
+    let mut deliveries = JoinSet::new();
     while !*shutdown.borrow() {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot.expect("the slots are never closed"),
+            _ = shutdown.wait_for(|stop| *stop) => break,
+        };
+        while deliveries.try_join_next().is_some() {}
         let delivery = match bus.backend().next(&sub, POLL).await {
             Ok(Some(delivery)) => delivery,
             Ok(None) => continue,
             Err(e) => {
                 tracing::warn!(channel = %sub.channel, subscriber = %sub.subscriber, "bus unavailable, retrying: {e:#}");
                 if sleep_or_shutdown(Duration::from_secs(1), &mut shutdown).await {
-                    return;
+                    break;
                 }
                 continue;
             }
         };
-        if !deliver(&bus, &sub, &*handler, delivery, &mut shutdown).await {
-            return;
-        }
+        let (bus, sub, handler, mut shutdown) = (bus.clone(), sub.clone(), handler.clone(), shutdown.clone());
+        deliveries.spawn(async move {
+            let id = delivery.id.clone();
+            if !deliver(&bus, &sub, &*handler, delivery, &mut shutdown).await {
+                tracing::info!(channel = %sub.channel, subscriber = %sub.subscriber, %id, "shutting down: left unacknowledged, delivered again after restart");
+            }
+            drop(slot);
+        });
     }
+    while deliveries.join_next().await.is_some() {}
 }
 
 async fn subscribe_until_ok(bus: &Bus, sub: &Subscription, shutdown: &mut watch::Receiver<bool>) -> Result<(), &'static str> {
@@ -81,7 +99,8 @@ async fn subscribe_until_ok(bus: &Bus, sub: &Subscription, shutdown: &mut watch:
 }
 
 /// Hands one message to the handler until it succeeds or runs out of
-/// attempts. Returns false if shutdown interrupted it.
+/// attempts. Returns false if shutdown interrupted it (the message is
+/// left unacknowledged).
 async fn deliver(
     bus: &Bus,
     sub: &Subscription,
@@ -201,5 +220,67 @@ mod tests {
         assert_eq!(dead.len(), 1);
         assert_eq!((dead[0].payload.as_slice(), dead[0].attempts), (&b"poison"[..], 3));
         assert_eq!(dead[0].error, "poison failed");
+    }
+
+    /// Holds `wait` until `open` has been handled; fails `flaky` once.
+    struct Gate {
+        opened: tokio::sync::Notify,
+        done: Mutex<Vec<String>>,
+        flaky_failed: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait]
+    impl MessageHandler for Gate {
+        async fn handle(&self, _: &Subscription, payload: &[u8], _: Attempt) -> Result<(), String> {
+            let text = String::from_utf8_lossy(payload).to_string();
+            match text.as_str() {
+                "wait" => self.opened.notified().await,
+                "open" => self.opened.notify_one(),
+                "flaky" if !self.flaky_failed.swap(true, std::sync::atomic::Ordering::SeqCst) => {
+                    return Err("flaky failed".into());
+                }
+                _ => {}
+            }
+            self.done.lock().unwrap().push(text);
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn with_more_in_flight_a_held_message_does_not_hold_up_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = Subscription { channel: "c".into(), subscriber: "s".into() };
+        let config = BusConfig {
+            retry_backoff_ms: 1,
+            in_flight: [("s".to_string(), 3)].into(),
+            ..Default::default()
+        };
+        let bus = Bus::open(&config, dir.path(), vec![]).await.unwrap();
+        bus.backend().subscribe(&sub).await.unwrap();
+        for m in ["wait", "flaky", "a", "open", "b"] {
+            bus.backend().publish("c", m.as_bytes()).await.unwrap();
+        }
+        let gate = Arc::new(Gate {
+            opened: tokio::sync::Notify::new(),
+            done: Mutex::new(vec![]),
+            flaky_failed: Default::default(),
+        });
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(run(bus.clone(), sub.clone(), gate.clone(), stopped));
+        // With one at a time this never ends: `wait` needs `open`, behind it.
+        tokio::time::timeout(Duration::from_secs(30), async {
+            while bus.backend().lag(&sub).await.unwrap() > 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("not all handled: {:?}", gate.done.lock().unwrap()));
+        stop.send(true).unwrap();
+        task.await.unwrap();
+        let done = gate.done.lock().unwrap().clone();
+        let position = |m: &str| done.iter().position(|d| d == m).unwrap_or_else(|| panic!("{m} not handled: {done:?}"));
+        assert_eq!(done.len(), 5, "each handled once: {done:?}");
+        assert!(position("open") < position("wait"), "{done:?}");
+        assert!(bus.backend().dead_letters().await.unwrap().is_empty());
     }
 }

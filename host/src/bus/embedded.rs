@@ -1,15 +1,21 @@
 //! The embedded bus backend: a SQLite file in the state directory.
 //!
 //! The default, so `bazaar up` needs no server. Messages are rows in one
-//! table (`seq` orders them per channel); each subscription keeps the last
-//! sequence number it acknowledged and the one it has in flight with its
-//! attempt count, so a message handed out before a crash is handed out again
-//! after restart, with its attempts remembered. A publish (and a dead letter
-//! or its replay) commits with `synchronous = FULL`: once it returned, the
-//! message survives even an OS crash. A subscription's bookkeeping (the
-//! message in flight, the ack) commits without waiting for the disk (see
-//! [`relaxed`]). Messages every subscription of their channel has
-//! acknowledged are deleted.
+//! table (`seq` orders them per channel). Each subscription keeps the
+//! sequence number up to which it has settled everything (`acked_seq`), and
+//! a row per message handed out above it (`bus_deliveries`): its attempts,
+//! and whether it was settled while an older one was still open (a
+//! subscriber with more than one in flight). So a message handed out
+//! before a crash is handed out again after restart, with its attempts
+//! remembered, and one settled out of order is not. This run's hand-out
+//! position is kept in memory; it starts at `acked_seq` on each subscribe.
+//!
+//! A publish (and a dead letter or its replay) commits with `synchronous =
+//! FULL`: once it returned, the message survives even an OS crash. A
+//! subscription's bookkeeping (the message handed out, the ack) commits
+//! without waiting for the disk (see [`relaxed`]). Messages every
+//! subscription of their channel has acknowledged are deleted.
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -33,6 +39,8 @@ pub struct EmbeddedBus {
     /// Wakes subscribers waiting in `next` when something is published.
     published: Notify,
     acks: AtomicU64,
+    /// The last message handed to each subscription since it subscribed.
+    handed_out: Mutex<HashMap<Subscription, i64>>,
 }
 
 const SCHEMA: &str = "
@@ -48,11 +56,21 @@ CREATE INDEX IF NOT EXISTS bus_messages_by_channel ON bus_messages (channel, seq
 CREATE TABLE IF NOT EXISTS bus_subscriptions (
     channel TEXT NOT NULL,
     subscriber TEXT NOT NULL,
+    -- every message up to here is settled (or not for this subscriber)
     acked_seq INTEGER NOT NULL DEFAULT 0,
-    inflight_seq INTEGER,
-    inflight_attempts INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (channel, subscriber)
 );
+-- Messages above a subscription's acked_seq that were handed out to it.
+CREATE TABLE IF NOT EXISTS bus_deliveries (
+    channel TEXT NOT NULL,
+    subscriber TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    -- times handed out (a crash between delivery and ack counts)
+    attempts INTEGER NOT NULL,
+    -- 1: acknowledged or dead-lettered while an older one is still open
+    settled INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (channel, subscriber, seq)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS bus_dead_letters (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     channel TEXT NOT NULL,
@@ -70,12 +88,22 @@ impl EmbeddedBus {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
-        let conn = Connection::open(path).with_context(|| format!("opening the message bus at {}", path.display()))?;
+        let mut conn = Connection::open(path).with_context(|| format!("opening the message bus at {}", path.display()))?;
         conn.busy_timeout(Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.execute_batch(SCHEMA).with_context(|| format!("preparing the message bus at {}", path.display()))?;
-        Ok(Self { db: Arc::new(Mutex::new(conn)), published: Notify::new(), acks: AtomicU64::new(0) })
+        upgrade_inflight_slot(&mut conn).with_context(|| format!("upgrading the message bus at {}", path.display()))?;
+        Ok(Self {
+            db: Arc::new(Mutex::new(conn)),
+            published: Notify::new(),
+            acks: AtomicU64::new(0),
+            handed_out: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn handed_out(&self, sub: &Subscription) -> Option<i64> {
+        self.handed_out.lock().ok()?.get(sub).copied()
     }
 
     /// Runs `f` on the connection off the async runtime.
@@ -88,35 +116,84 @@ impl EmbeddedBus {
         .await?
     }
 
-    fn try_next(conn: &mut Connection, sub: &Subscription) -> Result<Option<Delivery>> {
-        relaxed(conn, |conn| Self::take_next(conn, sub))
-    }
-
-    fn take_next(conn: &mut Connection, sub: &Subscription) -> Result<Option<Delivery>> {
+    /// The oldest message for `sub` above both its `acked_seq` and
+    /// `after` (this run's last hand-out), not settled yet; recorded as
+    /// handed out once more.
+    fn take_next(conn: &mut Connection, sub: &Subscription, after: Option<i64>) -> Result<Option<Delivery>> {
         let tx = conn.transaction()?;
-        let (acked, inflight, attempts): (i64, Option<i64>, u32) = tx.query_row(
-            "SELECT acked_seq, inflight_seq, inflight_attempts FROM bus_subscriptions WHERE channel = ?1 AND subscriber = ?2",
+        let acked: i64 = tx.query_row(
+            "SELECT acked_seq FROM bus_subscriptions WHERE channel = ?1 AND subscriber = ?2",
             params![sub.channel, sub.subscriber],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            |r| r.get(0),
         )?;
-        let next: Option<(i64, Vec<u8>)> = tx
+        let next: Option<(i64, Vec<u8>, u32)> = tx
             .query_row(
-                "SELECT seq, payload FROM bus_messages
-                 WHERE channel = ?1 AND seq > ?2 AND (target IS NULL OR target = ?3)
-                 ORDER BY seq LIMIT 1",
-                params![sub.channel, acked, sub.subscriber],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                "SELECT m.seq, m.payload, COALESCE(d.attempts, 0) FROM bus_messages m
+                 LEFT JOIN bus_deliveries d ON d.channel = m.channel AND d.subscriber = ?3 AND d.seq = m.seq
+                 WHERE m.channel = ?1 AND m.seq > ?2 AND (m.target IS NULL OR m.target = ?3)
+                   AND COALESCE(d.settled, 0) = 0
+                 ORDER BY m.seq LIMIT 1",
+                params![sub.channel, acked.max(after.unwrap_or(0)), sub.subscriber],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()?;
-        let Some((seq, payload)) = next else { return Ok(None) };
-        let previous_attempts = if inflight == Some(seq) { attempts } else { 0 };
+        let Some((seq, payload, previous_attempts)) = next else { return Ok(None) };
         tx.execute(
-            "UPDATE bus_subscriptions SET inflight_seq = ?3, inflight_attempts = ?4 WHERE channel = ?1 AND subscriber = ?2",
-            params![sub.channel, sub.subscriber, seq, previous_attempts + 1],
+            "INSERT INTO bus_deliveries (channel, subscriber, seq, attempts) VALUES (?1, ?2, ?3, 1)
+             ON CONFLICT DO UPDATE SET attempts = attempts + 1",
+            params![sub.channel, sub.subscriber, seq],
         )?;
         tx.commit()?;
         Ok(Some(Delivery { id: seq.to_string(), payload, previous_attempts }))
     }
+}
+
+/// Marks `seq` settled for `sub`, and moves its `acked_seq` up to just below
+/// the oldest message still open (or to the newest handed out, if none is):
+/// every message of its below that is settled, since messages are handed
+/// out in order. The rows at or below it are no longer needed.
+fn settle(conn: &Connection, sub: &Subscription, seq: i64) -> Result<()> {
+    conn.execute(
+        "INSERT INTO bus_deliveries (channel, subscriber, seq, attempts, settled) VALUES (?1, ?2, ?3, 0, 1)
+         ON CONFLICT DO UPDATE SET settled = 1",
+        params![sub.channel, sub.subscriber, seq],
+    )?;
+    conn.execute(
+        "UPDATE bus_subscriptions SET acked_seq = MAX(acked_seq, COALESCE(
+             (SELECT MIN(seq) - 1 FROM bus_deliveries WHERE channel = ?1 AND subscriber = ?2 AND settled = 0),
+             (SELECT MAX(seq) FROM bus_deliveries WHERE channel = ?1 AND subscriber = ?2)))
+         WHERE channel = ?1 AND subscriber = ?2",
+        params![sub.channel, sub.subscriber],
+    )?;
+    conn.execute(
+        "DELETE FROM bus_deliveries WHERE channel = ?1 AND subscriber = ?2
+         AND seq <= (SELECT acked_seq FROM bus_subscriptions WHERE channel = ?1 AND subscriber = ?2)",
+        params![sub.channel, sub.subscriber],
+    )?;
+    Ok(())
+}
+
+/// Files written before `bus_deliveries` kept one message in flight per
+/// subscription in two columns: move it into a row, then drop them.
+fn upgrade_inflight_slot(conn: &mut Connection) -> Result<()> {
+    let old: bool = conn.query_row(
+        "SELECT COUNT(*) > 0 FROM pragma_table_info('bus_subscriptions') WHERE name = 'inflight_seq'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !old {
+        return Ok(());
+    }
+    let tx = conn.transaction()?;
+    tx.execute_batch(
+        "INSERT OR IGNORE INTO bus_deliveries (channel, subscriber, seq, attempts)
+           SELECT channel, subscriber, inflight_seq, inflight_attempts FROM bus_subscriptions
+           WHERE inflight_seq > acked_seq;
+         ALTER TABLE bus_subscriptions DROP COLUMN inflight_seq;
+         ALTER TABLE bus_subscriptions DROP COLUMN inflight_attempts;",
+    )?;
+    tx.commit()?;
+    Ok(())
 }
 
 /// Runs `f` with commits that do not wait for the disk (`synchronous =
@@ -155,6 +232,9 @@ impl BusBackend for EmbeddedBus {
     }
 
     async fn subscribe(&self, sub: &Subscription) -> Result<()> {
+        if let Ok(mut handed_out) = self.handed_out.lock() {
+            handed_out.remove(sub);
+        }
         let sub = sub.clone();
         self.with_db(move |conn| {
             conn.execute(
@@ -172,8 +252,12 @@ impl BusBackend for EmbeddedBus {
             // Register interest before looking, so a publish in between
             // still wakes us.
             let notified = self.published.notified();
-            let sub_owned = sub.clone();
-            if let Some(delivery) = self.with_db(move |conn| Self::try_next(conn, &sub_owned)).await? {
+            let (sub_owned, after) = (sub.clone(), self.handed_out(sub));
+            let taken = self.with_db(move |conn| relaxed(conn, |conn| Self::take_next(conn, &sub_owned, after))).await?;
+            if let Some(delivery) = taken {
+                if let Ok(mut handed_out) = self.handed_out.lock() {
+                    handed_out.insert(sub.clone(), parse_seq(&delivery.id)?);
+                }
                 return Ok(Some(delivery));
             }
             let left = deadline.saturating_duration_since(Instant::now());
@@ -189,12 +273,9 @@ impl BusBackend for EmbeddedBus {
         let compact = self.acks.fetch_add(1, Ordering::Relaxed) % COMPACT_EVERY == COMPACT_EVERY - 1;
         self.with_db(move |conn| {
             relaxed(conn, |conn| {
-                conn.execute(
-                    "UPDATE bus_subscriptions
-                     SET acked_seq = MAX(acked_seq, ?3), inflight_seq = NULL, inflight_attempts = 0
-                     WHERE channel = ?1 AND subscriber = ?2",
-                    params![sub.channel, sub.subscriber, seq],
-                )?;
+                let tx = conn.transaction()?;
+                settle(&tx, &sub, seq)?;
+                tx.commit()?;
                 if compact {
                     conn.execute(
                         "DELETE FROM bus_messages WHERE channel = ?1
@@ -218,12 +299,7 @@ impl BusBackend for EmbeddedBus {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![sub.channel, sub.subscriber, seq, payload, attempts, error, now_ms() as i64],
             )?;
-            tx.execute(
-                "UPDATE bus_subscriptions
-                 SET acked_seq = MAX(acked_seq, ?3), inflight_seq = NULL, inflight_attempts = 0
-                 WHERE channel = ?1 AND subscriber = ?2",
-                params![sub.channel, sub.subscriber, seq],
-            )?;
+            settle(&tx, &sub, seq)?;
             tx.commit()?;
             Ok(())
         })
@@ -282,7 +358,9 @@ impl BusBackend for EmbeddedBus {
             let n: i64 = conn.query_row(
                 "SELECT COUNT(*) FROM bus_messages m JOIN bus_subscriptions s
                    ON s.channel = m.channel AND s.subscriber = ?2
-                 WHERE m.channel = ?1 AND m.seq > s.acked_seq AND (m.target IS NULL OR m.target = ?2)",
+                 WHERE m.channel = ?1 AND m.seq > s.acked_seq AND (m.target IS NULL OR m.target = ?2)
+                   AND NOT EXISTS (SELECT 1 FROM bus_deliveries d
+                     WHERE d.channel = m.channel AND d.subscriber = ?2 AND d.seq = m.seq AND d.settled = 1)",
                 params![sub.channel, sub.subscriber],
                 |r| r.get(0),
             )?;
@@ -345,6 +423,65 @@ mod tests {
         assert_eq!(bus.lag(&s).await.unwrap(), 1);
         bus.ack(&s, &d.id).await.unwrap();
         assert_eq!(bus.lag(&s).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn messages_settled_out_of_order_are_not_redelivered_after_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = sub("orders", "mailer");
+        {
+            let bus = open(dir.path()).await;
+            bus.subscribe(&s).await.unwrap();
+            for m in ["m1", "m2", "m3", "m4"] {
+                bus.publish("orders", m.as_bytes()).await.unwrap();
+            }
+            // Three in flight at once, the later two settled first.
+            let mut taken = Vec::new();
+            for _ in 0..3 {
+                taken.push(bus.next(&s, Duration::ZERO).await.unwrap().unwrap());
+            }
+            assert_eq!(taken.iter().map(|d| d.payload.as_slice()).collect::<Vec<_>>(), [b"m1", b"m2", b"m3"]);
+            bus.ack(&s, &taken[2].id).await.unwrap();
+            bus.dead_letter(&s, &taken[1], 5, "boom").await.unwrap();
+            assert_eq!(bus.lag(&s).await.unwrap(), 2, "m1 and m4 are still to settle");
+            // The "crash": m1 never settled.
+        }
+        let bus = open(dir.path()).await;
+        bus.subscribe(&s).await.unwrap();
+        let m1 = bus.next(&s, Duration::ZERO).await.unwrap().unwrap();
+        assert_eq!((m1.payload.as_slice(), m1.previous_attempts), (&b"m1"[..], 1));
+        let m4 = bus.next(&s, Duration::ZERO).await.unwrap().unwrap();
+        assert_eq!((m4.payload.as_slice(), m4.previous_attempts), (&b"m4"[..], 0), "m2 and m3 were settled");
+        assert!(bus.next(&s, Duration::ZERO).await.unwrap().is_none());
+        bus.ack(&s, &m4.id).await.unwrap();
+        bus.ack(&s, &m1.id).await.unwrap();
+        assert_eq!(bus.lag(&s).await.unwrap(), 0);
+        let rows: i64 = bus.db.lock().unwrap().query_row("SELECT COUNT(*) FROM bus_deliveries", [], |r| r.get(0)).unwrap();
+        assert_eq!(rows, 0, "nothing left to remember once all is settled");
+    }
+
+    #[tokio::test]
+    async fn a_file_from_before_keeps_its_message_in_flight() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(FILE_NAME);
+        {
+            let conn = Connection::open(&file).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE bus_messages (seq INTEGER PRIMARY KEY AUTOINCREMENT, channel TEXT NOT NULL,
+                   payload BLOB NOT NULL, target TEXT, published_ms INTEGER NOT NULL);
+                 CREATE TABLE bus_subscriptions (channel TEXT NOT NULL, subscriber TEXT NOT NULL,
+                   acked_seq INTEGER NOT NULL DEFAULT 0, inflight_seq INTEGER,
+                   inflight_attempts INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (channel, subscriber));
+                 INSERT INTO bus_messages (channel, payload, published_ms) VALUES ('orders', CAST('done' AS BLOB), 0), ('orders', CAST('taken' AS BLOB), 0);
+                 INSERT INTO bus_subscriptions VALUES ('orders', 'mailer', 1, 2, 3);",
+            )
+            .unwrap();
+        }
+        let bus = open(dir.path()).await;
+        let s = sub("orders", "mailer");
+        bus.subscribe(&s).await.unwrap();
+        let d = bus.next(&s, Duration::ZERO).await.unwrap().unwrap();
+        assert_eq!((d.payload.as_slice(), d.previous_attempts), (&b"taken"[..], 3));
     }
 
     /// `PRAGMA synchronous` of the bus's connection: 2 is FULL.

@@ -15,15 +15,20 @@
 //!   before the next message on its channel is delivered to that subscriber;
 //! - **dead letters**: after `max_attempts` failures the message moves to a
 //!   dead-letter list that `bazaar bus dead-letters` shows and `bazaar bus
-//!   replay` sends again (to the one subscriber that failed it).
+//!   replay` sends again (to the one subscriber that failed it);
+//! - **opt-in concurrency**: `[message_bus.in_flight]` lets a subscriber
+//!   whose handler does not depend on order (idempotent, or versioned like
+//!   notifications) handle up to N messages at once, each retried on its
+//!   own; one slow delivery then no longer holds up the rest.
 //!
 //! Two backends, chosen by `[message_bus]` in the runtime config:
 //! [`embedded`] (a SQLite file in the state directory; the default) and
 //! [`redis_streams`] (a stream per channel, a consumer group per subscriber).
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use async_trait::async_trait;
 use serde::Deserialize;
 
@@ -54,6 +59,11 @@ pub struct BusConfig {
     /// acknowledged for this long is claimed (its consumer died).
     #[serde(default = "default_claim_idle_ms")]
     pub claim_idle_ms: u64,
+    /// `[message_bus.in_flight]`: subscriber (component id) → how many of
+    /// its messages may be handled at once. Absent, 1: one at a time, in
+    /// order, a failing message retried before the next.
+    #[serde(default)]
+    pub in_flight: BTreeMap<String, u32>,
 }
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -90,6 +100,7 @@ impl Default for BusConfig {
             retry_backoff_ms: default_retry_backoff_ms(),
             max_backoff_ms: default_max_backoff_ms(),
             claim_idle_ms: default_claim_idle_ms(),
+            in_flight: BTreeMap::new(),
         }
     }
 }
@@ -99,6 +110,33 @@ impl BusConfig {
     pub fn backoff(&self, attempt: u32) -> Duration {
         let factor = 1u64 << attempt.saturating_sub(1).min(20);
         Duration::from_millis(self.retry_backoff_ms.saturating_mul(factor).min(self.max_backoff_ms))
+    }
+
+    /// How many of `subscriber`'s messages may be in its handler at once.
+    pub fn in_flight_of(&self, subscriber: &str) -> usize {
+        self.in_flight.get(subscriber).map_or(1, |&n| n.max(1) as usize)
+    }
+
+    /// Checks `[message_bus.in_flight]` against the app's subscribers (the
+    /// components of its `[[trigger.redis]]`): a typo there would otherwise
+    /// silently leave a subscriber at one message at a time. An app without
+    /// subscribers consumes nothing, so one runtime config can serve it too.
+    pub fn check_in_flight<'a>(&self, subscribers: impl IntoIterator<Item = &'a str>) -> Result<()> {
+        let mut known: Vec<&str> = subscribers.into_iter().collect();
+        known.sort_unstable();
+        known.dedup();
+        for (subscriber, &n) in &self.in_flight {
+            if n == 0 {
+                bail!("[message_bus.in_flight] {subscriber} = 0: give at least 1 (1 is the default, in order)");
+            }
+            if !known.is_empty() && !known.contains(&subscriber.as_str()) {
+                bail!(
+                    "[message_bus.in_flight] names {subscriber:?}, which no [[trigger.redis]] of the app subscribes with; the subscribers are: {}",
+                    known.join(", ")
+                );
+            }
+        }
+        Ok(())
     }
 }
 
@@ -149,12 +187,15 @@ pub trait BusBackend: Send + Sync {
     /// Stores a message on `channel`; it is durable when this returns.
     async fn publish(&self, channel: &str, payload: &[u8]) -> Result<String>;
 
-    /// Makes sure `sub` exists; it receives every message on its channel
-    /// that is retained and that it has not acknowledged.
+    /// Makes sure `sub` exists, and starts consuming it afresh: it receives
+    /// every message on its channel that is retained and that it has not
+    /// acknowledged, those handed out before (and never acknowledged) first.
     async fn subscribe(&self, sub: &Subscription) -> Result<()>;
 
-    /// The oldest message `sub` has not acknowledged (one handed out before
-    /// a crash comes first), waiting up to `wait` for one to arrive.
+    /// The oldest message `sub` has neither acknowledged nor been handed
+    /// since it subscribed, waiting up to `wait` for one to arrive. A
+    /// dispatcher may hold several at once (`in_flight`) and settle them in
+    /// any order.
     async fn next(&self, sub: &Subscription, wait: Duration) -> Result<Option<Delivery>>;
 
     /// `sub` handled `id`: never deliver it to `sub` again.
@@ -266,5 +307,18 @@ mod tests {
         assert_eq!(c.retry_backoff_ms, 200);
         assert!(toml::from_str::<BusConfig>("type = \"kafka\"\n").is_err());
         assert!(toml::from_str::<BusConfig>("typo = 1\n").is_err());
+        assert_eq!(c.in_flight_of("notifications"), 1, "one at a time unless asked");
+    }
+
+    #[test]
+    fn in_flight_is_per_subscriber_and_checked_against_the_app() {
+        let c: BusConfig = toml::from_str("[in_flight]\nnotifications = 8\n").unwrap();
+        assert_eq!((c.in_flight_of("notifications"), c.in_flight_of("audit")), (8, 1));
+        assert!(c.check_in_flight(["notifications", "audit"]).is_ok());
+        let typo = c.check_in_flight(["notifcations"]).unwrap_err().to_string();
+        assert!(typo.contains("\"notifications\"") && typo.contains("subscribers are: notifcations"), "{typo}");
+        assert!(c.check_in_flight([]).is_ok(), "an app without subscribers consumes nothing");
+        let zero: BusConfig = toml::from_str("[in_flight]\nnotifications = 0\n").unwrap();
+        assert!(zero.check_in_flight(["notifications"]).unwrap_err().to_string().contains("at least 1"));
     }
 }

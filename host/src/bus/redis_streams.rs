@@ -3,14 +3,17 @@
 //! A channel is a stream (`<prefix><channel>`); a subscriber is a consumer
 //! group on it, created at the stream's start so nothing published before
 //! the group existed is missed. This host reads as consumer
-//! `bazaar@<hostname>`, a stable name, so after a crash it first re-reads
-//! its own pending entries (delivered, never acknowledged). Entries another
-//! consumer (another host) took and has not acknowledged for
-//! `claim_idle_ms` are claimed with XAUTOCLAIM: that host died. An entry is
+//! `bazaar@<hostname>`, a stable name, so on subscribing (after a crash) it
+//! first re-reads its own pending entries (delivered, never acknowledged),
+//! once. Entries a consumer (another host) took and has not acknowledged
+//! for `claim_idle_ms` are claimed with XAUTOCLAIM, looked for at most once
+//! a second: that host died. After that, taking a message costs one
+//! XREADGROUP and settling it one XACK. An entry is
 //! XACKed only after the handler succeeded. Dead letters go to one stream,
 //! `<prefix>dead-letters`. A replay is re-added to its channel's stream
 //! with a `target` field, which every other group acknowledges unseen.
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
@@ -25,12 +28,40 @@ use super::{BusBackend, BusConfig, DeadLetter, Delivery, Subscription, now_ms};
 const MAX_STREAM_LEN: usize = 1_000_000;
 /// How often `next` polls while waiting for a message.
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
+/// How often `next` looks for entries dead consumers left pending (they
+/// have been idle `claim_idle_ms` already; a second more does not matter).
+const CLAIM_EVERY: Duration = Duration::from_secs(1);
 
 pub struct RedisStreamsBus {
     redis: ConnectionManager,
     prefix: String,
     consumer: String,
     claim_idle_ms: u64,
+    consuming: Mutex<HashMap<Subscription, Consuming>>,
+}
+
+/// Where this host is in consuming one subscription.
+struct Consuming {
+    /// While set: re-reading this consumer's own pending entries (handed
+    /// out before a restart, never acknowledged) after this id.
+    recovering_after: Option<String>,
+    /// Entries handed out and not yet settled. XAUTOCLAIM may find one of
+    /// them idle (a slow handler, a long retry); it is not handed out twice.
+    held: HashSet<String>,
+    /// When XAUTOCLAIM last found nothing to hand out; `None`: look now.
+    claimed_nothing_at: Option<Instant>,
+    /// XAUTOCLAIM's cursor through the pending entries.
+    claim_cursor: String,
+}
+
+impl Consuming {
+    fn new() -> Self {
+        Self { recovering_after: Some("0".into()), held: HashSet::new(), claimed_nothing_at: None, claim_cursor: "0-0".into() }
+    }
+
+    fn claim_due(&self) -> bool {
+        self.claimed_nothing_at.is_none_or(|at| at.elapsed() >= CLAIM_EVERY)
+    }
 }
 
 impl RedisStreamsBus {
@@ -49,6 +80,7 @@ impl RedisStreamsBus {
             prefix: config.key_prefix.clone(),
             consumer: format!("bazaar@{host}"),
             claim_idle_ms: config.claim_idle_ms,
+            consuming: Mutex::new(HashMap::new()),
         })
     }
 
@@ -87,30 +119,63 @@ impl RedisStreamsBus {
         Ok(reply.ids.first().map_or(1, |p| p.times_delivered as u32))
     }
 
-    /// One non-blocking look: own pending first, then stale entries of dead
-    /// consumers, then new entries.
+    /// Runs `f` on `sub`'s consuming state (created on first use).
+    fn consuming<T>(&self, sub: &Subscription, f: impl FnOnce(&mut Consuming) -> T) -> T {
+        let mut all = self.consuming.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        f(all.entry(sub.clone()).or_insert_with(Consuming::new))
+    }
+
+    /// One non-blocking look: own pending entries first (after subscribing),
+    /// then entries of dead consumers (at most once a second), then new ones.
     async fn try_next(&self, sub: &Subscription) -> Result<Option<Delivery>> {
+        let delivery = match self.take(sub).await? {
+            Some((entry, times_delivered)) => self.accept(sub, entry, times_delivered).await?,
+            None => None,
+        };
+        if let Some(delivery) = &delivery {
+            self.consuming(sub, |c| c.held.insert(delivery.id.clone()));
+        }
+        Ok(delivery)
+    }
+
+    /// The next entry for `sub` and how many times it has been delivered.
+    async fn take(&self, sub: &Subscription) -> Result<Option<(StreamId, u32)>> {
         let mut redis = self.redis.clone();
         let stream = self.stream(&sub.channel);
 
-        let own: StreamReadReply = redis::cmd("XREADGROUP")
-            .arg("GROUP").arg(&sub.subscriber).arg(&self.consumer)
-            .arg("COUNT").arg(1).arg("STREAMS").arg(&stream).arg("0")
-            .query_async(&mut redis)
-            .await?;
-        if let Some(entry) = first(own) {
-            let delivered = self.times_delivered(sub, &entry.id).await?;
-            return self.accept(sub, entry, delivered.max(2)).await;
+        if let Some(after) = self.consuming(sub, |c| c.recovering_after.clone()) {
+            let own: StreamReadReply = redis::cmd("XREADGROUP")
+                .arg("GROUP").arg(&sub.subscriber).arg(&self.consumer)
+                .arg("COUNT").arg(1).arg("STREAMS").arg(&stream).arg(&after)
+                .query_async(&mut redis)
+                .await?;
+            let entry = first(own);
+            self.consuming(sub, |c| c.recovering_after = entry.as_ref().map(|e| e.id.clone()));
+            if let Some(entry) = entry {
+                let delivered = self.times_delivered(sub, &entry.id).await?;
+                return Ok(Some((entry, delivered.max(2))));
+            }
         }
 
-        let claimed: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
-            .arg(&stream).arg(&sub.subscriber).arg(&self.consumer)
-            .arg(self.claim_idle_ms).arg("0-0").arg("COUNT").arg(1)
-            .query_async(&mut redis)
-            .await?;
-        if let Some(entry) = claimed.claimed.into_iter().next() {
-            let delivered = self.times_delivered(sub, &entry.id).await?;
-            return self.accept(sub, entry, delivered).await;
+        if self.consuming(sub, |c| c.claim_due()) {
+            let cursor = self.consuming(sub, |c| c.claim_cursor.clone());
+            let claimed: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
+                .arg(&stream).arg(&sub.subscriber).arg(&self.consumer)
+                .arg(self.claim_idle_ms).arg(&cursor).arg("COUNT").arg(1)
+                .query_async(&mut redis)
+                .await?;
+            let entry = self.consuming(sub, |c| {
+                c.claim_cursor = claimed.next_stream_id.clone();
+                let entry = claimed.claimed.into_iter().next().filter(|e| !c.held.contains(&e.id));
+                if entry.is_none() && c.claim_cursor == "0-0" {
+                    c.claimed_nothing_at = Some(Instant::now());
+                }
+                entry
+            });
+            if let Some(entry) = entry {
+                let delivered = self.times_delivered(sub, &entry.id).await?;
+                return Ok(Some((entry, delivered)));
+            }
         }
 
         let new: StreamReadReply = redis::cmd("XREADGROUP")
@@ -118,10 +183,7 @@ impl RedisStreamsBus {
             .arg("COUNT").arg(1).arg("STREAMS").arg(&stream).arg(">")
             .query_async(&mut redis)
             .await?;
-        match first(new) {
-            Some(entry) => self.accept(sub, entry, 1).await,
-            None => Ok(None),
-        }
+        Ok(first(new).map(|entry| (entry, 1)))
     }
 }
 
@@ -161,6 +223,7 @@ impl BusBackend for RedisStreamsBus {
     }
 
     async fn subscribe(&self, sub: &Subscription) -> Result<()> {
+        self.consuming(sub, |c| *c = Consuming::new());
         let mut redis = self.redis.clone();
         let created: redis::RedisResult<()> = redis::cmd("XGROUP")
             .arg("CREATE").arg(self.stream(&sub.channel)).arg(&sub.subscriber).arg("0").arg("MKSTREAM")
@@ -188,6 +251,7 @@ impl BusBackend for RedisStreamsBus {
     async fn ack(&self, sub: &Subscription, id: &str) -> Result<()> {
         let mut redis = self.redis.clone();
         let _: i64 = redis.xack(self.stream(&sub.channel), &sub.subscriber, &[id]).await?;
+        self.consuming(sub, |c| c.held.remove(id));
         Ok(())
     }
 
@@ -208,6 +272,7 @@ impl BusBackend for RedisStreamsBus {
             .ignore()
             .query_async(&mut redis)
             .await?;
+        self.consuming(sub, |c| c.held.remove(&delivery.id));
         Ok(())
     }
 

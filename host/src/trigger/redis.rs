@@ -60,6 +60,11 @@ impl RedisTrigger {
             }
             subscriptions.push(Subscription { channel: trigger.channel.clone(), subscriber: trigger.component.clone() });
         }
+        let subscribers = subscriptions.iter().map(|s| s.subscriber.as_str());
+        if let Err(e) = app.runtime_config.message_bus.check_in_flight(subscribers) {
+            let file = app.runtime_config.file.as_deref().map_or("the runtime config".into(), |f| f.display().to_string());
+            bail!("{file}: {e}");
+        }
         Ok(Self { app, subscriptions })
     }
 

@@ -11,9 +11,16 @@
 //! | `fail:<anything>`  | always fails (ends as a dead letter)                      |
 //! | `flaky:<n>:<id>`   | fails the first `n` deliveries, then succeeds             |
 //! | `slow:<ms>:<id>`   | succeeds after `ms` milliseconds (a delivery in flight)   |
+//! | `open:<gate>`      | succeeds, then opens the gate                            |
+//! | `wait:<gate>`      | waits (up to 10 s) for the gate to open, then succeeds    |
 //! | anything else      | succeeds                                                  |
 //!
 //! Every delivery, failed or not, also increments `attempts:<NAME>:<payload>`.
+//! A `wait:` published before its `open:` completes only if the subscriber
+//! handles more than one message at a time (`[message_bus.in_flight]`).
+//! The log is read, appended and written back: two messages finishing at
+//! the same moment could lose one entry, so tests that handle several at
+//! once order their finishes with gates.
 use anyhow::{Result, bail};
 use bytes::Bytes;
 use spin_sdk::key_value::Store;
@@ -43,14 +50,29 @@ fn on_message(message: Bytes) -> Result<()> {
         std::thread::sleep(std::time::Duration::from_millis(ms));
     }
 
+    if let Some(gate) = text.strip_prefix("wait:") {
+        let key = format!("gate:{name}:{gate}");
+        let mut waited = 0;
+        while store.get(&key)?.is_none() {
+            if waited >= 10_000 {
+                bail!("{name}: gate {gate:?} did not open in 10 s (is {name} handling one message at a time?)");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            waited += 20;
+        }
+    }
+
     let log_key = format!("log:{name}");
     let mut log: Vec<String> = match store.get(&log_key)? {
         Some(bytes) => serde_json::from_slice(&bytes)?,
         None => Vec::new(),
     };
-    log.push(text);
+    log.push(text.clone());
     store.set(&log_key, &serde_json::to_vec(&log)?)?;
     println!("{name} handled message {}", log.len());
+    if let Some(gate) = text.strip_prefix("open:") {
+        store.set(&format!("gate:{name}:{gate}"), b"open")?;
+    }
     Ok(())
 }
 
