@@ -121,28 +121,27 @@ impl EmbeddedBus {
     /// handed out once more.
     fn take_next(conn: &mut Connection, sub: &Subscription, after: Option<i64>) -> Result<Option<Delivery>> {
         let tx = conn.transaction()?;
-        let acked: i64 = tx.query_row(
-            "SELECT acked_seq FROM bus_subscriptions WHERE channel = ?1 AND subscriber = ?2",
-            params![sub.channel, sub.subscriber],
-            |r| r.get(0),
-        )?;
+        let acked: i64 = tx
+            .prepare_cached("SELECT acked_seq FROM bus_subscriptions WHERE channel = ?1 AND subscriber = ?2")?
+            .query_row(params![sub.channel, sub.subscriber], |r| r.get(0))?;
         let next: Option<(i64, Vec<u8>, u32)> = tx
-            .query_row(
+            .prepare_cached(
                 "SELECT m.seq, m.payload, COALESCE(d.attempts, 0) FROM bus_messages m
                  LEFT JOIN bus_deliveries d ON d.channel = m.channel AND d.subscriber = ?3 AND d.seq = m.seq
                  WHERE m.channel = ?1 AND m.seq > ?2 AND (m.target IS NULL OR m.target = ?3)
                    AND COALESCE(d.settled, 0) = 0
                  ORDER BY m.seq LIMIT 1",
-                params![sub.channel, acked.max(after.unwrap_or(0)), sub.subscriber],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
+            )?
+            .query_row(params![sub.channel, acked.max(after.unwrap_or(0)), sub.subscriber], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
             .optional()?;
         let Some((seq, payload, previous_attempts)) = next else { return Ok(None) };
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO bus_deliveries (channel, subscriber, seq, attempts) VALUES (?1, ?2, ?3, 1)
              ON CONFLICT DO UPDATE SET attempts = attempts + 1",
-            params![sub.channel, sub.subscriber, seq],
-        )?;
+        )?
+        .execute(params![sub.channel, sub.subscriber, seq])?;
         tx.commit()?;
         Ok(Some(Delivery { id: seq.to_string(), payload, previous_attempts }))
     }
@@ -151,25 +150,26 @@ impl EmbeddedBus {
 /// Marks `seq` settled for `sub`, and moves its `acked_seq` up to just below
 /// the oldest message still open (or to the newest handed out, if none is):
 /// every message of its below that is settled, since messages are handed
-/// out in order. The rows at or below it are no longer needed.
+/// out in order. The rows at or below it are no longer needed. (Statements
+/// cached: this runs once per delivered message.)
 fn settle(conn: &Connection, sub: &Subscription, seq: i64) -> Result<()> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO bus_deliveries (channel, subscriber, seq, attempts, settled) VALUES (?1, ?2, ?3, 0, 1)
          ON CONFLICT DO UPDATE SET settled = 1",
-        params![sub.channel, sub.subscriber, seq],
-    )?;
-    conn.execute(
+    )?
+    .execute(params![sub.channel, sub.subscriber, seq])?;
+    conn.prepare_cached(
         "UPDATE bus_subscriptions SET acked_seq = MAX(acked_seq, COALESCE(
              (SELECT MIN(seq) - 1 FROM bus_deliveries WHERE channel = ?1 AND subscriber = ?2 AND settled = 0),
              (SELECT MAX(seq) FROM bus_deliveries WHERE channel = ?1 AND subscriber = ?2)))
          WHERE channel = ?1 AND subscriber = ?2",
-        params![sub.channel, sub.subscriber],
-    )?;
-    conn.execute(
+    )?
+    .execute(params![sub.channel, sub.subscriber])?;
+    conn.prepare_cached(
         "DELETE FROM bus_deliveries WHERE channel = ?1 AND subscriber = ?2
          AND seq <= (SELECT acked_seq FROM bus_subscriptions WHERE channel = ?1 AND subscriber = ?2)",
-        params![sub.channel, sub.subscriber],
-    )?;
+    )?
+    .execute(params![sub.channel, sub.subscriber])?;
     Ok(())
 }
 
@@ -220,10 +220,8 @@ impl BusBackend for EmbeddedBus {
         let (channel, payload) = (channel.to_string(), payload.to_vec());
         let seq = self
             .with_db(move |conn| {
-                conn.execute(
-                    "INSERT INTO bus_messages (channel, payload, published_ms) VALUES (?1, ?2, ?3)",
-                    params![channel, payload, now_ms() as i64],
-                )?;
+                conn.prepare_cached("INSERT INTO bus_messages (channel, payload, published_ms) VALUES (?1, ?2, ?3)")?
+                    .execute(params![channel, payload, now_ms() as i64])?;
                 Ok(conn.last_insert_rowid())
             })
             .await?;
