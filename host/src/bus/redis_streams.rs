@@ -149,11 +149,15 @@ impl RedisStreamsBus {
                 .arg("COUNT").arg(1).arg("STREAMS").arg(&stream).arg(&after)
                 .query_async(&mut redis)
                 .await?;
-            let entry = first(own);
-            self.consuming(sub, |c| c.recovering_after = entry.as_ref().map(|e| e.id.clone()));
-            if let Some(entry) = entry {
-                let delivered = self.times_delivered(sub, &entry.id).await?;
-                return Ok(Some((entry, delivered.max(2))));
+            match first(own) {
+                Some(entry) => {
+                    // Moved past only once its count is read: an error here
+                    // leaves it to be read again, not skipped.
+                    let delivered = self.times_delivered(sub, &entry.id).await?;
+                    self.consuming(sub, |c| c.recovering_after = Some(entry.id.clone()));
+                    return Ok(Some((entry, delivered.max(2))));
+                }
+                None => self.consuming(sub, |c| c.recovering_after = None),
             }
         }
 
