@@ -118,8 +118,8 @@ impl EmbeddedBus {
 
     /// The oldest message for `sub` above both its `acked_seq` and
     /// `after` (this run's last hand-out), not settled yet; recorded as
-    /// handed out once more.
-    fn take_next(conn: &mut Connection, sub: &Subscription, after: Option<i64>) -> Result<Option<Delivery>> {
+    /// handed out once more. Returns its sequence number beside it.
+    fn take_next(conn: &mut Connection, sub: &Subscription, after: Option<i64>) -> Result<Option<(i64, Delivery)>> {
         let tx = conn.transaction()?;
         let acked: i64 = tx
             .prepare_cached("SELECT acked_seq FROM bus_subscriptions WHERE channel = ?1 AND subscriber = ?2")?
@@ -143,7 +143,7 @@ impl EmbeddedBus {
         )?
         .execute(params![sub.channel, sub.subscriber, seq])?;
         tx.commit()?;
-        Ok(Some(Delivery { id: seq.to_string(), payload, previous_attempts }))
+        Ok(Some((seq, Delivery { id: seq.to_string(), payload, previous_attempts })))
     }
 }
 
@@ -252,9 +252,9 @@ impl BusBackend for EmbeddedBus {
             let notified = self.published.notified();
             let (sub_owned, after) = (sub.clone(), self.handed_out(sub));
             let taken = self.with_db(move |conn| relaxed(conn, |conn| Self::take_next(conn, &sub_owned, after))).await?;
-            if let Some(delivery) = taken {
+            if let Some((seq, delivery)) = taken {
                 if let Ok(mut handed_out) = self.handed_out.lock() {
-                    handed_out.insert(sub.clone(), parse_seq(&delivery.id)?);
+                    handed_out.insert(sub.clone(), seq);
                 }
                 return Ok(Some(delivery));
             }
