@@ -128,6 +128,20 @@ impl Shop {
         }
     }
 
+    /// Who holds the outbox's relay lease (`None`: nobody), from orders'
+    /// own database.
+    async fn relay_holder(&self) -> Option<String> {
+        let sql = "SELECT holder FROM outbox_relay WHERE name = 'relay'";
+        match &self.postgres {
+            None => {
+                let body = json!({"sql": sql, "params": []});
+                let rows = self.bazaar.send_as("POST", "/probe/sqlite3/orders", None, Some(body), &[]).await.expect(200);
+                rows["rows"][0][0].as_str().map(str::to_owned)
+            }
+            Some(databases) => databases.orders.admin.query_one(sql, &[]).await.unwrap().get(0),
+        }
+    }
+
     /// Runs statements on orders' own database, as a crash would have left it.
     async fn orders_sql(&self, statements: &[String]) {
         match &self.postgres {
@@ -837,6 +851,13 @@ async fn a_relay_that_finds_the_outbox_held_sends_its_events_once_let_go(shop: &
         .await;
     let events = shop.events_of(&order, 2).await;
     assert_eq!(types(&events), ["OrderCreated", "OrderConfirmed"]);
+    // Having sent them, the relay lets go of the lease (with the write that
+    // marks them sent): the next relay need not wait for it to run out.
+    let started = Instant::now();
+    while let Some(holder) = shop.relay_holder().await {
+        assert!(started.elapsed() < Duration::from_secs(5), "the relay still holds the outbox ({holder})");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]

@@ -107,32 +107,44 @@ pub fn relay(db: &Db) -> Result<Relayed, DbError> {
 /// One relay runs at a time (a lease on the `outbox_relay` row), so
 /// concurrent state changes neither publish a row twice nor reorder rows. A
 /// relay that finds the lease held returns having published nothing; the
-/// holder looks for pending rows again after letting go of the lease, and
-/// the relay after a change waits for its own rows ([`relay_if_due`]).
+/// holder looks for pending rows again as it lets go of the lease, and the
+/// relay after a change waits for its own rows ([`relay_if_due`]).
+///
+/// The lease is let go in the transaction that marks the last round's rows
+/// sent, if no other row is pending then (see [`mark_sent`]); otherwise the
+/// relay keeps it for its next round. A relay of one round is so two writes
+/// (take the lease; mark sent and let go), where taking, marking, letting go
+/// and looking again were three writes and a read.
 fn publish_rounds(db: &Db) -> Result<Relayed, DbError> {
     let mut relayed = Relayed::default();
     let holder = ids::token();
+    if !lock_if_pending(db, &holder)? {
+        return Ok(relayed);
+    }
+    let mut held = true;
     let mut rounds = 0;
-    // After a round, a read looks for more before the lease is taken again
-    // (the lease is a write, which in SQLite waits its turn).
-    while rounds < MAX_ROUNDS && relayed.error.is_none() {
-        if rounds > 0 && !any_pending(db)? {
-            relayed.drained = true;
-            break;
-        }
-        if !lock_if_pending(db, &holder)? {
-            break;
-        }
+    while held && rounds < MAX_ROUNDS && relayed.error.is_none() {
         rounds += 1;
-        let published = match Connection::open(&bus_address()) {
-            Ok(bus) => publish_pending(db, &bus, &mut relayed),
+        let round = match Connection::open(&bus_address()) {
+            Ok(bus) => publish_pending(db, &bus, &holder, &mut relayed),
             Err(e) => {
                 relayed.error = Some(format!("connecting to the bus: {e}"));
-                Ok(())
+                Ok(true)
             }
         };
+        // A round the database failed lets go of the lease before it
+        // reports: the next relay need not wait for the lease to run out.
+        held = match round {
+            Ok(held) => held,
+            Err(e) => {
+                unlock(db, &holder)?;
+                return Err(e);
+            }
+        };
+        relayed.drained = !held;
+    }
+    if held {
         unlock(db, &holder)?;
-        published?;
     }
     Ok(relayed)
 }
@@ -158,16 +170,14 @@ fn unlock(db: &Db, holder: &str) -> Result<(), DbError> {
     Ok(())
 }
 
-/// Publishes the oldest batch of pending rows.
-fn publish_pending(db: &Db, bus: &Connection, relayed: &mut Relayed) -> Result<(), DbError> {
+/// Publishes the oldest batch of pending rows; whether the relay still
+/// holds the lease after (it lets go once nothing is pending).
+fn publish_pending(db: &Db, bus: &Connection, holder: &str, relayed: &mut Relayed) -> Result<bool, DbError> {
     let rows = db.query(
         "SELECT event_id, payload FROM outbox WHERE sent_at_ms IS NULL \
          ORDER BY created_at_ms, order_id, seq LIMIT $1",
         &[BATCH.into()],
     )?;
-    if rows.is_empty() {
-        return Ok(());
-    }
     // The rows published are marked sent together, in one statement:
     // a crash before it publishes them again, which at-least-once allows.
     let mut sent = Vec::new();
@@ -181,32 +191,51 @@ fn publish_pending(db: &Db, bus: &Connection, relayed: &mut Relayed) -> Result<(
         }
         sent.push(event_id);
     }
-    mark_sent(db, &sent)?;
+    let Some((event_id, error)) = failure else {
+        relayed.published += sent.len() as u64;
+        return mark_sent(db, &sent, Some(holder)).map(|released| !released);
+    };
+    mark_sent(db, &sent, None)?;
     relayed.published += sent.len() as u64;
-    if let Some((event_id, error)) = failure {
-        db.execute(
-            "UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE event_id = $1",
-            &[(&event_id).into(), (&error).into()],
-        )?;
-        relayed.error = Some(error);
-        return Ok(());
-    }
-    Ok(())
+    db.execute(
+        "UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE event_id = $1",
+        &[(&event_id).into(), (&error).into()],
+    )?;
+    relayed.error = Some(error);
+    Ok(true)
 }
 
-fn mark_sent(db: &Db, event_ids: &[String]) -> Result<(), DbError> {
-    if event_ids.is_empty() {
-        return Ok(());
+/// Marks `event_ids` sent and, with `release`, lets go of that holder's
+/// lease if no other row is pending: one transaction (one statement on
+/// Postgres). Whether the lease was let go. The check names the rows it
+/// marks, since on Postgres both writes see the table as it was before
+/// the statement.
+fn mark_sent(db: &Db, event_ids: &[String], release: Option<&str>) -> Result<bool, DbError> {
+    let mut writes = Writes::default();
+    let now = now_ms();
+    if !event_ids.is_empty() {
+        let mut sql = Bindings::default();
+        let now = sql.bind(now);
+        let ids = sql.list(event_ids);
+        writes.push(format!("UPDATE outbox SET sent_at_ms = {now} WHERE event_id IN ({ids})"), sql.params);
     }
-    let mut sql = Bindings::default();
-    let now = sql.bind(now_ms());
-    let ids = sql.list(event_ids);
-    db.execute(&format!("UPDATE outbox SET sent_at_ms = {now} WHERE event_id IN ({ids})"), &sql.params)?;
-    Ok(())
-}
-
-fn any_pending(db: &Db) -> Result<bool, DbError> {
-    Ok(!db.query("SELECT 1 AS p FROM outbox WHERE sent_at_ms IS NULL LIMIT 1", &[])?.is_empty())
+    if let Some(holder) = release {
+        let mut sql = Bindings::default();
+        let holder = sql.bind(holder);
+        let others = if event_ids.is_empty() { String::new() } else { format!(" AND event_id NOT IN ({})", sql.list(event_ids)) };
+        writes.push(
+            format!(
+                "UPDATE outbox_relay SET holder = NULL, locked_until_ms = 0 WHERE name = 'relay' AND holder = {holder} \
+                 AND NOT EXISTS (SELECT 1 FROM outbox WHERE sent_at_ms IS NULL{others})"
+            ),
+            sql.params,
+        );
+    }
+    if writes.is_empty() {
+        return Ok(false);
+    }
+    let counts = db.commit_each(writes)?;
+    Ok(release.is_some() && counts.last() == Some(&1))
 }
 
 fn pending(db: &Db) -> Result<i64, DbError> {

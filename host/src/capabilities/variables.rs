@@ -21,8 +21,11 @@ use crate::runtime_config::{RuntimeConfig, VariableProviderConfig};
 pub struct Variables {
     /// App variable values (`None`: declared without a value or default).
     app: BTreeMap<String, Option<String>>,
-    /// Component id → (component variable → template).
-    components: HashMap<String, BTreeMap<String, String>>,
+    /// Component id → (component variable → its template expanded, or the
+    /// app variable it names that has no value). Expanded once here, since
+    /// the values never change while the app runs: a read is a lookup (the
+    /// gateway reads its settings on every request).
+    components: HashMap<String, BTreeMap<String, Result<String, String>>>,
 }
 
 /// What one instance sees.
@@ -59,12 +62,24 @@ impl Variables {
             bail!("{}: required variables have no value: {}", manifest.file.display(), missing.join(", "));
         }
 
-        let components = manifest
-            .components
-            .iter()
-            .map(|(id, c)| (id.clone(), c.variables.clone()))
+        Ok(Self::expanded(app, manifest.components.iter().map(|(id, c)| (id.clone(), c.variables.clone()))))
+    }
+
+    /// The app's values, with each component's templates (component id →
+    /// variable → template) expanded over them.
+    fn expanded(
+        app: BTreeMap<String, Option<String>>,
+        templates: impl IntoIterator<Item = (String, BTreeMap<String, String>)>,
+    ) -> Self {
+        let mut variables = Self { app, components: HashMap::new() };
+        variables.components = templates
+            .into_iter()
+            .map(|(id, vars)| {
+                let expanded = vars.iter().map(|(name, template)| (name.clone(), variables.expand(template))).collect();
+                (id, expanded)
+            })
             .collect();
-        Ok(Self { app, components })
+        variables
     }
 
     /// The value of an app variable, for templates in the manifest itself
@@ -76,21 +91,20 @@ impl Variables {
     /// The value of component variable `name` for `component_id`.
     pub fn get(&self, component_id: &str, name: &str) -> Result<String, VariableError> {
         validate_name(name)?;
-        let template = self
+        let expanded = self
             .components
             .get(component_id)
             .and_then(|vars| vars.get(name))
             .ok_or_else(|| VariableError::Undefined(format!("no variable for {component_id:?}.{name:?}")))?;
-        self.expand(template)
-            .map_err(|app_var| VariableError::Undefined(format!("variable {name:?} uses app variable {app_var:?}, which has no value")))
+        expanded.clone().map_err(|app_var| {
+            VariableError::Undefined(format!("variable {name:?} uses app variable {app_var:?}, which has no value"))
+        })
     }
 
     /// All component variables of `component_id` that have values.
     pub fn all(&self, component_id: &str) -> Vec<(String, String)> {
         let Some(vars) = self.components.get(component_id) else { return Vec::new() };
-        vars.iter()
-            .filter_map(|(name, template)| Some((name.clone(), self.expand(template).ok()?)))
-            .collect()
+        vars.iter().filter_map(|(name, value)| Some((name.clone(), value.clone().ok()?))).collect()
     }
 
     pub fn instance(self: &Arc<Self>, component_id: &str) -> VariablesInstance {
@@ -185,13 +199,10 @@ mod tests {
     use super::*;
 
     fn vars(app: &[(&str, Option<&str>)], component: &[(&str, &str)]) -> Variables {
-        Variables {
-            app: app.iter().map(|(k, v)| (k.to_string(), v.map(str::to_string))).collect(),
-            components: HashMap::from([(
-                "web".to_string(),
-                component.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-            )]),
-        }
+        Variables::expanded(
+            app.iter().map(|(k, v)| (k.to_string(), v.map(str::to_string))).collect(),
+            [("web".to_string(), component.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())],
+        )
     }
 
     #[test]
