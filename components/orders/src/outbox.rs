@@ -191,12 +191,11 @@ fn publish_pending(db: &Db, bus: &Connection, holder: &str, relayed: &mut Relaye
         }
         sent.push(event_id);
     }
-    let Some((event_id, error)) = failure else {
-        relayed.published += sent.len() as u64;
-        return mark_sent(db, &sent, Some(holder)).map(|released| !released);
-    };
-    mark_sent(db, &sent, None)?;
+    // A round stopped by a failure keeps the lease; the relay lets it go as
+    // it stops.
+    let released = mark_sent(db, &sent, failure.is_none().then_some(holder))?;
     relayed.published += sent.len() as u64;
+    let Some((event_id, error)) = failure else { return Ok(!released) };
     db.execute(
         "UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE event_id = $1",
         &[(&event_id).into(), (&error).into()],
@@ -212,10 +211,9 @@ fn publish_pending(db: &Db, bus: &Connection, holder: &str, relayed: &mut Relaye
 /// the statement.
 fn mark_sent(db: &Db, event_ids: &[String], release: Option<&str>) -> Result<bool, DbError> {
     let mut writes = Writes::default();
-    let now = now_ms();
     if !event_ids.is_empty() {
         let mut sql = Bindings::default();
-        let now = sql.bind(now);
+        let now = sql.bind(now_ms());
         let ids = sql.list(event_ids);
         writes.push(format!("UPDATE outbox SET sent_at_ms = {now} WHERE event_id IN ({ids})"), sql.params);
     }
