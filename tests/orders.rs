@@ -876,10 +876,10 @@ async fn a_later_checkout_takes_along_events_left_pending() {
          created_at_ms = created_at_ms - 10000 WHERE order_id = '{first}' AND kind = 'OrderConfirmed'"
     )])
     .await;
-    let pending = |shop: &Shop| {
+    async fn pending(shop: &Shop) -> Value {
         let sql = json!({"sql": "SELECT COUNT(*) FROM outbox WHERE sent_at_ms IS NULL", "params": []});
-        async move { shop.bazaar.send_as("POST", "/probe/sqlite3/orders", None, Some(sql), &[]).await.expect(200)["rows"].clone() }
-    };
+        shop.bazaar.send_as("POST", "/probe/sqlite3/orders", None, Some(sql), &[]).await.expect(200)["rows"].clone()
+    }
     assert_eq!(pending(&shop).await, json!([[1]]));
 
     shop.add("bob", "LEFT-1", 1).await.expect(201);
