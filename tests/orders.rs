@@ -860,8 +860,7 @@ async fn postgres_a_checkout_relays_its_events_while_another_relay_holds_the_out
 
 /// An event an earlier relay left pending (its publish failed) goes out
 /// with the relay after a later change, once it has waited long enough to
-/// be nobody's work in progress; fresh events of other orders are left to
-/// their own relays.
+/// be nobody's work in progress.
 #[tokio::test]
 async fn a_later_checkout_takes_along_events_left_pending() {
     let shop = Shop::embedded();
