@@ -47,6 +47,16 @@ pub struct Stats {
     pub sold_out: u64,
     /// From the first request sent to the last answer received.
     pub elapsed: Duration,
+    /// Every request, when `--trace` asks for them: when it was sent (from
+    /// the run's start), its latency, its kind.
+    pub trace: Option<Vec<Traced>>,
+}
+
+/// One request of a traced run.
+pub struct Traced {
+    pub sent: Duration,
+    pub micros: u64,
+    pub kind: Kind,
 }
 
 impl Stats {
@@ -59,10 +69,11 @@ impl Stats {
             confirmed: 0,
             sold_out: 0,
             elapsed: Duration::ZERO,
+            trace: None,
         }
     }
 
-    fn merge(&mut self, other: &Stats) {
+    fn merge(&mut self, other: Stats) {
         for (mine, theirs) in self.latency.iter_mut().zip(&other.latency) {
             mine.add(theirs).unwrap();
         }
@@ -72,11 +83,14 @@ impl Stats {
         for (mine, theirs) in self.cache_hits.iter_mut().zip(&other.cache_hits) {
             *mine += theirs;
         }
-        for (detail, n) in &other.error_detail {
-            *self.error_detail.entry(detail.clone()).or_default() += n;
+        for (detail, n) in other.error_detail {
+            *self.error_detail.entry(detail).or_default() += n;
         }
         self.confirmed += other.confirmed;
         self.sold_out += other.sold_out;
+        if let Some(theirs) = other.trace {
+            self.trace.get_or_insert_default().extend(theirs);
+        }
     }
 
     pub fn count(&self, kind: Kind) -> u64 {
@@ -103,8 +117,14 @@ impl Stats {
 
 /// Runs the mix with every customer until `duration` has passed (each
 /// finishes the request it is in), then hands the customers back, carts as
-/// they are, with what was measured.
-pub async fn run(base: &str, customers: Vec<Customer>, catalog: Arc<Catalog>, duration: Duration) -> (Vec<Customer>, Stats) {
+/// they are, with what was measured (and every request, if `trace`).
+pub async fn run(
+    base: &str,
+    customers: Vec<Customer>,
+    catalog: Arc<Catalog>,
+    duration: Duration,
+    trace: bool,
+) -> (Vec<Customer>, Stats) {
     let started = Instant::now();
     let deadline = started + duration;
     let tasks: Vec<_> = customers
@@ -114,12 +134,15 @@ pub async fn run(base: &str, customers: Vec<Customer>, catalog: Arc<Catalog>, du
             let catalog = catalog.clone();
             tokio::spawn(async move {
                 let mut stats = Stats::new();
+                if trace {
+                    stats.trace = Some(Vec::new());
+                }
                 while Instant::now() < deadline {
                     let kind = Kind::draw(&mut customer.rng);
                     if kind == Kind::Checkout && customer.cart_units == 0 {
-                        one(&base, &mut customer, &catalog, Kind::AddToCart, &mut stats).await;
+                        one(&base, &mut customer, &catalog, Kind::AddToCart, started, &mut stats).await;
                     }
-                    one(&base, &mut customer, &catalog, kind, &mut stats).await;
+                    one(&base, &mut customer, &catalog, kind, started, &mut stats).await;
                 }
                 (customer, stats)
             })
@@ -129,15 +152,15 @@ pub async fn run(base: &str, customers: Vec<Customer>, catalog: Arc<Catalog>, du
     let mut customers = Vec::new();
     for task in tasks {
         let (customer, stats) = task.await.expect("a customer's task panicked");
-        total.merge(&stats);
+        total.merge(stats);
         customers.push(customer);
     }
     total.elapsed = started.elapsed();
     (customers, total)
 }
 
-/// Sends one request of `kind` and records it.
-async fn one(base: &str, customer: &mut Customer, catalog: &Catalog, kind: Kind, stats: &mut Stats) {
+/// Sends one request of `kind` and records it (`started`: the run's start).
+async fn one(base: &str, customer: &mut Customer, catalog: &Catalog, kind: Kind, started: Instant, stats: &mut Stats) {
     let rng = &mut customer.rng;
     let request = match kind {
         Kind::Browse => customer.client.get(format!("{base}{}", catalog.browse_path(rng))),
@@ -166,6 +189,9 @@ async fn one(base: &str, customer: &mut Customer, catalog: &Catalog, kind: Kind,
     };
     let micros = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX).max(1);
     stats.latency[kind.index()].saturating_record(micros);
+    if let Some(trace) = &mut stats.trace {
+        trace.push(Traced { sent: sent - started, micros, kind });
+    }
     let failure = match answer {
         Ok(status) => match kind.outcome(status) {
             Outcome::Ok => {

@@ -71,6 +71,11 @@ struct Args {
     /// Drive the shop already serving at this URL instead of starting one.
     #[arg(long)]
     url: Option<String>,
+    /// Write every measured request (when it was sent, its latency, its
+    /// kind) to a file per run in this directory, for looking at how the
+    /// latency moves over the run (scripts/bench/latency_spread.py).
+    #[arg(long)]
+    trace: Option<std::path::PathBuf>,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -148,11 +153,14 @@ async fn run(args: &Args, base: &str, mode: &str, clients: usize, admitted: &str
     };
 
     eprintln!("shop_mix: {mode}, {clients} clients: warming up for {}", humantime::format_duration(args.warmup));
-    let (customers, _) = load::run(base, customers, catalog.clone(), args.warmup).await;
+    let (customers, _) = load::run(base, customers, catalog.clone(), args.warmup, false).await;
     eprintln!("shop_mix: {mode}, {clients} clients: measuring for {}", humantime::format_duration(args.duration));
     let cpu = cpu::Reading::now();
-    let (_, stats) = load::run(base, customers, catalog, args.duration).await;
+    let (_, mut stats) = load::run(base, customers, catalog, args.duration, args.trace.is_some()).await;
     let (driver_cores, machine_cores) = cpu.cores_since();
+    if let (Some(dir), Some(trace)) = (&args.trace, stats.trace.take()) {
+        write_trace(dir, &format!("{mode}-{clients}-{admitted}.tsv"), trace);
+    }
 
     let admitted = admitted.to_string();
     let mut run = report::Run { mode: mode.to_string(), clients, admitted, stats, violations: None, driver_cores, machine_cores };
@@ -193,6 +201,19 @@ async fn run(args: &Args, base: &str, mode: &str, clients: usize, admitted: &str
     }
     println!();
     run
+}
+
+/// Writes a run's requests to `dir/name`, in the order they were sent: one
+/// line each, tab-separated, under a header.
+fn write_trace(dir: &std::path::Path, name: &str, mut trace: Vec<load::Traced>) {
+    trace.sort_by_key(|t| t.sent);
+    let mut text = String::from("sent_ms\tlatency_ms\tkind\n");
+    for t in &trace {
+        text.push_str(&format!("{:.3}\t{:.3}\t{}\n", t.sent.as_secs_f64() * 1e3, t.micros as f64 / 1e3, t.kind.name()));
+    }
+    let path = dir.join(name);
+    std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&path, text)).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+    eprintln!("shop_mix: every request of the run is in {}", path.display());
 }
 
 /// Registers `email` (or finds it registered) and logs in: the token.
