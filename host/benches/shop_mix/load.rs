@@ -1,26 +1,27 @@
 //! The load: one task per logged-in customer, each a closed loop (the next
 //! request leaves when the answer to the last one is in, no think time) over
 //! a keep-alive connection of its own, recording every request's latency in
-//! an HDR histogram per kind.
+//! an HDR histogram per kind. All customers run on one thread of the driver
+//! (a current-thread runtime, as one of wrk's threads drives its
+//! connections): the driver takes as little of the shop's machine as it can.
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-// The whole chain: reqwest's own message ("error sending request") does not
-// say what happened underneath (a reset, a closed connection, a timeout).
-use bazaar::capabilities::postgres::pool::error_chain;
+use bytes::Bytes;
 use hdrhistogram::Histogram;
+use http::Method;
 use serde_json::json;
 
+use crate::client::{Client, Target};
 use crate::mix::{Catalog, Kind, Outcome};
 
-/// The simulated processor's card that always succeeds.
-const GOOD_CARD: &str = "4242424242424242";
+/// A checkout's body: the simulated processor's card that always succeeds.
+const CHECKOUT: &str = r#"{"card":{"number":"4242424242424242","exp_month":12,"exp_year":2099,"cvc":"123"}}"#;
 
 /// A logged-in customer and what the driver knows of their cart.
 pub struct Customer {
     pub token: String,
-    client: reqwest::Client,
     /// Units in the cart (a checkout drawn on an empty cart first adds one,
     /// as a person would).
     cart_units: u32,
@@ -29,8 +30,7 @@ pub struct Customer {
 
 impl Customer {
     pub fn new(token: String, seed: u64) -> Customer {
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
-        Customer { token, client, cart_units: 0, rng: fastrand::Rng::with_seed(seed) }
+        Customer { token, cart_units: 0, rng: fastrand::Rng::with_seed(seed) }
     }
 }
 
@@ -118,8 +118,26 @@ impl Stats {
 /// Runs the mix with every customer until `duration` has passed (each
 /// finishes the request it is in), then hands the customers back, carts as
 /// they are, with what was measured (and every request, if `trace`).
+/// The customers run on a thread of their own, each on a connection opened
+/// for this run.
 pub async fn run(
     base: &str,
+    customers: Vec<Customer>,
+    catalog: Arc<Catalog>,
+    duration: Duration,
+    trace: bool,
+) -> (Vec<Customer>, Stats) {
+    let target = Target::parse(base);
+    tokio::task::spawn_blocking(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("the driver's runtime");
+        runtime.block_on(run_customers(target, customers, catalog, duration, trace))
+    })
+    .await
+    .expect("the driver's thread panicked")
+}
+
+async fn run_customers(
+    target: Target,
     customers: Vec<Customer>,
     catalog: Arc<Catalog>,
     duration: Duration,
@@ -130,7 +148,7 @@ pub async fn run(
     let tasks: Vec<_> = customers
         .into_iter()
         .map(|mut customer| {
-            let base = base.to_string();
+            let mut client = Client::new(target.clone(), &customer.token);
             let catalog = catalog.clone();
             tokio::spawn(async move {
                 let mut stats = Stats::new();
@@ -140,9 +158,9 @@ pub async fn run(
                 while Instant::now() < deadline {
                     let kind = Kind::draw(&mut customer.rng);
                     if kind == Kind::Checkout && customer.cart_units == 0 {
-                        one(&base, &mut customer, &catalog, Kind::AddToCart, started, &mut stats).await;
+                        one(&mut client, &mut customer, &catalog, Kind::AddToCart, started, &mut stats).await;
                     }
-                    one(&base, &mut customer, &catalog, kind, started, &mut stats).await;
+                    one(&mut client, &mut customer, &catalog, kind, started, &mut stats).await;
                 }
                 (customer, stats)
             })
@@ -160,57 +178,48 @@ pub async fn run(
 }
 
 /// Sends one request of `kind` and records it (`started`: the run's start).
-async fn one(base: &str, customer: &mut Customer, catalog: &Catalog, kind: Kind, started: Instant, stats: &mut Stats) {
+async fn one(client: &mut Client, customer: &mut Customer, catalog: &Catalog, kind: Kind, started: Instant, stats: &mut Stats) {
     let rng = &mut customer.rng;
-    let request = match kind {
-        Kind::Browse => customer.client.get(format!("{base}{}", catalog.browse_path(rng))),
-        Kind::View => customer.client.get(format!("{base}{}", catalog.view_path(rng))),
-        Kind::Search => customer.client.get(format!("{base}{}", catalog.search_path(rng))),
+    let (method, path, body) = match kind {
+        Kind::Browse => (Method::GET, catalog.browse_path(rng), None),
+        Kind::View => (Method::GET, catalog.view_path(rng), None),
+        Kind::Search => (Method::GET, catalog.search_path(rng), None),
         Kind::AddToCart => {
-            customer.client.post(format!("{base}/api/cart/items")).json(&json!({"sku": catalog.sku(rng), "quantity": 1}))
+            let body = serde_json::to_vec(&json!({"sku": catalog.sku(rng), "quantity": 1})).expect("JSON of a string and a number");
+            (Method::POST, "/api/cart/items".to_string(), Some(Bytes::from(body)))
         }
-        Kind::Checkout => customer
-            .client
-            .post(format!("{base}/api/orders/checkout"))
-            .json(&json!({"card": {"number": GOOD_CARD, "exp_month": 12, "exp_year": 2099, "cvc": "123"}})),
+        Kind::Checkout => (Method::POST, "/api/orders/checkout".to_string(), Some(Bytes::from_static(CHECKOUT.as_bytes()))),
     };
-    let request = request.bearer_auth(&customer.token);
     let sent = Instant::now();
-    let answer = match request.send().await {
-        // The whole body is read, so the latency is the customer's and the
-        // connection can be reused.
-        Ok(response) => {
-            let status = response.status().as_u16();
-            let hit = response.headers().get("cache-status").and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("gateway; hit"));
-            stats.cache_hits[kind.index()] += u64::from(hit);
-            response.bytes().await.map(|_| status).map_err(|e| error_chain(&e))
-        }
-        Err(e) => Err(error_chain(&e)),
-    };
+    let answer = client.send(method, &path, body).await;
     let micros = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX).max(1);
     stats.latency[kind.index()].saturating_record(micros);
     if let Some(trace) = &mut stats.trace {
         trace.push(Traced { sent: sent - started, micros, kind });
     }
     let failure = match answer {
-        Ok(status) => match kind.outcome(status) {
-            Outcome::Ok => {
-                if kind == Kind::AddToCart {
-                    customer.cart_units += 1;
+        Ok(answer) => {
+            stats.cache_hits[kind.index()] += u64::from(answer.cache_hit);
+            let status = answer.status;
+            match kind.outcome(status) {
+                Outcome::Ok => {
+                    if kind == Kind::AddToCart {
+                        customer.cart_units += 1;
+                    }
+                    None
                 }
-                None
+                Outcome::Confirmed => {
+                    customer.cart_units = 0;
+                    stats.confirmed += 1;
+                    None
+                }
+                Outcome::SoldOut => {
+                    stats.sold_out += 1;
+                    None
+                }
+                Outcome::Error => Some(format!("{} {status}", kind.name())),
             }
-            Outcome::Confirmed => {
-                customer.cart_units = 0;
-                stats.confirmed += 1;
-                None
-            }
-            Outcome::SoldOut => {
-                stats.sold_out += 1;
-                None
-            }
-            Outcome::Error => Some(format!("{} {status}", kind.name())),
-        },
+        }
         Err(e) => Some(format!("{} transport: {e}", kind.name())),
     };
     if let Some(detail) = failure {

@@ -25,6 +25,7 @@
 #[path = "../../../tests/support/mod.rs"]
 mod support;
 
+mod client;
 mod cpu;
 mod load;
 mod mix;
