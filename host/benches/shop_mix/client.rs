@@ -10,7 +10,7 @@
 //! prepared once per customer (the Host and Authorization values, the
 //! checkout's body) as wrk prepares its requests, 49 to 52 µs, most of it
 //! the kernel's (loopback TCP, waking the driver's thread).
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -36,11 +36,17 @@ pub struct Target {
 }
 
 impl Target {
-    /// From `http://<ip>:<port>` (the base URL of a shop on this machine).
+    /// From `http://<host>:<port>` (the base URL of a shop), its host
+    /// name resolved once.
     pub fn parse(base: &str) -> Target {
         let authority = base.strip_prefix("http://").unwrap_or_else(|| panic!("{base}: the driver speaks plain http:// only")).trim_end_matches('/');
-        let addr = authority.parse().unwrap_or_else(|e| panic!("{base}: the driver needs <ip>:<port> ({e})"));
-        Target { addr, host: HeaderValue::from_str(authority).expect("an address is a valid Host header") }
+        let addr = authority
+            .to_socket_addrs()
+            .unwrap_or_else(|e| panic!("{base}: the driver needs http://<host>:<port> ({e})"))
+            .next()
+            .unwrap_or_else(|| panic!("{base}: the host name has no address"));
+        let host = HeaderValue::from_str(authority).unwrap_or_else(|e| panic!("{base}: not a valid Host header ({e})"));
+        Target { addr, host }
     }
 }
 
