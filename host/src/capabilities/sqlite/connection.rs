@@ -554,6 +554,56 @@ mod tests {
         }
     }
 
+    /// Under a steady stream of commits, with readers on the log all the
+    /// while, the log starts over after each round of checkpoints instead
+    /// of growing: with PASSIVE checkpoints alone it grew by every commit.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_log_starts_over_while_guests_keep_writing_and_reading() {
+        use super::super::checkpoint::COMMITS_PER_CHECKPOINT;
+        const ROUNDS: u32 = 16;
+        const WRITERS: u32 = 4;
+        let (database, dir) = file_database();
+        let connect = || GuestConnection::new(database.lease().unwrap(), in_a_minute());
+        exec(&connect(), "CREATE TABLE t (x)", vec![]).await.unwrap();
+        let writing = Arc::new(AtomicBool::new(true));
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let (c, writing) = (connect(), writing.clone());
+                tokio::spawn(async move {
+                    while writing.load(Ordering::Relaxed) {
+                        exec(&c, "SELECT count(*) FROM t", vec![]).await.unwrap();
+                        tokio::task::yield_now().await;
+                    }
+                })
+            })
+            .collect();
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|_| {
+                let c = connect();
+                tokio::spawn(async move {
+                    for _ in 0..COMMITS_PER_CHECKPOINT * ROUNDS / WRITERS {
+                        // More than a page of the log a commit.
+                        exec(&c, "INSERT INTO t VALUES (zeroblob(3000))", vec![]).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.await.unwrap();
+        }
+        writing.store(false, Ordering::Relaxed);
+        for reader in readers {
+            reader.await.unwrap();
+        }
+        let page = 4096 + 24;
+        let log = std::fs::metadata(dir.path().join("t.db-wal")).unwrap().len();
+        // Without RESTART checkpoints it held every commit: 51 MB here.
+        let appended = u64::from(COMMITS_PER_CHECKPOINT * ROUNDS) * page;
+        assert!(log < appended / 4, "the log is {log} bytes, for at least {appended} bytes of commits: it did not start over");
+        let rows = exec(&connect(), "SELECT count(*) FROM t", vec![]).await.unwrap().rows;
+        assert!(matches!(rows[0].values[..], [Value::Integer(n)] if n == i64::from(COMMITS_PER_CHECKPOINT * ROUNDS)));
+    }
+
     /// A lock held outside bazaar's connections (here a plain connection,
     /// as a `sqlite3` shell would hold it) does not stall the async worker:
     /// the guest's write waits for it where waiting is allowed, while the

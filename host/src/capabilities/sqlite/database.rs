@@ -21,7 +21,7 @@ use rusqlite::Connection;
 use rusqlite::config::DbConfig;
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 
-use super::checkpoint::Checkpoints;
+use super::checkpoint::{Checkpoints, Mode};
 use super::heavy::HeavyWrites;
 use super::pool::{Idle, Lease, Pooled};
 use super::turn::WriteTurns;
@@ -30,6 +30,15 @@ use crate::runtime_config::SqliteDatabaseConfig;
 /// How long a statement waits for another connection's lock before failing
 /// with "database is locked".
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a RESTART checkpoint, holding the write turn, waits for
+/// readers to leave the log before it gives up until the next round.
+const RESTART_WAIT: Duration = Duration::from_millis(50);
+
+/// The most a database's write-ahead log keeps on disk once it starts
+/// over: several rounds of checkpoints' worth of the shop's writes (about
+/// 9 MB a round for orders.db under the benchmark mix).
+const WAL_SIZE_LIMIT: i64 = 64 << 20;
 
 /// Runs `f` with SQLite's busy handler off: a lock another process holds
 /// (a `sqlite3` shell writing to the file) fails it at once with BUSY
@@ -135,14 +144,46 @@ impl Database {
             return;
         }
         let database = self.clone();
-        tokio::task::spawn_blocking(move || {
+        tokio::spawn(async move {
+            if let (Err(e), Location::File(path)) = (database.checkpoint().await, &database.location) {
+                tracing::warn!(path = %path.display(), "checkpointing failed (the next one tries again): {e:#}");
+            }
+            database.checkpoints.finished();
+        });
+    }
+
+    /// Copies the log into the database file: PASSIVE first, beside the
+    /// guests' writes (the bulk of it); then RESTART in the write turn (the
+    /// frames written meanwhile), so that the log starts over (see
+    /// `checkpoint`).
+    async fn checkpoint(self: &Arc<Self>) -> Result<()> {
+        let database = self.clone();
+        let passive = tokio::task::spawn_blocking(move || {
             // An idle connection when one waits: `wal_checkpoint` leaves no
             // setting behind, so the connection goes back to the pool.
-            let checkpointed = database.lease().and_then(|lease| database.checkpoints.run(&lease));
-            if let (Err(e), Location::File(path)) = (checkpointed, &database.location) {
-                tracing::warn!(path = %path.display(), "checkpointing failed (the next one tries again): {e}");
-            }
-        });
+            database.lease().and_then(|lease| database.checkpoints.checkpoint(&lease, Mode::Passive))
+        })
+        .await??;
+        if passive.log_pages == 0 {
+            return Ok(());
+        }
+        // Behind the writers already queued; none can start while it runs.
+        let Some(turn) = self.turns.take(BUSY_TIMEOUT).await else {
+            return Ok(());
+        };
+        let database = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            let lease = database.lease()?;
+            // Readers hold the log for a statement's time; one that holds it
+            // longer makes this round give up rather than stall the writers.
+            lease.busy_timeout(RESTART_WAIT)?;
+            let restarted = database.checkpoints.checkpoint(&lease, Mode::Restart);
+            lease.busy_timeout(BUSY_TIMEOUT)?;
+            restarted
+        })
+        .await??;
+        Ok(())
     }
 
     /// A connection for a guest: an idle one (see `pool`), else a new one.
@@ -177,6 +218,9 @@ impl Database {
             // The database checkpoints on the blocking pool instead (see
             // `checkpoint`).
             connection.pragma_update(None, "wal_autocheckpoint", 0)?;
+            // A log that grew past this (a burst, or a build before the
+            // RESTART checkpoints) is cut back when it starts over.
+            connection.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
         }
         connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         // The query planner's stability guarantee: a cached statement keeps
