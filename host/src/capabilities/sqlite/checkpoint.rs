@@ -14,14 +14,15 @@
 //! A PASSIVE checkpoint alone does not let the log start over under steady
 //! traffic. SQLite writes the log from its start again only when a writer
 //! begins right after a checkpoint copied all of it and no reader is still
-//! on the log; with dozens of guests reading, one always is, and the
-//! writer appends. Under the shop's benchmark mix orders.db's log grew by
-//! 23 MB a second, to half a gigabyte in half a minute, though every
-//! PASSIVE checkpoint copied all it saw: it would have filled the disk. So
-//! a RESTART one follows, run by a database holding its write turn
-//! (`database`): no frame is added while it copies the few written
-//! meanwhile and waits, briefly, for readers to leave the log, after which
-//! the next commit writes the log from its start.
+//! on the log; under load a writer is mid-transaction when the checkpoint
+//! finishes, or a reader is on the log, and the writer appends. Under the
+//! shop's benchmark mix orders.db's log grew by 23 MB a second, to half a
+//! gigabyte in half a minute, though every PASSIVE checkpoint copied all it
+//! saw: it would have filled the disk. So a RESTART one follows, run by a
+//! database holding its write turn (`database`): no frame is added while
+//! it copies the few written meanwhile and waits, briefly, for readers to
+//! leave the log, after which the next commit writes the log from its
+//! start.
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use rusqlite::Connection;

@@ -172,7 +172,7 @@ impl Database {
             return Ok(());
         };
         let database = self.clone();
-        tokio::task::spawn_blocking(move || {
+        let restarted = tokio::task::spawn_blocking(move || {
             let _turn = turn;
             let lease = database.lease()?;
             // Readers hold the log for a statement's time; one that holds it
@@ -183,6 +183,9 @@ impl Database {
             restarted
         })
         .await??;
+        if let (false, Location::File(path)) = (restarted.complete(), &self.location) {
+            tracing::debug!(path = %path.display(), ?restarted, "the log did not start over (a reader held it): the next round tries again");
+        }
         Ok(())
     }
 
