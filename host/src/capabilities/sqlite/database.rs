@@ -45,7 +45,14 @@ const WAL_SIZE_LIMIT: i64 = 64 << 20;
 /// instead of making it sleep up to [`BUSY_TIMEOUT`], which the async
 /// worker must not. The handler is back on afterwards.
 pub fn without_waiting<T>(connection: &Connection, f: impl FnOnce(&Connection) -> T) -> T {
-    let _ = connection.busy_timeout(Duration::ZERO);
+    waiting_at_most(connection, Duration::ZERO, f)
+}
+
+/// Runs `f` with SQLite's busy handler waiting up to `wait` for another
+/// connection's lock instead of [`BUSY_TIMEOUT`], which it is back to
+/// afterwards.
+fn waiting_at_most<T>(connection: &Connection, wait: Duration, f: impl FnOnce(&Connection) -> T) -> T {
+    let _ = connection.busy_timeout(wait);
     let result = f(connection);
     let _ = connection.busy_timeout(BUSY_TIMEOUT);
     result
@@ -177,10 +184,7 @@ impl Database {
             let lease = database.lease()?;
             // Readers hold the log for a statement's time; one that holds it
             // longer makes this round give up rather than stall the writers.
-            lease.busy_timeout(RESTART_WAIT)?;
-            let restarted = database.checkpoints.checkpoint(&lease, Mode::Restart);
-            lease.busy_timeout(BUSY_TIMEOUT)?;
-            restarted
+            waiting_at_most(&lease, RESTART_WAIT, |connection| database.checkpoints.checkpoint(connection, Mode::Restart))
         })
         .await??;
         if let (false, Location::File(path)) = (restarted.complete(), &self.location) {
