@@ -597,9 +597,13 @@ mod tests {
         }
         let page = 4096 + 24;
         let log = std::fs::metadata(dir.path().join("t.db-wal")).unwrap().len();
-        // Without RESTART checkpoints it held every commit: 51 MB here.
+        // Without RESTART checkpoints it held every commit: 51 MB here. With
+        // them it holds one round (3.3 MB), or two when a round's RESTART
+        // did not make the log start over (6.4 MB, about one run in five of
+        // this test): the bound, half a page a commit, lets two rounds
+        // through and not a sixth of what the commits wrote.
         let appended = u64::from(COMMITS_PER_CHECKPOINT * ROUNDS) * page;
-        assert!(log < appended / 4, "the log is {log} bytes, for at least {appended} bytes of commits: it did not start over");
+        assert!(log < appended / 2, "the log is {log} bytes, for at least {appended} bytes of commits: it did not start over");
         let rows = exec(&connect(), "SELECT count(*) FROM t", vec![]).await.unwrap().rows;
         assert!(matches!(rows[0].values[..], [Value::Integer(n)] if n == i64::from(COMMITS_PER_CHECKPOINT * ROUNDS)));
     }
