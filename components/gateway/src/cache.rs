@@ -59,6 +59,13 @@ impl RequestKey<'_> {
         format!("{KEY_PREFIX}vary:{}", self.digest(&[]))
     }
 
+    /// The vary record's key and the key of the entry of a response that
+    /// varies on nothing, from one hash: both hash the route and URI alone.
+    pub fn unvaried_keys(&self) -> (String, String) {
+        let digest = self.digest(&[]);
+        (format!("{KEY_PREFIX}vary:{digest}"), format!("{KEY_PREFIX}entry:{digest}"))
+    }
+
     /// The key of the entry for this request, given the vary record's names.
     pub fn entry_key(&self, vary: &[String], headers: &Headers) -> String {
         let mut names: Vec<&str> = vary.iter().map(String::as_str).collect();
@@ -261,8 +268,8 @@ impl Cache {
         // Most responses vary on nothing: the entry such a response is kept
         // under is read with the generation and its vary record, in one call
         // to the store. Only a record that names headers costs a second call.
-        let unvaried = key.entry_key(&[], headers);
-        let [generation, vary, unvaried_entry] = self.store.get_many([GENERATION_KEY, &key.vary_key(), &unvaried])?;
+        let (vary_key, unvaried) = key.unvaried_keys();
+        let [generation, vary, unvaried_entry] = self.store.get_many([GENERATION_KEY, &vary_key, &unvaried])?;
         let generation = generation_of(generation.as_deref())?;
         self.generation = Some(generation);
         let Some(vary) = vary else {
@@ -394,6 +401,7 @@ mod tests {
         assert_ne!(key(&en), key(&fr));
         assert_ne!(key(&none), key(&empty), "absent differs from empty");
         assert_ne!(key(&en), KEY.entry_key(&[], &en), "the vary set is part of the key");
+        assert_eq!(KEY.unvaried_keys(), (KEY.vary_key(), KEY.entry_key(&[], &en)));
     }
 
     #[test]

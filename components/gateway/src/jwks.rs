@@ -7,6 +7,8 @@
 //! gateway into a load generator against auth. When auth cannot be reached,
 //! an expired cached set still verifies the keys it has: an outage of auth
 //! should not sign everybody out.
+use std::borrow::Cow;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ed25519_dalek::VerifyingKey;
@@ -68,6 +70,27 @@ impl Key {
     pub fn verifying_key(&self) -> Option<VerifyingKey> {
         decode(&self.x)
     }
+}
+
+/// Whether the cached set `stored` is fresh (younger than `ttl_secs` at
+/// `now`) and holds a key under `kid`: all a token the gateway remembers
+/// needs (see `verified`). Read without copying the set's strings; a set
+/// that is stale, unreadable or without the key sends the caller to
+/// [`signing_key`], which fetches it again when due.
+pub fn lists_fresh(stored: &[u8], kid: &str, ttl_secs: u64, now: u64) -> bool {
+    #[derive(Deserialize)]
+    struct KeyIds<'a> {
+        fetched_at_secs: u64,
+        #[serde(borrow)]
+        keys: Vec<KeyId<'a>>,
+    }
+    #[derive(Deserialize)]
+    struct KeyId<'a> {
+        #[serde(borrow)]
+        kid: Cow<'a, str>,
+    }
+    serde_json::from_slice::<KeyIds>(stored)
+        .is_ok_and(|set| now.saturating_sub(set.fetched_at_secs) < ttl_secs && set.keys.iter().any(|key| key.kid == kid))
 }
 
 /// A JWK as auth publishes it (RFC 8037 `OKP` keys).
@@ -179,6 +202,15 @@ mod tests {
         let key_set = KeySet { fetched_at_secs: 0, keys };
         assert!(key_set.find("k1").and_then(|key| key.verifying_key()).is_some());
         assert!(key_set.find("k2").is_none());
+    }
+
+    #[test]
+    fn a_fresh_set_lists_its_keys_and_a_stale_one_none() {
+        let stored = serde_json::to_vec(&KeySet { fetched_at_secs: 1_000, keys: vec![PublicKey { kid: "k1".into(), x: X.into() }] }).unwrap();
+        assert!(lists_fresh(&stored, "k1", 60, 1_059));
+        assert!(!lists_fresh(&stored, "k2", 60, 1_059), "another key");
+        assert!(!lists_fresh(&stored, "k1", 60, 1_060), "stale");
+        assert!(!lists_fresh(b"{}", "k1", 60, 1_000), "unreadable");
     }
 
     #[test]
