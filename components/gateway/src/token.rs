@@ -7,7 +7,8 @@
 //! looked at), its signature verifies, `iss` is auth, `exp` is in the future
 //! and `iat` is not, both within a small clock skew. A token that passed
 //! all that is remembered (see `verified`), so the same token on the next
-//! request skips the signature check.
+//! request is recognised by its hash: neither decoded nor checked again,
+//! but for its expiry and its key's place in auth's current set.
 use chrono::{DateTime, Duration, Utc};
 use jwt_compact::alg::Ed25519;
 use jwt_compact::{AlgorithmExt as _, TimeOptions, UntrustedToken, ValidationError};
