@@ -119,19 +119,22 @@ pub async fn authenticate(authorization: Option<&str>, trace: &TraceContext, jwk
             }),
         None => [None, None],
     };
+    let at_secs = now_secs();
     let recalled = match (&claimed, &remembered) {
-        (Some(user_id), Some(stored)) => verified::recall(stored, user_id, &digest, now().timestamp(), CLOCK_SKEW_SECS),
+        (Some(user_id), Some(stored)) => {
+            verified::recall(stored, user_id, &digest, i64::try_from(at_secs).unwrap_or(i64::MAX), CLOCK_SKEW_SECS)
+        }
         _ => None,
     };
     // The same bytes as a token that verified in full: only its key's place
     // in a fresh set is checked again (its expiry was, in `recall`).
     if let Some(recalled) = &recalled
-        && key_set.as_deref().is_some_and(|set| jwks::lists_fresh(set, &recalled.kid, jwks_ttl_secs, now_secs()))
+        && key_set.as_deref().is_some_and(|set| jwks::lists_fresh(set, &recalled.kid, jwks_ttl_secs, at_secs))
     {
         return Ok(recalled.identity.clone());
     }
-    let untrusted = untrusted(token)?;
-    let kid = untrusted.header().key_id.as_deref().ok_or(NO_KID)?;
+    let (untrusted, kid) = untrusted(token)?;
+    let kid = kid.as_str();
     let key = jwks::signing_key(kid, key_set.as_deref(), store.as_ref(), trace, jwks_ttl_secs).await.map_err(|e| match e {
         KeyError::Unknown => Rejection::Invalid("the token's signing key is unknown"),
         KeyError::Unavailable(detail) => Rejection::Unverifiable(detail),
@@ -175,21 +178,17 @@ pub async fn authenticate(authorization: Option<&str>, trace: &TraceContext, jwk
     Ok(identity)
 }
 
-/// Refusal of a token without a key id.
-const NO_KID: Rejection = Rejection::Invalid("the token names no signing key (kid)");
-
-/// The token decoded, not yet verified; refused when it is not a JWT, not
-/// signed with EdDSA (so `none` and every other algorithm are refused
-/// before any key is looked at) or names no key.
-fn untrusted(token: &str) -> Result<UntrustedToken<'_>, Rejection> {
+/// The token decoded, not yet verified, with the id of the key it names;
+/// refused when it is not a JWT, not signed with EdDSA (so `none` and every
+/// other algorithm are refused before any key is looked at) or names no
+/// key.
+fn untrusted(token: &str) -> Result<(UntrustedToken<'_>, String), Rejection> {
     let untrusted = UntrustedToken::new(token).map_err(|_| Rejection::Invalid("the token is not a well-formed JWT"))?;
     if untrusted.algorithm() != ALGORITHM {
         return Err(Rejection::Invalid("the token is not signed with EdDSA"));
     }
-    if untrusted.header().key_id.is_none() {
-        return Err(NO_KID);
-    }
-    Ok(untrusted)
+    let kid = untrusted.header().key_id.clone().ok_or(Rejection::Invalid("the token names no signing key (kid)"))?;
+    Ok((untrusted, kid))
 }
 
 /// The token of a `Bearer` credential (RFC 6750 §2.1; the scheme is

@@ -13,14 +13,15 @@
 //! key id must still be in auth's key set (the caller checks it) and the
 //! expiry is checked on every use, as for a full check: a key auth retires
 //! still signs out the tokens it signed, and an expired token is refused.
+//! One entry per user keeps the store bounded like the rate-limit
+//! counters; a user alternating between two tokens pays a full check at
+//! each switch.
 //!
 //! A token that matches is the very string that verified, header and all,
 //! so nothing else of it is decoded: only its `sub`, to find the entry
 //! ([`claimed_user`]). Decoding the whole token (its three base64 parts and
 //! two JSON documents, with jwt-compact's flattened claims) on every request
-//! was the largest part of a cached catalog read's time in the gateway. One entry per user keeps the store bounded like the
-//! rate-limit counters; a user alternating between two tokens pays a full
-//! check at each switch.
+//! was the largest part of a cached catalog read's time in the gateway.
 use std::borrow::Cow;
 
 use base64::Engine as _;
