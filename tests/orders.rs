@@ -869,6 +869,46 @@ async fn postgres_a_checkout_relays_its_events_while_another_relay_holds_the_out
     a_checkout_relays_its_events_while_another_relay_holds_the_outbox(&Shop::postgres().await).await;
 }
 
+/// The relay after a change sends only its orders' events still pending: a
+/// saga whose checkout answered 202 had its `OrderCreated` sent then, and
+/// the resume that confirms it sends `OrderConfirmed` alone.
+async fn a_resumed_saga_sends_only_its_new_event(shop: &Shop) {
+    shop.product("SENT-1", 1500, 5).await;
+    crashed_saga(shop, "ord_created_sent", "cat", "SENT-1", 1500).await;
+    let at = now_ms() - 60_000;
+    let created = json!({
+        "event_id": "evt_created_sent", "order_id": "ord_created_sent", "user_id": "cat", "occurred_at_ms": at,
+        "type": "OrderCreated", "lines": [], "total_cents": 1500
+    });
+    shop.orders_sql(&[format!(
+        "INSERT INTO outbox (event_id, order_id, seq, kind, payload, created_at_ms, sent_at_ms) \
+         VALUES ('evt_created_sent', 'ord_created_sent', 1, 'OrderCreated', '{created}', {at}, {at})"
+    )])
+    .await;
+
+    let resumed = shop.bazaar.send_as("POST", "/internal/sagas/resume", None, None, &[]).await.expect(200);
+    assert_eq!(resumed["resumed"], json!([{"order_id": "ord_created_sent", "status": "CONFIRMED"}]), "{resumed}");
+    // The relay publishes its order's events oldest first, so a second
+    // `OrderCreated` would be on the bus before the `OrderConfirmed`.
+    let events = shop.events_of("ord_created_sent", 1).await;
+    assert_eq!(types(&events), ["OrderConfirmed"]);
+    let started = Instant::now();
+    while shop.pending_events().await != 0 {
+        assert!(started.elapsed() < Duration::from_secs(5), "the OrderConfirmed sent is still pending");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn embedded_a_resumed_saga_sends_only_its_new_event() {
+    a_resumed_saga_sends_only_its_new_event(&Shop::embedded()).await;
+}
+
+#[tokio::test]
+async fn postgres_a_resumed_saga_sends_only_its_new_event() {
+    a_resumed_saga_sends_only_its_new_event(&Shop::postgres().await).await;
+}
+
 /// An event an earlier relay left pending (its publish failed) goes out
 /// with the relay after a later change, once it has waited long enough to
 /// be nobody's work in progress.

@@ -27,7 +27,7 @@
 use std::cell::{Cell, RefCell};
 
 use serde::Serialize;
-use shop_shared::db::{Bindings, Db, DbError, Rows, Writes};
+use shop_shared::db::{Bindings, Db, DbError, Row, Writes};
 use shop_shared::events::{Envelope, ORDERS_CHANNEL, OrderEvent};
 use spin_sdk::redis::Connection;
 
@@ -179,7 +179,7 @@ fn publish_pending(db: &Db, bus: &Connection, holder: &str, relayed: &mut Relaye
          ORDER BY created_at_ms, order_id, seq LIMIT $1",
         &[BATCH.into()],
     )?;
-    let (sent, failure) = publish_rows(bus, &rows)?;
+    let (sent, failure) = publish_rows(bus, rows.iter())?;
     // A round stopped by a failure keeps the lease; the relay lets it go as
     // it stops.
     let released = mark_sent(db, &sent, failure.is_none().then_some(holder))?;
@@ -194,9 +194,12 @@ fn publish_pending(db: &Db, bus: &Connection, holder: &str, relayed: &mut Relaye
 /// failure: the ids published, and the failed one with its error. The rows
 /// published are then marked sent together, in one statement: a crash
 /// before it publishes them again, which at-least-once allows.
-fn publish_rows(bus: &Connection, rows: &Rows) -> Result<(Vec<String>, Option<(String, String)>), DbError> {
+fn publish_rows<'a>(
+    bus: &Connection,
+    rows: impl IntoIterator<Item = Row<'a>>,
+) -> Result<(Vec<String>, Option<(String, String)>), DbError> {
     let mut sent = Vec::new();
-    for row in rows.iter() {
+    for row in rows {
         let event_id = row.text("event_id")?;
         let payload = row.text("payload")?.into_bytes();
         if let Err(e) = bus.publish(ORDERS_CHANNEL, &payload) {
@@ -299,36 +302,50 @@ fn relay_changed(db: &Db, order_ids: &[String]) -> Result<(), DbError> {
     let mut sql = Bindings::default();
     let stale = sql.bind(now_ms() - STALE_AFTER_MS);
     let limit = sql.bind(BATCH);
-    // An order's events all sort before other orders' stale ones, so each
-    // order's events go out in their order, whoever's they are.
-    let (mine, first) = if order_ids.is_empty() {
-        ("FALSE".to_string(), String::new())
+    // Two index scans (see the schema's second migration): the stale rows
+    // in the order they were written, and the orders' own rows by order,
+    // sent or not. Their condition leaves out "not sent", which would let
+    // the planner walk the pending index (dead entries and all) instead;
+    // the sent ones are skipped below. An order's events all sort before
+    // other orders' stale ones, so each order's events go out in their
+    // order, whoever's they are.
+    let stale_rows = |others: &str| {
+        format!(
+            "SELECT 1 AS rank, event_id, payload, created_at_ms, order_id, seq, sent_at_ms FROM outbox \
+             WHERE sent_at_ms IS NULL AND created_at_ms < {stale}{others} ORDER BY created_at_ms, order_id, seq LIMIT {limit}"
+        )
+    };
+    let query = if order_ids.is_empty() {
+        stale_rows("")
     } else {
         let ids = sql.list(order_ids);
-        (format!("order_id IN ({ids})"), format!("CASE WHEN order_id IN ({ids}) THEN 0 ELSE 1 END, "))
+        format!(
+            "SELECT event_id, payload, sent_at_ms FROM ( \
+               SELECT 0 AS rank, event_id, payload, created_at_ms, order_id, seq, sent_at_ms FROM outbox \
+               WHERE order_id IN ({ids}) \
+               UNION ALL SELECT * FROM ({}) AS stale \
+             ) AS due ORDER BY rank, created_at_ms, order_id, seq LIMIT {limit}",
+            stale_rows(&format!(" AND order_id NOT IN ({ids})"))
+        )
     };
-    let rows = db.query(
-        &format!(
-            "SELECT event_id, payload FROM outbox WHERE sent_at_ms IS NULL AND ({mine} OR created_at_ms < {stale}) \
-             ORDER BY {first}created_at_ms, order_id, seq LIMIT {limit}"
-        ),
-        &sql.params,
-    )?;
-    if rows.is_empty() {
+    let rows = db.query(&query, &sql.params)?;
+    let pending: Vec<Row<'_>> = rows.iter().filter(|row| matches!(row.opt_int("sent_at_ms"), Ok(None))).collect();
+    if pending.is_empty() {
         return Ok(());
     }
     let bus = match Connection::open(&bus_address()) {
         Ok(bus) => bus,
         Err(e) => {
-            eprintln!("orders: {} event(s) left in the outbox: connecting to the bus: {e}", rows.len());
+            eprintln!("orders: {} event(s) left in the outbox: connecting to the bus: {e}", pending.len());
             return Ok(());
         }
     };
-    let (sent, failure) = publish_rows(&bus, &rows)?;
+    let count = pending.len();
+    let (sent, failure) = publish_rows(&bus, pending)?;
     mark_sent(db, &sent, None)?;
     if let Some((event_id, error)) = failure {
         record_failure(db, &event_id, &error)?;
-        eprintln!("orders: outbox relay stopped with {} event(s) pending: {error}", rows.len() - sent.len());
+        eprintln!("orders: outbox relay stopped with {} event(s) pending: {error}", count - sent.len());
     }
     Ok(())
 }

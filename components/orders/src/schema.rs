@@ -72,6 +72,20 @@ const MIGRATIONS: &[&str] = &[
         locked_until_ms BIGINT NOT NULL
     );
     INSERT INTO outbox_relay (name, holder, locked_until_ms) VALUES ('relay', NULL, 0)",
+    // The outbox's pending rows, indexed apart from those sent, and every
+    // row by its order. On Postgres a row marked sent leaves its entry in
+    // the pending index until the table is vacuumed (by default once a
+    // fifth of it is dead), and the relay after each change, a bitmap scan
+    // (which never marks entries dead), visited every such row in the
+    // table: after 25 s of the mix at 16 clients, 3,231 entries and 235
+    // pages for one row pending, about 0.9 ms of the server a checkout, and
+    // more the longer the shop ran. Now a relay finds its own orders' rows
+    // by order (a few entries each) and the stale ones by an index scan of
+    // the pending rows, which marks the dead entries it passes so that the
+    // scans after it skip them without visiting the table.
+    "DROP INDEX outbox_pending;
+    CREATE INDEX outbox_unsent ON outbox (created_at_ms) WHERE sent_at_ms IS NULL;
+    CREATE INDEX outbox_by_order ON outbox (order_id, seq)",
 ];
 
 /// Opens the database `database_url` names for this build's schema
