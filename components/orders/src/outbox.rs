@@ -294,21 +294,22 @@ pub fn relay_if_due(db: &Db) {
     }
 }
 
-/// Publishes every pending event of `order_ids`, in order, then those
-/// pending for [`STALE_AFTER_MS`] (up to [`BATCH`] rows in all), with no
-/// lease; marks them sent in one statement. A failure stops it and is
+/// Publishes every pending event of `order_ids` (a request changes a
+/// bounded number of orders: a resume at most 20), in order, then up to
+/// [`BATCH`] of those pending for [`STALE_AFTER_MS`], with no lease;
+/// marks them sent in one statement. A failure stops it and is
 /// written down on its row.
 fn relay_changed(db: &Db, order_ids: &[String]) -> Result<(), DbError> {
     let mut sql = Bindings::default();
     let stale = sql.bind(now_ms() - STALE_AFTER_MS);
     let limit = sql.bind(BATCH);
-    // Two index scans (see the schema's second migration): the stale rows
-    // in the order they were written, and the orders' own rows by order,
-    // sent or not. Their condition leaves out "not sent", which would let
-    // the planner walk the pending index (dead entries and all) instead;
-    // the sent ones are skipped below. An order's events all sort before
-    // other orders' stale ones, so each order's events go out in their
-    // order, whoever's they are.
+    // Two index scans (see the schema's second migration): the orders' own
+    // rows by order, sent or not, every one, and up to `BATCH` stale rows in
+    // the order they were written. The first leaves "not sent" out of its
+    // condition, which would let the planner walk the pending index (dead
+    // entries and all) instead; the sent ones are skipped below. An order's
+    // events all sort before other orders' stale ones, so each order's
+    // events go out in their order, whoever's they are.
     let stale_rows = |others: &str| {
         format!(
             "SELECT 1 AS rank, event_id, payload, created_at_ms, order_id, seq, sent_at_ms FROM outbox \
@@ -324,7 +325,7 @@ fn relay_changed(db: &Db, order_ids: &[String]) -> Result<(), DbError> {
                SELECT 0 AS rank, event_id, payload, created_at_ms, order_id, seq, sent_at_ms FROM outbox \
                WHERE order_id IN ({ids}) \
                UNION ALL SELECT * FROM ({}) AS stale \
-             ) AS due ORDER BY rank, created_at_ms, order_id, seq LIMIT {limit}",
+             ) AS due ORDER BY rank, created_at_ms, order_id, seq",
             stale_rows(&format!(" AND order_id NOT IN ({ids})"))
         )
     };
