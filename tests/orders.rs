@@ -155,6 +155,17 @@ impl Shop {
         }
     }
 
+    /// Waits until no event is pending in the outbox, 5 s at most (the relay
+    /// marks events sent just after the bus took them); `what` names the
+    /// event in the failure.
+    async fn no_event_pending(&self, what: &str) {
+        let started = Instant::now();
+        while self.pending_events().await != 0 {
+            assert!(started.elapsed() < Duration::from_secs(5), "{what} is still pending");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Runs statements on orders' own database, as a crash would have left it.
     async fn orders_sql(&self, statements: &[String]) {
         match &self.postgres {
@@ -892,11 +903,7 @@ async fn a_resumed_saga_sends_only_its_new_event(shop: &Shop) {
     // `OrderCreated` would be on the bus before the `OrderConfirmed`.
     let events = shop.events_of("ord_created_sent", 1).await;
     assert_eq!(types(&events), ["OrderConfirmed"]);
-    let started = Instant::now();
-    while shop.pending_events().await != 0 {
-        assert!(started.elapsed() < Duration::from_secs(5), "the OrderConfirmed sent is still pending");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    shop.no_event_pending("the OrderConfirmed sent").await;
 }
 
 #[tokio::test]
@@ -932,10 +939,7 @@ async fn a_later_checkout_takes_along_events_left_pending() {
     let second = id(&shop.checkout("bob", cards::good(), None).await.expect(201));
     shop.events_of(&second, 2).await;
     let started = Instant::now();
-    while shop.pending_events().await != 0 {
-        assert!(started.elapsed() < Duration::from_secs(5), "the event left pending is still pending");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    shop.no_event_pending("the event left pending").await;
     // Delivered twice now: the bus has it again.
     let confirmed = |events: Vec<Value>| events.iter().filter(|e| e["order_id"] == first && e["type"] == "OrderConfirmed").count();
     while confirmed(shop.events().await) < 2 {
