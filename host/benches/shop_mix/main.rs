@@ -10,14 +10,15 @@
 //! ```
 //!
 //! Each (mode, clients, `--max-concurrent-requests`) run gets a shop of its
-//! own (by default one without an admission limit and one with 2 per
-//! core: see host/src/trigger/admission.rs), started from the
+//! own (by default without an admission limit, with 2 and 4 per core, and
+//! `auto`: see host/src/trigger/admission.rs), started from the
 //! release host with the repo's spin.toml: fresh SQLite files, or a fresh
 //! Postgres database per service (dropped afterwards) and Redis database 15
 //! (flushed). The gateway's rate limits are lifted (a benchmark is not an
 //! abuse) and every product gets a million units, so checkouts succeed.
 //! Customers register and log in through the gateway, the mix warms up,
-//! then it is measured. `--url` drives a shop that is already running
+//! then it is measured. The two modes of one (clients, limit) run back to
+//! back, in turn first ([`schedule`]). `--url` drives a shop that is already running
 //! instead (no consistency check: its data is not the driver's to read).
 //!
 //! The driver shares the machine with the shop: the summary says how much
@@ -108,20 +109,16 @@ async fn main() {
             }
         }
         None => {
-            for mode in &args.modes {
+            for (clients, limit, mode) in schedule(&args.clients, &limits, &args.modes) {
                 let mode = match mode {
                     ModeArg::Embedded => Mode::Embedded,
                     ModeArg::Production => Mode::Production { redis_db: REDIS_DB },
                 };
-                for &clients in &args.clients {
-                    for limit in &limits {
-                        let shop = Shop::start(mode, limits_lifted().arg("--max-concurrent-requests").arg(limit)).await;
-                        let base = shop.bazaar.base.clone();
-                        runs.push(run(&args, &base, mode.name(), clients, limit, Some(&shop)).await);
-                        if std::env::var_os("SHOP_BENCH_LOGS").is_some() {
-                            eprintln!("{}", shop.bazaar.logs());
-                        }
-                    }
+                let shop = Shop::start(mode, limits_lifted().arg("--max-concurrent-requests").arg(limit)).await;
+                let base = shop.bazaar.base.clone();
+                runs.push(run(&args, &base, mode.name(), clients, limit, Some(&shop)).await);
+                if std::env::var_os("SHOP_BENCH_LOGS").is_some() {
+                    eprintln!("{}", shop.bazaar.logs());
                 }
             }
         }
@@ -131,6 +128,24 @@ async fn main() {
         "Goals: embedded ≥ 3,000 req/s with p99 < 25 ms and no error; production within 2x of embedded \
          (req/s and p99). The load generator runs on the same machine (its CPU is in the table)."
     );
+}
+
+/// The order of the runs: the modes of one (clients, limit) back to back,
+/// so that "production within 2x of embedded" compares runs a minute
+/// apart, not the ends of the whole bench (these machines' speed moves by a
+/// fifth from one minute to the next); and the modes' order reversed from
+/// one pair to the next, so that a machine slowing down or speeding up
+/// across the bench favours neither mode.
+fn schedule<'a>(clients: &[usize], limits: &'a [String], modes: &[ModeArg]) -> Vec<(usize, &'a str, ModeArg)> {
+    let mut runs = Vec::new();
+    for (pair, (clients, limit)) in clients.iter().flat_map(|c| limits.iter().map(move |l| (*c, l.as_str()))).enumerate() {
+        let mut order = modes.to_vec();
+        if pair % 2 == 1 {
+            order.reverse();
+        }
+        runs.extend(order.into_iter().map(|mode| (clients, limit, mode)));
+    }
+    runs
 }
 
 /// The gateway's limits, lifted: they would turn the load into 429s.
