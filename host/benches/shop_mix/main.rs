@@ -18,8 +18,9 @@
 //! abuse) and every product gets a million units, so checkouts succeed.
 //! Customers register and log in through the gateway, the mix warms up,
 //! then it is measured. The two modes of one (clients, limit) run back to
-//! back, in turn first ([`schedule`]). `--url` drives a shop that is already running
-//! instead (no consistency check: its data is not the driver's to read).
+//! back, in turn first ([`schedule`]). `--url` drives a shop that is
+//! already running instead (no consistency check: its data is not the
+//! driver's to read).
 //!
 //! The driver shares the machine with the shop: the summary says how much
 //! CPU it took.
@@ -138,12 +139,12 @@ async fn main() {
 /// across the bench favours neither mode.
 fn schedule<'a>(clients: &[usize], limits: &'a [String], modes: &[ModeArg]) -> Vec<(usize, &'a str, ModeArg)> {
     let mut runs = Vec::new();
-    for (pair, (clients, limit)) in clients.iter().flat_map(|c| limits.iter().map(move |l| (*c, l.as_str()))).enumerate() {
-        let mut order = modes.to_vec();
-        if pair % 2 == 1 {
+    let mut order = modes.to_vec();
+    for &clients in clients {
+        for limit in limits {
+            runs.extend(order.iter().map(|&mode| (clients, limit.as_str(), mode)));
             order.reverse();
         }
-        runs.extend(order.into_iter().map(|mode| (clients, limit, mode)));
     }
     runs
 }
