@@ -190,6 +190,60 @@ async fn a_trapping_component_gets_a_500_and_a_logged_reason() {
     assert_eq!(client().get(bazaar.url("/static/hello")).send().await.unwrap().status(), 200);
 }
 
+/// The host reserves each instance memory's whole 32-bit space, so the
+/// guests' loads and stores carry no bounds checks: a load past the end of
+/// the memory, or at the top of the space, must still stop the instance
+/// (on a guard page), and the host serves on.
+#[tokio::test]
+async fn a_guest_reading_past_its_memory_traps_and_the_host_serves_on() {
+    let bazaar = start_routes();
+    reads_past_memory_trap(&bazaar).await;
+    assert!(!bazaar.logs().contains(BOUNDS_CHECKED), "{}", bazaar.logs());
+}
+
+/// Where the guard regions' address space is not there (here a `ulimit -v`
+/// of 64 GiB, against 162 GiB for 20 instances' guarded memories), the host
+/// says so, checks every guest access instead, and traps the same.
+#[tokio::test]
+async fn without_address_space_for_guard_regions_the_host_bounds_checks_and_says_so() {
+    require_components(&["probe"]);
+    let up = Up::default().arg("--max-instances").arg("20").address_space_limit(64 << 30);
+    let bazaar = Bazaar::start(&app("routes"), up);
+    assert!(bazaar.logs().contains(BOUNDS_CHECKED), "{}", bazaar.logs());
+    reads_past_memory_trap(&bazaar).await;
+}
+
+/// The host's warning when it falls back to bounds checks.
+const BOUNDS_CHECKED: &str = "bounds-checking every guest memory access instead";
+
+/// Both of the probe's loads past its memory get a 500 and a logged trap,
+/// and the next request is served.
+async fn reads_past_memory_trap(bazaar: &Bazaar) {
+    for at in ["end", "top"] {
+        let id = format!("read-past-{at}");
+        let resp = client().get(bazaar.url(&format!("/static/read-past?at={at}"))).header("x-request-id", &id).send().await.unwrap();
+        let status = resp.status();
+        assert_eq!(status, 500, "at={at}: {}", resp.text().await.unwrap());
+        // The failure's line names the request; the trap follows on the
+        // lines of its backtrace, up to the next record's timestamp.
+        let logged = || {
+            let logs = bazaar.logs();
+            logs.split(&format!("request_id={id} ")).nth(1).is_some_and(|after| {
+                let mut record = after.lines();
+                let head = record.next().into_iter();
+                head.chain(record.take_while(|l| !l.starts_with(|c: char| c.is_ascii_digit())))
+                    .any(|l| l.contains("wasm trap: out of bounds memory access"))
+            })
+        };
+        let started = Instant::now();
+        while !logged() && started.elapsed() < Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(logged(), "no trap logged for {id}: {}", bazaar.logs());
+        assert_eq!(client().get(bazaar.url("/static/hello")).send().await.unwrap().status(), 200);
+    }
+}
+
 #[tokio::test]
 async fn a_component_failing_after_its_response_head_cuts_the_body_short_and_is_logged() {
     let bazaar = start_routes();

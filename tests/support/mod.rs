@@ -9,6 +9,7 @@ pub mod shop;
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -120,6 +121,8 @@ pub struct Up {
     pub envs: Vec<(String, String)>,
     pub state_dir: Option<PathBuf>,
     pub port: Option<u16>,
+    /// The process's address-space limit in bytes (`ulimit -v`).
+    pub address_space_limit: Option<u64>,
 }
 
 impl Up {
@@ -137,6 +140,10 @@ impl Up {
     }
     pub fn port(mut self, port: u16) -> Self {
         self.port = Some(port);
+        self
+    }
+    pub fn address_space_limit(mut self, bytes: u64) -> Self {
+        self.address_space_limit = Some(bytes);
         self
     }
 }
@@ -182,6 +189,17 @@ impl Bazaar {
         cmd.args(&up.args);
         for (k, v) in &up.envs {
             cmd.env(k, v);
+        }
+        if let Some(bytes) = up.address_space_limit {
+            let limit = libc::rlimit { rlim_cur: bytes, rlim_max: bytes };
+            // SAFETY: setrlimit is async-signal-safe, and the closure only
+            // reads a value copied into it.
+            unsafe {
+                cmd.pre_exec(move || match libc::setrlimit(libc::RLIMIT_AS, &limit) {
+                    0 => Ok(()),
+                    _ => Err(std::io::Error::last_os_error()),
+                });
+            }
         }
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawning bazaar");

@@ -35,6 +35,7 @@
 //! | `GET /panic`                     | panics: "probe panicked on purpose" (instance traps)     |
 //! | `GET /half-then-panic`           | a 200 head and half a body (text), then a panic          |
 //! | `GET /alloc?mb=N`                | allocates and touches N MiB (per-instance memory cap)    |
+//! | `GET /read-past?at=end\|top`     | loads 4 bytes just past its linear memory's end, or at the top of the 32-bit space: must trap; a `200 {"read": N}` means it did not |
 //!
 //! Anything else is `404 {"error": "no-such-probe-route", "path": ..., "method": ...}`.
 
@@ -160,6 +161,7 @@ async fn route(req: &RequestHead, body: &[u8]) -> Reply {
         ("GET", "loop", "") => spin_forever(),
         ("GET", "panic", "") => panic!("probe panicked on purpose"),
         ("GET", "alloc", "") => alloc(req),
+        ("GET", "read-past", "") => read_past(req),
         _ => Err(no_such_route(req)),
     }
 }
@@ -755,6 +757,23 @@ fn alloc(req: &RequestHead) -> Reply {
     }
     std::hint::black_box(&buffer);
     Ok(json_response(200, json!({ "allocated_mb": mb })))
+}
+
+/// Loads from an address the guest does not own: the first bytes past its
+/// linear memory's end (`at=end`), or the last four of the 32-bit space
+/// (`at=top`). The host must stop the instance with a trap; an answer means
+/// the load read something.
+fn read_past(req: &RequestHead) -> Reply {
+    const PAGE: usize = 64 * 1024;
+    let address = match req.query_param("at").as_deref() {
+        Some("end") => core::arch::wasm32::memory_size(0) * PAGE,
+        Some("top") => (u32::MAX - 3) as usize,
+        _ => return Err(error(400, "bad-request", "expected ?at=end or ?at=top")),
+    };
+    // SAFETY: none; this is the out-of-bounds access the test is about, and
+    // wasm's semantics (a trap) are what it checks.
+    let value = unsafe { core::ptr::read_volatile(address as *const u32) };
+    Ok(json_response(200, json!({ "read": value })))
 }
 
 // ----------------------------------------------------------------- helpers
