@@ -143,9 +143,9 @@ enum Reservation {
     /// with [`Reservation::Checked`], +6% in every pair; hello world moved
     /// less than its noise (it runs hardly any guest code).
     Guarded,
-    /// The largest memory an instance may grow to plus the guard region:
-    /// every load and store first compares its address with the memory's
-    /// current size. The fallback when the address space for the pool is
+    /// The largest memory an instance may grow to and 64 MiB more (the
+    /// guard region comes after): every load and store first compares its
+    /// address with the memory's current size. The fallback when the address space for the pool is
     /// not there (a 39-bit address space, a `ulimit -v`).
     Checked,
 }
