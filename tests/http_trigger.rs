@@ -226,20 +226,15 @@ async fn reads_past_memory_trap(bazaar: &Bazaar) {
         assert_eq!(status, 500, "at={at}: {}", resp.text().await.unwrap());
         // The failure's line names the request; the trap follows on the
         // lines of its backtrace, up to the next record's timestamp.
-        let logged = || {
-            let logs = bazaar.logs();
+        let logged = bazaar.wait_for_logs(|logs| {
             logs.split(&format!("request_id={id} ")).nth(1).is_some_and(|after| {
                 let mut record = after.lines();
                 let head = record.next().into_iter();
                 head.chain(record.take_while(|l| !l.starts_with(|c: char| c.is_ascii_digit())))
                     .any(|l| l.contains("wasm trap: out of bounds memory access"))
             })
-        };
-        let started = Instant::now();
-        while !logged() && started.elapsed() < Duration::from_secs(5) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert!(logged(), "no trap logged for {id}: {}", bazaar.logs());
+        });
+        assert!(logged, "no trap logged for {id}: {}", bazaar.logs());
         assert_eq!(client().get(bazaar.url("/static/hello")).send().await.unwrap().status(), 200);
     }
 }

@@ -145,8 +145,9 @@ enum Reservation {
     Guarded,
     /// The largest memory an instance may grow to and 64 MiB more (the
     /// guard region comes after): every load and store first compares its
-    /// address with the memory's current size. The fallback when the address space for the pool is
-    /// not there (a 39-bit address space, a `ulimit -v`).
+    /// address with the memory's current size. The fallback when the
+    /// address space for the pool is not there (a 39-bit address space, a
+    /// `ulimit -v`).
     Checked,
 }
 

@@ -285,9 +285,14 @@ impl Bazaar {
 
     /// Waits until the log contains `needle` (logs arrive asynchronously).
     pub fn wait_for_log(&self, needle: &str) -> bool {
+        self.wait_for_logs(|logs| logs.contains(needle))
+    }
+
+    /// Waits until `seen` holds of the log, for up to 5 s.
+    pub fn wait_for_logs(&self, seen: impl Fn(&str) -> bool) -> bool {
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(5) {
-            if self.logs().contains(needle) {
+            if seen(&self.logs()) {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(20));
