@@ -348,6 +348,56 @@ async fn over_the_concurrency_limit_requests_wait_their_turn_and_health_checks_d
     assert!(waited >= 1.0, "waited {waited} s in all");
 }
 
+/// `queue` and `app` of a `server-timing` field, in ms.
+fn server_timing(resp: &reqwest::Response) -> (f64, f64) {
+    let field = resp.headers().get("server-timing").expect("a server-timing field").to_str().unwrap().to_string();
+    let dur = |name: &str| -> f64 {
+        let metric = field.split(", ").find(|m| m.starts_with(&format!("{name};"))).unwrap_or_else(|| panic!("no {name} in {field}"));
+        let value = metric.split(';').find_map(|p| p.strip_prefix("dur=")).unwrap_or_else(|| panic!("no dur in {field}"));
+        value.parse().unwrap_or_else(|e| panic!("{field}: {e}"))
+    };
+    (dur("queue"), dur("app"))
+}
+
+#[tokio::test]
+async fn with_server_timing_a_response_says_how_long_it_waited_at_the_door_and_then_ran() {
+    require_components(&["probe"]);
+    // Off by default.
+    let plain = start_routes();
+    let resp = client().get(plain.url("/static/hello")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers().get("server-timing").is_none(), "{:?}", resp.headers());
+    drop(plain);
+
+    let bazaar = Bazaar::start(&app("routes"), Up::default().arg("--max-concurrent-requests").arg("1").arg("--server-timing"));
+    // A sleeper takes the one place; a hello sent while it holds it waits.
+    let sleeper = {
+        let url = bazaar.url("/static/sleep?ms=800");
+        tokio::spawn(async move { client().get(url).send().await.unwrap() })
+    };
+    let in_flight = "bazaar_http_requests_in_flight{component=\"wild\"}";
+    let started = Instant::now();
+    while sample(&bazaar.metrics().await, in_flight) < 1.0 {
+        assert!(started.elapsed() < Duration::from_secs(10), "the sleeper never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let sent = Instant::now();
+    let hello = client().get(bazaar.url("/static/hello")).send().await.unwrap();
+    let total = sent.elapsed().as_secs_f64() * 1e3;
+    let sleeper = sleeper.await.unwrap();
+    assert_eq!((sleeper.status().as_u16(), hello.status().as_u16()), (200, 200));
+
+    let (sleeper_queue, sleeper_app) = server_timing(&sleeper);
+    assert!(sleeper_queue < 100.0, "the sleeper found the door open: {sleeper_queue} ms");
+    assert!(sleeper_app >= 800.0, "the sleeper ran {sleeper_app} ms");
+    let (hello_queue, hello_app) = server_timing(&hello);
+    // It waited for what was left of the sleep, then ran in no time; the
+    // two parts add up to no more than the client saw.
+    assert!(hello_queue >= 300.0, "the hello waited {hello_queue} ms");
+    assert!(hello_app < hello_queue, "the hello ran {hello_app} ms after waiting {hello_queue}");
+    assert!(hello_queue + hello_app <= total, "{hello_queue} + {hello_app} ms, the client saw {total}");
+}
+
 #[tokio::test]
 async fn an_adaptive_limit_rises_while_requests_wait_on_io_and_falls_while_they_spin() {
     require_components(&["probe"]);

@@ -182,6 +182,11 @@ pub struct UpArgs {
     /// the build that served it (off by default: it reveals which builds run).
     #[arg(long = "version-header")]
     pub version_header: bool,
+    /// Add `server-timing: queue;dur=..., app;dur=...` to every response: the
+    /// milliseconds it waited to be admitted and then took to its head (off by
+    /// default: it tells the world how loaded the host is).
+    #[arg(long = "server-timing")]
+    pub server_timing: bool,
 }
 
 /// Where the admin endpoint listens, if anywhere.
@@ -283,6 +288,7 @@ async fn up(args: UpArgs) -> Result<()> {
     let admission = Admission::new(args.max_concurrent_requests, args.request_timeout, &app.metrics);
     let trigger = HttpTrigger::new(app.clone(), admission)?;
     trigger.set_version_header(args.version_header);
+    trigger.set_server_timing(args.server_timing);
     let redis_trigger = RedisTrigger::new(app.clone())?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut subscribers = Vec::new();

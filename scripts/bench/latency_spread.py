@@ -17,6 +17,10 @@ which of two causes it is:
   work queued ahead of a request, the machine): the spread of the windows'
   medians, and of the requests answered per 100 ms.
 
+A traced run's host adds its own timing (`bazaar up --server-timing`):
+for the slowest 1%, how much was the wait at the door and how much the
+time after it.
+
 Standard library only, so it runs wherever the bench does.
 """
 import statistics
@@ -35,12 +39,15 @@ def line(label, values):
 
 
 def main(path, window_ms=5.0):
-    rows = []
+    rows, timed = [], []
     with open(path) as trace:
         next(trace)  # the header
         for row in trace:
-            sent, latency, kind = row.split("\t")
-            rows.append((float(sent), float(latency), kind.strip()))
+            # Traces of the host's --server-timing add queue_ms and app_ms.
+            sent, latency, kind, *timing = row.rstrip("\n").split("\t")
+            rows.append((float(sent), float(latency), kind))
+            if len(timing) == 2 and all(timing):
+                timed.append((float(latency), kind, float(timing[0]), float(timing[1])))
     if not rows:
         sys.exit(f"{path}: no requests in the trace")
     latencies = sorted(latency for _, latency, _ in rows)
@@ -70,6 +77,21 @@ def main(path, window_ms=5.0):
     print(f"\nreads, grouped by the {window_ms:g} ms in which they were sent (ms):")
     print(line("  a read's latency minus its window's median", within))
     print(line("  the windows' medians", medians))
+
+    if timed:
+        # Where the slowest requests spent their time: waiting at the door
+        # (the work queued ahead of them) or after it (their own work, run
+        # beside the others admitted; the rest is the loopback and client).
+        slowest = sorted(timed)[int(0.99 * len(timed)):]
+        print(f"\nthe host's timing (--server-timing), ms:")
+        print(line("  every request: waiting at the door", [q for _, _, q, _ in timed]))
+        print(line("  every request: admitted to response head", [a for _, _, _, a in timed]))
+        print(line(f"  the slowest 1% ({len(slowest)}): at the door", [q for _, _, q, _ in slowest]))
+        print(line(f"  the slowest 1%: admitted to response head", [a for _, _, _, a in slowest]))
+        kinds = defaultdict(int)
+        for _, kind, _, _ in slowest:
+            kinds[kind] += 1
+        print("  the slowest 1% by kind: " + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1])))
 
     answered = defaultdict(int)
     for sent, latency, _ in rows:

@@ -55,6 +55,29 @@ pub struct Answer {
     pub status: u16,
     /// The gateway's catalog cache answered (`Cache-Status: gateway; hit`).
     pub cache_hit: bool,
+    /// The host's `server-timing` (`bazaar up --server-timing`), in ms.
+    pub timing: Option<ServerTiming>,
+}
+
+/// How long the host held a request at its door, then took to answer it.
+#[derive(Clone, Copy, Debug)]
+pub struct ServerTiming {
+    pub queue_ms: f64,
+    pub app_ms: f64,
+}
+
+impl ServerTiming {
+    /// From `queue;dur=12.250;desc="...", app;dur=3.125;desc="..."`.
+    pub fn parse(field: &str) -> Option<ServerTiming> {
+        let dur = |name: &str| {
+            field.split(',').find_map(|metric| {
+                let mut params = metric.trim().split(';');
+                (params.next()? == name).then_some(())?;
+                params.find_map(|p| p.trim().strip_prefix("dur="))?.parse().ok()
+            })
+        };
+        Some(ServerTiming { queue_ms: dur("queue")?, app_ms: dur("app")? })
+    }
 }
 
 /// A customer's connection: opened on first use, opened again after a
@@ -102,8 +125,9 @@ impl Client {
         let response = connection.send_request(request).await.map_err(|e| error_chain(&e))?;
         let status = response.status().as_u16();
         let cache_hit = response.headers().get("cache-status").and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("gateway; hit"));
+        let timing = response.headers().get("server-timing").and_then(|v| v.to_str().ok()).and_then(ServerTiming::parse);
         response.into_body().collect().await.map_err(|e| error_chain(&e))?;
-        Ok(Answer { status, cache_hit })
+        Ok(Answer { status, cache_hit, timing })
     }
 
     async fn connection(&mut self) -> Result<&mut SendRequest<Full<Bytes>>, String> {

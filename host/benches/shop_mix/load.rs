@@ -13,7 +13,7 @@ use hdrhistogram::Histogram;
 use http::Method;
 use serde_json::json;
 
-use crate::client::{Client, Target};
+use crate::client::{Client, ServerTiming, Target};
 use crate::mix::{Catalog, Kind, Outcome};
 
 /// A checkout's body: the simulated processor's card that always succeeds.
@@ -48,7 +48,7 @@ pub struct Stats {
     /// From the first request sent to the last answer received.
     pub elapsed: Duration,
     /// Every request, when `--trace` asks for them: when it was sent (from
-    /// the run's start), its latency, its kind.
+    /// the run's start), its latency, its kind, and the host's timing.
     pub trace: Option<Vec<Traced>>,
 }
 
@@ -57,6 +57,9 @@ pub struct Traced {
     pub sent: Duration,
     pub micros: u64,
     pub kind: Kind,
+    /// Its wait at the host's door and its time after (none on an error,
+    /// or from a host started without `--server-timing`).
+    pub timing: Option<ServerTiming>,
 }
 
 impl Stats {
@@ -195,7 +198,8 @@ async fn one(client: &mut Client, customer: &mut Customer, catalog: &Catalog, ki
     let micros = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX).max(1);
     stats.latency[kind.index()].saturating_record(micros);
     if let Some(trace) = &mut stats.trace {
-        trace.push(Traced { sent: sent - started, micros, kind });
+        let timing = answer.as_ref().ok().and_then(|a| a.timing);
+        trace.push(Traced { sent: sent - started, micros, kind, timing });
     }
     let failure = match answer {
         Ok(answer) => {

@@ -35,7 +35,7 @@ use wasmtime_wasi_http::{Error as HttpError, WasiBody, WasiHttpView};
 use super::admission::{Admission, Shed};
 use super::cut_short::{CutShort, Failed};
 use super::unread_body::DrainedWhenDropped;
-use super::{served_by, spin_headers};
+use super::{served_by, server_timing, spin_headers};
 use crate::app::{App, LoadedComponent};
 use crate::capabilities::outbound_http::{ChainFuture, ChainTarget, InProcessHandler};
 use crate::manifest::HttpRoute;
@@ -58,6 +58,8 @@ pub struct HttpTrigger {
     this: Weak<HttpTrigger>,
     /// `bazaar up --version-header`: see [`served_by`].
     version_header: AtomicBool,
+    /// `bazaar up --server-timing`: see [`server_timing`].
+    server_timing: AtomicBool,
     /// How many requests from the network are served at once.
     admission: Admission,
 }
@@ -105,6 +107,7 @@ impl HttpTrigger {
             base,
             this: this.clone(),
             version_header: AtomicBool::new(false),
+            server_timing: AtomicBool::new(false),
             admission,
         });
         let handler: Weak<dyn InProcessHandler> = trigger.this.clone();
@@ -115,6 +118,11 @@ impl HttpTrigger {
     /// Whether responses name the component version that served them.
     pub fn set_version_header(&self, on: bool) {
         self.version_header.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether responses say how long they waited to be admitted and ran.
+    pub fn set_server_timing(&self, on: bool) {
+        self.server_timing.store(on, Ordering::Relaxed);
     }
 
     /// The routes users can reach, for the start-up banner: (component, route).
@@ -197,13 +205,18 @@ impl HttpTrigger {
             .to_string();
         let full_url = format!("http://{host}{}", req.uri().path_and_query().map_or("/", |p| p.as_str()));
         let component_id = route.component_id.to_string();
+        let arrived = Instant::now();
         // Held until the response head (see [`admission`]).
         let _admitted = match self.admission.admit().await {
             Ok(admitted) => admitted,
             Err(shed) => return busy(&shed),
         };
+        let admitted_at = Instant::now();
         let req = req.map(DrainedWhenDropped::new);
-        let response = self.dispatch(&component_id, req, &full_url, &route, &client.to_string()).await;
+        let mut response = self.dispatch(&component_id, req, &full_url, &route, &client.to_string()).await;
+        if self.server_timing.load(Ordering::Relaxed) {
+            server_timing::append(&mut response, admitted_at - arrived, admitted_at.elapsed());
+        }
         tracing::debug!(component = %component_id, %path, status = response.status().as_u16(), "request");
         response
     }

@@ -7,5 +7,6 @@ pub mod http;
 pub mod ready_wait;
 pub mod redis;
 pub mod served_by;
+pub mod server_timing;
 pub mod spin_headers;
 pub mod unread_body;
