@@ -125,7 +125,8 @@ impl Client {
         let response = connection.send_request(request).await.map_err(|e| error_chain(&e))?;
         let status = response.status().as_u16();
         let cache_hit = response.headers().get("cache-status").and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("gateway; hit"));
-        let timing = response.headers().get("server-timing").and_then(|v| v.to_str().ok()).and_then(ServerTiming::parse);
+        // The host's field, among any the components set themselves.
+        let timing = response.headers().get_all("server-timing").iter().find_map(|v| v.to_str().ok().and_then(ServerTiming::parse));
         response.into_body().collect().await.map_err(|e| error_chain(&e))?;
         Ok(Answer { status, cache_hit, timing })
     }
