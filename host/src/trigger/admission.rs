@@ -91,6 +91,8 @@ pub struct Shed {
 pub struct Admitted {
     permit: Option<OwnedSemaphorePermit>,
     adaptive: Option<Arc<AdaptiveLimit>>,
+    /// How long the request waited at the door (zero when a turn was free).
+    pub waited: Duration,
 }
 
 impl Drop for Admitted {
@@ -129,13 +131,13 @@ impl Admission {
     /// Waits for a turn: at once when one is free (the common case costs no
     /// timer), else in arrival order, up to `max_wait`.
     pub async fn admit(&self) -> Result<Admitted, Shed> {
-        let Some(permits) = &self.permits else { return Ok(Admitted { permit: None, adaptive: None }) };
+        let Some(permits) = &self.permits else { return Ok(Admitted { permit: None, adaptive: None, waited: Duration::ZERO }) };
         if let Some(adaptive) = &self.adaptive {
             adaptive.wake();
         }
         if let Ok(permit) = permits.clone().try_acquire_owned() {
             self.waits.observe(0.0);
-            return Ok(self.admitted(permit));
+            return Ok(self.admitted(permit, Duration::ZERO));
         }
         self.queued.inc();
         let started = Instant::now();
@@ -143,8 +145,9 @@ impl Admission {
         self.queued.dec();
         match waited {
             Ok(permit) => {
-                self.waits.observe(started.elapsed().as_secs_f64());
-                Ok(self.admitted(permit.expect("the admission semaphore is never closed")))
+                let waited = started.elapsed();
+                self.waits.observe(waited.as_secs_f64());
+                Ok(self.admitted(permit.expect("the admission semaphore is never closed"), waited))
             }
             Err(_) => {
                 self.shed.inc();
@@ -159,8 +162,8 @@ impl Admission {
         self.adaptive.as_ref().map(|adaptive| adaptive.meter())
     }
 
-    fn admitted(&self, permit: OwnedSemaphorePermit) -> Admitted {
-        Admitted { permit: Some(permit), adaptive: self.adaptive.clone() }
+    fn admitted(&self, permit: OwnedSemaphorePermit, waited: Duration) -> Admitted {
+        Admitted { permit: Some(permit), adaptive: self.adaptive.clone(), waited }
     }
 }
 

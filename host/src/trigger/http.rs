@@ -205,17 +205,16 @@ impl HttpTrigger {
             .to_string();
         let full_url = format!("http://{host}{}", req.uri().path_and_query().map_or("/", |p| p.as_str()));
         let component_id = route.component_id.to_string();
-        let arrived = Instant::now();
         // Held until the response head (see [`admission`]).
-        let _admitted = match self.admission.admit().await {
+        let admitted = match self.admission.admit().await {
             Ok(admitted) => admitted,
             Err(shed) => return busy(&shed),
         };
-        let admitted_at = Instant::now();
+        let timed_from = self.server_timing.load(Ordering::Relaxed).then(Instant::now);
         let req = req.map(DrainedWhenDropped::new);
         let mut response = self.dispatch(&component_id, req, &full_url, &route, &client.to_string()).await;
-        if self.server_timing.load(Ordering::Relaxed) {
-            server_timing::append(&mut response, admitted_at - arrived, admitted_at.elapsed());
+        if let Some(from) = timed_from {
+            server_timing::append(&mut response, admitted.waited, from.elapsed());
         }
         tracing::debug!(component = %component_id, %path, status = response.status().as_u16(), "request");
         response
