@@ -5,7 +5,7 @@ use crate::support;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{Bazaar, Up, app, client, require_components, sample};
+use support::{Bazaar, ServerTiming, Up, app, client, require_components, sample};
 
 fn start_routes() -> Bazaar {
     require_components(&["probe"]);
@@ -348,15 +348,11 @@ async fn over_the_concurrency_limit_requests_wait_their_turn_and_health_checks_d
     assert!(waited >= 1.0, "waited {waited} s in all");
 }
 
-/// `queue` and `app` of a `server-timing` field, in ms.
+/// `queue` and `app` of a response's `server-timing` field, in ms.
 fn server_timing(resp: &reqwest::Response) -> (f64, f64) {
-    let field = resp.headers().get("server-timing").expect("a server-timing field").to_str().unwrap().to_string();
-    let dur = |name: &str| -> f64 {
-        let metric = field.split(", ").find(|m| m.starts_with(&format!("{name};"))).unwrap_or_else(|| panic!("no {name} in {field}"));
-        let value = metric.split(';').find_map(|p| p.strip_prefix("dur=")).unwrap_or_else(|| panic!("no dur in {field}"));
-        value.parse().unwrap_or_else(|e| panic!("{field}: {e}"))
-    };
-    (dur("queue"), dur("app"))
+    let field = resp.headers().get("server-timing").expect("a server-timing field").to_str().unwrap();
+    let timing = ServerTiming::parse(field).unwrap_or_else(|| panic!("no queue and app durations in {field}"));
+    (timing.queue_ms, timing.app_ms)
 }
 
 #[tokio::test]

@@ -387,6 +387,28 @@ pub fn sample(text: &str, name: &str) -> f64 {
         .map_or(0.0, |v| v.trim().parse().unwrap())
 }
 
+/// A response's `server-timing` from `bazaar up --server-timing`: how long
+/// the host held the request at its door, then took to its response head.
+#[derive(Clone, Copy, Debug)]
+pub struct ServerTiming {
+    pub queue_ms: f64,
+    pub app_ms: f64,
+}
+
+impl ServerTiming {
+    /// From `queue;dur=12.250;desc="...", app;dur=3.125;desc="..."`.
+    pub fn parse(field: &str) -> Option<ServerTiming> {
+        let dur = |name: &str| {
+            field.split(',').find_map(|metric| {
+                let mut params = metric.trim().split(';');
+                (params.next()? == name).then_some(())?;
+                params.find_map(|p| p.trim().strip_prefix("dur="))?.parse().ok()
+            })
+        };
+        Some(ServerTiming { queue_ms: dur("queue")?, app_ms: dur("app")? })
+    }
+}
+
 /// Adds `quantity` of `sku` to the cart of `token`'s holder and checks out
 /// with the card `card_number` (see [`cards`]): the checkout's status and
 /// answer. The add to cart must succeed.

@@ -25,6 +25,8 @@ use tokio::net::TcpStream;
 // completed") does not always say what happened underneath.
 use bazaar::capabilities::postgres::pool::error_chain;
 
+use crate::support::ServerTiming;
+
 /// How long one request may take before it counts as a transport error.
 const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -57,27 +59,6 @@ pub struct Answer {
     pub cache_hit: bool,
     /// The host's `server-timing` (`bazaar up --server-timing`), in ms.
     pub timing: Option<ServerTiming>,
-}
-
-/// How long the host held a request at its door, then took to answer it.
-#[derive(Clone, Copy, Debug)]
-pub struct ServerTiming {
-    pub queue_ms: f64,
-    pub app_ms: f64,
-}
-
-impl ServerTiming {
-    /// From `queue;dur=12.250;desc="...", app;dur=3.125;desc="..."`.
-    pub fn parse(field: &str) -> Option<ServerTiming> {
-        let dur = |name: &str| {
-            field.split(',').find_map(|metric| {
-                let mut params = metric.trim().split(';');
-                (params.next()? == name).then_some(())?;
-                params.find_map(|p| p.trim().strip_prefix("dur="))?.parse().ok()
-            })
-        };
-        Some(ServerTiming { queue_ms: dur("queue")?, app_ms: dur("app")? })
-    }
 }
 
 /// A customer's connection: opened on first use, opened again after a

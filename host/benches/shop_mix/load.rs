@@ -13,8 +13,9 @@ use hdrhistogram::Histogram;
 use http::Method;
 use serde_json::json;
 
-use crate::client::{Client, ServerTiming, Target};
+use crate::client::{Client, Target};
 use crate::mix::{Catalog, Kind, Outcome};
+use crate::support::ServerTiming;
 
 /// A checkout's body: the simulated processor's card that always succeeds.
 const CHECKOUT: &str = r#"{"card":{"number":"4242424242424242","exp_month":12,"exp_year":2099,"cvc":"123"}}"#;
