@@ -2,7 +2,7 @@
 //! the spin-* headers, streamed bodies, and failures that stay contained.
 use crate::support;
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::Value;
 use support::{Bazaar, ServerTiming, Up, app, client, require_components, sample};
@@ -348,11 +348,10 @@ async fn over_the_concurrency_limit_requests_wait_their_turn_and_health_checks_d
     assert!(waited >= 1.0, "waited {waited} s in all");
 }
 
-/// `queue` and `app` of a response's `server-timing` field, in ms.
-fn server_timing(resp: &reqwest::Response) -> (f64, f64) {
+/// A response's `server-timing` field.
+fn server_timing(resp: &reqwest::Response) -> ServerTiming {
     let field = resp.headers().get("server-timing").expect("a server-timing field").to_str().unwrap();
-    let timing = ServerTiming::parse(field).unwrap_or_else(|| panic!("no queue and app durations in {field}"));
-    (timing.queue_ms, timing.app_ms)
+    ServerTiming::parse(field).unwrap_or_else(|| panic!("no read time, queue and app durations in {field}"))
 }
 
 #[tokio::test]
@@ -377,21 +376,29 @@ async fn with_server_timing_a_response_says_how_long_it_waited_at_the_door_and_t
         assert!(started.elapsed() < Duration::from_secs(10), "the sleeper never started");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let sent = Instant::now();
+    let (sent, sent_wall) = (Instant::now(), SystemTime::now());
     let hello = client().get(bazaar.url("/static/hello")).send().await.unwrap();
     let total = sent.elapsed().as_secs_f64() * 1e3;
     let sleeper = sleeper.await.unwrap();
     assert_eq!((sleeper.status().as_u16(), hello.status().as_u16()), (200, 200));
 
-    let (sleeper_queue, sleeper_app) = server_timing(&sleeper);
+    let ServerTiming { queue_ms: sleeper_queue, app_ms: sleeper_app, .. } = server_timing(&sleeper);
     assert!(sleeper_queue < 100.0, "the sleeper found the door open: {sleeper_queue} ms");
     assert!(sleeper_app >= 800.0, "the sleeper ran {sleeper_app} ms");
-    let (hello_queue, hello_app) = server_timing(&hello);
+    let hello_timing = server_timing(&hello);
+    let ServerTiming { queue_ms: hello_queue, app_ms: hello_app, .. } = hello_timing;
     // It waited for what was left of the sleep, then ran in no time; the
-    // two parts add up to no more than the client saw.
+    // parts add up to no more than the client saw.
     assert!(hello_queue >= 300.0, "the hello waited {hello_queue} ms");
     assert!(hello_app < hello_queue, "the hello ran {hello_app} ms after waiting {hello_queue}");
     assert!(hello_queue + hello_app <= total, "{hello_queue} + {hello_app} ms, the client saw {total}");
+    // The host read it by this machine's wall clock after it was sent, and
+    // early enough to leave the wait and the run within what the client
+    // saw (a millisecond of leeway: the clocks are read microseconds
+    // apart, and the field gives whole microseconds).
+    let read = hello_timing.read_after(sent_wall);
+    assert!(read >= -1.0, "read {read} ms before it was sent");
+    assert!(read + hello_queue + hello_app <= total + 1.0, "read after {read} ms, then {hello_queue} + {hello_app} ms; the client saw {total}");
 }
 
 #[tokio::test]

@@ -182,9 +182,10 @@ pub struct UpArgs {
     /// the build that served it (off by default: it reveals which builds run).
     #[arg(long = "version-header")]
     pub version_header: bool,
-    /// Add `server-timing: queue;dur=..., app;dur=...` to every response: the
-    /// milliseconds it waited to be admitted and then took to its head (off by
-    /// default: it tells the world how loaded the host is).
+    /// Add `server-timing: read;at=..., queue;dur=..., app;dur=...` to every
+    /// response: when the request's head was read (microseconds since 1970),
+    /// then the milliseconds it waited to be admitted and took to its head
+    /// (off by default: it tells the world how loaded the host is).
     #[arg(long = "server-timing")]
     pub server_timing: bool,
 }

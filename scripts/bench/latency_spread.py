@@ -18,8 +18,10 @@ which of two causes it is:
   medians, and of the requests answered per 100 ms.
 
 A traced run's host adds its own timing (`bazaar up --server-timing`):
-for the slowest 1%, how much was the wait at the door and how much the
-time after it.
+for every request and for the slowest 1%, how long it lay unread (from
+its sending to the host reading its head, by the machine's wall clock),
+how long it waited at the door, how long it then took to its response
+head, and the rest (the body, and the customer's thread reading it).
 
 Standard library only, so it runs wherever the bench does.
 """
@@ -43,11 +45,13 @@ def main(path, window_ms=5.0):
     with open(path) as trace:
         next(trace)  # the header
         for row in trace:
-            # Traces of the host's --server-timing add queue_ms and app_ms.
+            # Traces of the host's --server-timing add read_ms, queue_ms
+            # and app_ms.
             sent, latency, kind, *timing = row.rstrip("\n").split("\t")
             rows.append((float(sent), float(latency), kind))
-            if len(timing) == 2 and all(timing):
-                timed.append((float(latency), kind, float(timing[0]), float(timing[1])))
+            if len(timing) == 3 and all(timing):
+                read, queue, app = (float(t) for t in timing)
+                timed.append((float(latency), kind, read, queue, app, float(latency) - read - queue - app))
     if not rows:
         sys.exit(f"{path}: no requests in the trace")
     latencies = sorted(latency for _, latency, _ in rows)
@@ -79,18 +83,20 @@ def main(path, window_ms=5.0):
     print(line("  the windows' medians", medians))
 
     if timed:
-        # Where the slowest requests spent their time: waiting at the door
-        # (the work queued ahead of them) or after it (their own work, run
-        # beside the others admitted; the rest is the loopback and client).
+        # Where the slowest requests spent their time: unread in the socket
+        # (the host's workers busy), waiting at the door (the work queued
+        # ahead of them), admitted (their own work, run beside the others
+        # admitted) or after their response's head.
         slowest = sorted(timed)[int(0.99 * len(timed)):]
+        parts = ("unread (sent to read)", "at the door", "admitted to response head", "after the head")
         print(f"\nthe host's timing (--server-timing), ms:")
-        print(line("  every request: waiting at the door", [q for _, _, q, _ in timed]))
-        print(line("  every request: admitted to response head", [a for _, _, _, a in timed]))
-        print(line(f"  the slowest 1% ({len(slowest)}): at the door", [q for _, _, q, _ in slowest]))
-        print(line(f"  the slowest 1%: admitted to response head", [a for _, _, _, a in slowest]))
+        for i, part in enumerate(parts):
+            print(line(f"  every request: {part}", [t[2 + i] for t in timed]))
+        for i, part in enumerate(parts):
+            print(line(f"  the slowest 1% ({len(slowest)}): {part}", [t[2 + i] for t in slowest]))
         kinds = defaultdict(int)
-        for _, kind, _, _ in slowest:
-            kinds[kind] += 1
+        for t in slowest:
+            kinds[t[1]] += 1
         print("  the slowest 1% by kind: " + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1])))
 
     answered = defaultdict(int)

@@ -387,25 +387,42 @@ pub fn sample(text: &str, name: &str) -> f64 {
         .map_or(0.0, |v| v.trim().parse().unwrap())
 }
 
-/// A response's `server-timing` from `bazaar up --server-timing`: how long
-/// the host held the request at its door, then took to its response head.
+/// A response's `server-timing` from `bazaar up --server-timing`: when
+/// the host read the request (its wall clock), how long it then held the
+/// request at its door, then took to its response head.
 #[derive(Clone, Copy, Debug)]
 pub struct ServerTiming {
+    pub read_at: std::time::SystemTime,
     pub queue_ms: f64,
     pub app_ms: f64,
 }
 
 impl ServerTiming {
-    /// From `queue;dur=12.250;desc="...", app;dur=3.125;desc="..."`.
+    /// From `read;desc="...";at=1765094400123456, queue;dur=12.250;desc="...",
+    /// app;dur=3.125;desc="..."`.
     pub fn parse(field: &str) -> Option<ServerTiming> {
-        let dur = |name: &str| {
+        let param = |name: &str, param: &str| {
             field.split(',').find_map(|metric| {
                 let mut params = metric.trim().split(';');
                 (params.next()? == name).then_some(())?;
-                params.find_map(|p| p.trim().strip_prefix("dur="))?.parse().ok()
+                params.find_map(|p| p.trim().strip_prefix(param)).map(str::to_string)
             })
         };
-        Some(ServerTiming { queue_ms: dur("queue")?, app_ms: dur("app")? })
+        let read_at = std::time::Duration::from_micros(param("read", "at=")?.parse().ok()?);
+        Some(ServerTiming {
+            read_at: std::time::SystemTime::UNIX_EPOCH + read_at,
+            queue_ms: param("queue", "dur=")?.parse().ok()?,
+            app_ms: param("app", "dur=")?.parse().ok()?,
+        })
+    }
+
+    /// Milliseconds from `sent` (a clock reading of this machine's) to the
+    /// host's reading of the request: how long it lay unread.
+    pub fn read_after(&self, sent: std::time::SystemTime) -> f64 {
+        match self.read_at.duration_since(sent) {
+            Ok(d) => d.as_secs_f64() * 1e3,
+            Err(e) => -e.duration().as_secs_f64() * 1e3,
+        }
     }
 }
 

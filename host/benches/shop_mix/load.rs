@@ -61,6 +61,9 @@ pub struct Traced {
     /// Its wait at the host's door and its time after (none on an error,
     /// or from a host started without `--server-timing`).
     pub timing: Option<ServerTiming>,
+    /// From its sending to the host's reading it (by the host's field and
+    /// this machine's wall clock), in ms: how long it lay unread.
+    pub read_ms: Option<f64>,
 }
 
 impl Stats {
@@ -194,13 +197,14 @@ async fn one(client: &mut Client, customer: &mut Customer, catalog: &Catalog, ki
         }
         Kind::Checkout => (Method::POST, "/api/orders/checkout".to_string(), Some(Bytes::from_static(CHECKOUT.as_bytes()))),
     };
-    let sent = Instant::now();
+    let (sent, sent_wall) = (Instant::now(), std::time::SystemTime::now());
     let answer = client.send(method, &path, body).await;
     let micros = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX).max(1);
     stats.latency[kind.index()].saturating_record(micros);
     if let Some(trace) = &mut stats.trace {
         let timing = answer.as_ref().ok().and_then(|a| a.timing);
-        trace.push(Traced { sent: sent - started, micros, kind, timing });
+        let read_ms = timing.map(|t| t.read_after(sent_wall));
+        trace.push(Traced { sent: sent - started, micros, kind, timing, read_ms });
     }
     let failure = match answer {
         Ok(answer) => {

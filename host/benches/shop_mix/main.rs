@@ -75,9 +75,10 @@ struct Args {
     #[arg(long)]
     url: Option<String>,
     /// Write every measured request (when it was sent, its latency, its
-    /// kind, and from the host's `--server-timing` its wait at the door and
-    /// its time after) to a file per run in this directory, for looking at
-    /// how the latency moves over the run (scripts/bench/latency_spread.py).
+    /// kind, and from the host's `--server-timing` how long it lay unread,
+    /// its wait at the door and its time after) to a file per run in this
+    /// directory, for looking at how the latency moves over the run
+    /// (scripts/bench/latency_spread.py).
     #[arg(long)]
     trace: Option<std::path::PathBuf>,
     /// Passed by `cargo bench`; ignored.
@@ -118,8 +119,8 @@ async fn main() {
                 };
                 let mut up = limits_lifted().arg("--max-concurrent-requests").arg(limit);
                 if args.trace.is_some() {
-                    // The trace splits each latency into the wait at the
-                    // door and the time after it.
+                    // The trace splits each latency into the wait to be
+                    // read, the wait at the door and the time after it.
                     up = up.arg("--server-timing");
                 }
                 let shop = Shop::start(mode, up).await;
@@ -231,10 +232,11 @@ async fn run(args: &Args, base: &str, mode: &str, clients: usize, admitted: &str
 /// line each, tab-separated, under a header.
 fn write_trace(dir: &std::path::Path, name: &str, mut trace: Vec<load::Traced>) {
     trace.sort_by_key(|t| t.sent);
-    let mut text = String::from("sent_ms\tlatency_ms\tkind\tqueue_ms\tapp_ms\n");
+    let mut text = String::from("sent_ms\tlatency_ms\tkind\tread_ms\tqueue_ms\tapp_ms\n");
     for t in &trace {
-        let (queue, app) = t.timing.map_or((String::new(), String::new()), |t| (format!("{:.3}", t.queue_ms), format!("{:.3}", t.app_ms)));
-        text.push_str(&format!("{:.3}\t{:.3}\t{}\t{queue}\t{app}\n", t.sent.as_secs_f64() * 1e3, t.micros as f64 / 1e3, t.kind.name()));
+        let ms = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.3}"));
+        let (read, queue, app) = (ms(t.read_ms), ms(t.timing.map(|t| t.queue_ms)), ms(t.timing.map(|t| t.app_ms)));
+        text.push_str(&format!("{:.3}\t{:.3}\t{}\t{read}\t{queue}\t{app}\n", t.sent.as_secs_f64() * 1e3, t.micros as f64 / 1e3, t.kind.name()));
     }
     let path = dir.join(name);
     std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&path, text)).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));

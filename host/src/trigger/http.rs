@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
@@ -188,6 +188,8 @@ impl HttpTrigger {
 
     /// Handles one request from the network.
     async fn handle(&self, req: Request<Incoming>, client: SocketAddr) -> Response<HyperOutgoingBody> {
+        // hyper calls this once it has read the request's head.
+        let read_at = self.server_timing.load(Ordering::Relaxed).then(SystemTime::now);
         let path = req.uri().path().to_string();
         match path.as_str() {
             HEALTH_PATH => return text(StatusCode::OK, "OK"),
@@ -210,11 +212,11 @@ impl HttpTrigger {
             Ok(admitted) => admitted,
             Err(shed) => return busy(&shed),
         };
-        let timed_from = self.server_timing.load(Ordering::Relaxed).then(Instant::now);
+        let timed_from = read_at.map(|read_at| (read_at, Instant::now()));
         let req = req.map(DrainedWhenDropped::new);
         let mut response = self.dispatch(&component_id, req, &full_url, &route, &client.to_string()).await;
-        if let Some(from) = timed_from {
-            server_timing::append(&mut response, admitted.waited, from.elapsed());
+        if let Some((read_at, from)) = timed_from {
+            server_timing::append(&mut response, read_at, admitted.waited, from.elapsed());
         }
         tracing::debug!(component = %component_id, %path, status = response.status().as_u16(), "request");
         response
