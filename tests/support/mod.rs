@@ -405,7 +405,7 @@ impl ServerTiming {
             field.split(',').find_map(|metric| {
                 let mut params = metric.trim().split(';');
                 (params.next()? == name).then_some(())?;
-                params.find_map(|p| p.trim().strip_prefix(param)).map(str::to_string)
+                params.find_map(|p| p.trim().strip_prefix(param))
             })
         };
         let read_at = std::time::Duration::from_micros(param("read", "at=")?.parse().ok()?);

@@ -58,8 +58,9 @@ pub struct Traced {
     pub sent: Duration,
     pub micros: u64,
     pub kind: Kind,
-    /// Its wait at the host's door and its time after (none on an error,
-    /// or from a host started without `--server-timing`).
+    /// When the host read it, its wait at the host's door and its time
+    /// after (none on an error, or from a host started without
+    /// `--server-timing`).
     pub timing: Option<ServerTiming>,
     /// From its sending to the host's reading it (by the host's field and
     /// this machine's wall clock), in ms: how long it lay unread.

@@ -120,7 +120,8 @@ impl HttpTrigger {
         self.version_header.store(on, Ordering::Relaxed);
     }
 
-    /// Whether responses say how long they waited to be admitted and ran.
+    /// Whether responses say when they were read, how long they waited to
+    /// be admitted and how long they ran.
     pub fn set_server_timing(&self, on: bool) {
         self.server_timing.store(on, Ordering::Relaxed);
     }
