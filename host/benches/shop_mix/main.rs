@@ -2,8 +2,10 @@
 //! 60%, view a product 15%, search 10%, add to cart 10%, check out 5%, for a
 //! fixed time at each number of concurrent customers, in embedded and
 //! production modes. Prints per request kind: count, req/s, p50, p99 and
-//! errors (see `mix::Kind::outcome` for what counts as one); then checks the
-//! shop's data for consistency (tests/support/consistency.rs).
+//! errors (see `mix::Kind::outcome` for what counts as one), and from the
+//! host's own metrics each component's requests and mean time
+//! ([`host_clock`]); then checks the shop's data for consistency
+//! (tests/support/consistency.rs).
 //!
 //! ```sh
 //! make wasm && cargo bench -p bazaar --bench shop_mix -- --duration 30s --clients 16,64 --modes embedded,production
@@ -29,6 +31,7 @@ mod support;
 
 mod client;
 mod cpu;
+mod host_clock;
 mod load;
 mod mix;
 mod report;
@@ -180,9 +183,17 @@ async fn run(args: &Args, base: &str, mode: &str, clients: usize, admitted: &str
     eprintln!("shop_mix: {mode}, {clients} clients: warming up for {}", humantime::format_duration(args.warmup));
     let (customers, _) = load::run(base, customers, catalog.clone(), args.warmup, false).await;
     eprintln!("shop_mix: {mode}, {clients} clients: measuring for {}", humantime::format_duration(args.duration));
+    let metrics_before = match shop {
+        Some(shop) => Some(shop.bazaar.metrics().await),
+        None => None,
+    };
     let cpu = cpu::Reading::now();
     let (_, mut stats) = load::run(base, customers, catalog, args.duration, args.trace.is_some()).await;
     let (driver_cores, machine_cores) = cpu.cores_since();
+    let host_clock = match (shop, metrics_before) {
+        (Some(shop), Some(before)) => Some(host_clock::Account::between(&before, &shop.bazaar.metrics().await, stats.elapsed)),
+        _ => None,
+    };
     if let (Some(dir), Some(trace)) = (&args.trace, stats.trace.take()) {
         write_trace(dir, &format!("{mode}-{clients}-{admitted}.tsv"), trace);
     }
@@ -198,6 +209,13 @@ async fn run(args: &Args, base: &str, mode: &str, clients: usize, admitted: &str
         "Checkouts: {} confirmed, {} sold out (409). Load generator: {:.2} cores; whole machine: {:.2} of 2 cores.",
         run.stats.confirmed, run.stats.sold_out, driver_cores, machine_cores
     );
+    if let Some(account) = &host_clock {
+        println!(
+            "\nThe host's own clock over the measured run (its admin /metrics; a component's time includes its calls to \
+             other components, the gateway's every service's):\n\n{}",
+            account.table()
+        );
+    }
     if !run.stats.error_detail.is_empty() {
         println!("\nErrors:");
         for (detail, n) in &run.stats.error_detail {
