@@ -6,16 +6,19 @@
 //! at the door. That says the host's own threads have room, not that the
 //! machine has. In production the requests' time goes to Postgres and Redis
 //! on the same cores: their replies wait to be noticed, so instances wait
-//! little for a worker, and the limit climbed to 8 to 16 on a 2-core
+//! little for a worker, and the limit climbed to 6 to 16 on a 2-core
 //! machine that was already busy (1.98 of 2 cores), where a limit of 4
-//! served as many requests with a tail half as long. More requests in
-//! flight can only get more done when some CPU is left over.
+//! served as many requests with a p99 a fifth to two fifths shorter. More
+//! requests in flight can only get more done when some CPU is left over.
 //!
 //! How: Linux counts every CPU's time by state in `/proc/stat`; its first
 //! line sums them over the CPUs. The share that was idle (idle and
 //! waiting on I/O) between two readings is the spare. Elsewhere there is no
 //! such count, and [`SpareCpu::read`] answers `None`: the limit then moves
-//! on the waits alone, as before.
+//! on the waits alone, as before. In a container held to a CPU quota the
+//! count is still the whole machine's, so the spare can look larger than
+//! the host's to use; the waits, which a throttled host does see, still
+//! lower the limit then.
 use std::fs;
 
 /// Where Linux keeps the CPU time counters.
