@@ -3,6 +3,8 @@
 //! work on it skews the figures).
 use std::time::Instant;
 
+use bazaar::trigger::spare_cpu;
+
 /// Linux's USER_HZ: /proc reports CPU time in these ticks.
 const TICKS_PER_SECOND: f64 = 100.0;
 
@@ -27,22 +29,12 @@ impl Reading {
     }
 }
 
-/// utime + stime of this process (fields 14 and 15 of /proc/self/stat,
-/// counted after the parenthesised command name).
+/// utime + stime of this process (0 where /proc cannot be read).
 fn own_ticks() -> u64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<u64> = after_name.split_whitespace().skip(11).take(2).filter_map(|f| f.parse().ok()).collect();
-    fields.iter().sum()
+    spare_cpu::own_ticks().unwrap_or(0)
 }
 
-/// Every CPU's non-idle time (the `cpu` line of /proc/stat, less idle and
-/// iowait).
+/// Every CPU's non-idle time (0 where /proc cannot be read).
 fn machine_busy_ticks() -> u64 {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else { return 0 };
-    let ticks: Vec<u64> = line.split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
-    let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
-    // guest time is already counted in user time.
-    ticks.iter().take(8).sum::<u64>().saturating_sub(idle)
+    spare_cpu::machine_ticks().map_or(0, |t| t.total - t.idle)
 }

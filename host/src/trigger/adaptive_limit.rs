@@ -38,8 +38,8 @@
 //! not waits for a worker, so the waits alone let the limit climb to 6 to
 //! 9 on a 2-core machine already at 1.98 of its 2 cores, with the tail of
 //! no limit; with them it stays mostly at 3 to 5 and the p99 at 16
-//! customers fell by 18% on average for the same throughput. It starts at 2 per core, the fixed
-//! limit the shop measured best with.
+//! customers fell by 18% on average for the same throughput. It starts at
+//! 2 per core, the fixed limit the shop measured best with.
 //!
 //! An idle host costs nothing: once a period finds no request admitted,
 //! none at the door and no instance woken, the thread parks until the next

@@ -7,7 +7,7 @@ pub mod http;
 pub mod ready_wait;
 pub mod redis;
 pub mod served_by;
-pub mod spare_cpu;
 pub mod server_timing;
+pub mod spare_cpu;
 pub mod spin_headers;
 pub mod unread_body;

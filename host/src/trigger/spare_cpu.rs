@@ -19,6 +19,9 @@
 //! count is still the whole machine's, so the spare can look larger than
 //! the host's to use; the waits, which a throttled host does see, still
 //! lower the limit then.
+//!
+//! The two counters are also read by the shop benchmark, to say how busy
+//! the machine was during a run ([`machine_ticks`], [`own_ticks`]).
 use std::fs;
 
 /// Where Linux keeps the CPU time counters.
@@ -26,19 +29,20 @@ const PROC_STAT: &str = "/proc/stat";
 /// This process's own counters.
 const SELF_STAT: &str = "/proc/self/stat";
 
-/// The machine's CPU time counters at the last reading.
+/// The CPU time counters at the last reading.
 #[derive(Debug, Default)]
 pub struct SpareCpu {
-    last: Option<Times>,
+    last: Option<(MachineTicks, u64)>,
 }
 
-/// The first line of `/proc/stat`, in clock ticks.
+/// The machine's CPU time, summed over its CPUs (the first line of
+/// `/proc/stat`), in clock ticks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Times {
-    idle: u64,
-    total: u64,
-    /// This process's user and system time.
-    own: u64,
+pub struct MachineTicks {
+    /// Idle or waiting on I/O.
+    pub idle: u64,
+    /// In every state.
+    pub total: u64,
 }
 
 /// Shares of the machine's CPU time over a period, each 0 to 1.
@@ -51,17 +55,16 @@ pub struct CpuShares {
 }
 
 impl SpareCpu {
-    /// The share of the machine's CPU time (0 to 1) that went unused since
-    /// the last call; `None` on the first call, where there is no count,
-    /// and when no tick passed (the counters move in hundredths of a
-    /// second).
+    /// The shares of the machine's CPU time that went unused and that this
+    /// process used since the last call; `None` on the first call, where
+    /// there is no count, and when no tick passed (the counters move in
+    /// hundredths of a second).
     pub fn read(&mut self) -> Option<CpuShares> {
-        let mut now = fs::read_to_string(PROC_STAT).ok().and_then(|text| parse(&text))?;
-        now.own = fs::read_to_string(SELF_STAT).ok().and_then(|text| parse_own(&text))?;
-        let last = self.last.replace(now)?;
-        let total = now.total.checked_sub(last.total)?;
-        let idle = now.idle.checked_sub(last.idle)?;
-        let own = now.own.checked_sub(last.own)?;
+        let now = (machine_ticks()?, own_ticks()?);
+        let (machine, own) = self.last.replace(now)?;
+        let total = now.0.total.checked_sub(machine.total)?;
+        let idle = now.0.idle.checked_sub(machine.idle)?;
+        let own = now.1.checked_sub(own)?;
         (total > 0).then(|| CpuShares {
             spare: (idle as f64 / total as f64).min(1.0),
             own: (own as f64 / total as f64).min(1.0),
@@ -69,9 +72,20 @@ impl SpareCpu {
     }
 }
 
+/// The machine's CPU time now; `None` where `/proc/stat` cannot be read.
+pub fn machine_ticks() -> Option<MachineTicks> {
+    fs::read_to_string(PROC_STAT).ok().and_then(|text| parse(&text))
+}
+
+/// This process's user and system time now, in clock ticks; `None` where
+/// `/proc/self/stat` cannot be read.
+pub fn own_ticks() -> Option<u64> {
+    fs::read_to_string(SELF_STAT).ok().and_then(|text| parse_own(&text))
+}
+
 /// The summed `cpu` line: user nice system idle iowait irq softirq steal
 /// (guest time is counted in user already, so it is left out).
-fn parse(text: &str) -> Option<Times> {
+fn parse(text: &str) -> Option<MachineTicks> {
     let line = text.lines().next()?;
     let mut fields = line.split_ascii_whitespace();
     if fields.next()? != "cpu" {
@@ -79,7 +93,7 @@ fn parse(text: &str) -> Option<Times> {
     }
     let ticks: Vec<u64> = fields.take(8).map(|f| f.parse().ok()).collect::<Option<_>>()?;
     let [user, nice, system, idle, iowait, irq, softirq, steal] = ticks.try_into().ok()?;
-    Some(Times { idle: idle + iowait, total: user + nice + system + idle + iowait + irq + softirq + steal, own: 0 })
+    Some(MachineTicks { idle: idle + iowait, total: user + nice + system + idle + iowait + irq + softirq + steal })
 }
 
 /// utime plus stime from `/proc/self/stat`: the 14th and 15th fields, the
@@ -100,7 +114,7 @@ mod tests {
     #[test]
     fn the_summed_line_gives_idle_and_iowait_against_every_state_but_guest() {
         let text = "cpu  100 5 20 300 10 1 2 3 40 0\ncpu0 50 2 10 150 5 0 1 1 20 0\n";
-        assert_eq!(parse(text), Some(Times { idle: 310, total: 441, own: 0 }));
+        assert_eq!(parse(text), Some(MachineTicks { idle: 310, total: 441 }));
     }
 
     #[test]
