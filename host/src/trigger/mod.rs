@@ -2,6 +2,7 @@
 //! Spin app has; the Redis trigger runs components on messages from the bus.
 pub mod adaptive_limit;
 pub mod admission;
+pub mod cpu_quota;
 pub mod cut_short;
 pub mod http;
 pub mod ready_wait;

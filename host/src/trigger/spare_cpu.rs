@@ -15,14 +15,21 @@
 //! line sums them over the CPUs. The share that was idle (idle and
 //! waiting on I/O) between two readings is the spare. Elsewhere there is no
 //! such count, and [`SpareCpu::read`] answers `None`: the limit then moves
-//! on the waits alone, as before. In a container held to a CPU quota the
-//! count is still the whole machine's, so the spare can look larger than
-//! the host's to use; the waits, which a throttled host does see, still
-//! lower the limit then.
+//! on the waits alone, as before.
+//!
+//! In a container held to a CPU quota (a Kubernetes pod's `limits.cpu`),
+//! `/proc/stat` still counts the whole machine, where a host held to one
+//! core of two saw half of it idle while the kernel throttled it. There
+//! the quota's own count decides too ([`super::cpu_quota`]): the spare is
+//! the smaller of the machine's and the quota's, and the host's share is
+//! taken of the quota.
 //!
 //! The two counters are also read by the shop benchmark, to say how busy
 //! the machine was during a run ([`machine_ticks`], [`own_ticks`]).
 use std::fs;
+use std::time::{Duration, Instant};
+
+use super::cpu_quota::CpuQuota;
 
 /// Where Linux keeps the CPU time counters.
 const PROC_STAT: &str = "/proc/stat";
@@ -30,9 +37,28 @@ const PROC_STAT: &str = "/proc/stat";
 const SELF_STAT: &str = "/proc/self/stat";
 
 /// The CPU time counters at the last reading.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SpareCpu {
-    last: Option<(MachineTicks, u64)>,
+    /// Found when the reading starts (the limit's thread starts one at
+    /// start-up and after each rest, so a quota changed meanwhile is seen).
+    quota: Option<CpuQuota>,
+    last: Option<Counts>,
+}
+
+impl Default for SpareCpu {
+    fn default() -> Self {
+        Self { quota: CpuQuota::find(), last: None }
+    }
+}
+
+/// One reading of the counters.
+#[derive(Clone, Copy, Debug)]
+struct Counts {
+    machine: MachineTicks,
+    /// This process's CPU time, in clock ticks.
+    own: u64,
+    /// When, and the CPU time used under the quota then.
+    quota: Option<(Instant, Duration)>,
 }
 
 /// The machine's CPU time, summed over its CPUs (the first line of
@@ -43,9 +69,16 @@ pub struct MachineTicks {
     pub idle: u64,
     /// In every state.
     pub total: u64,
+    /// How many CPUs the sums cover (the `cpuN` lines).
+    pub cpus: u32,
 }
 
-/// Shares of the machine's CPU time over a period, each 0 to 1.
+/// Shares of the CPU time this process could use over a period: the
+/// machine's, or the quota's where one holds it to less. Each is 0 to 1,
+/// except that under a quota one short period can read a spare below 0 (or
+/// an own share above 1): a container may run on every core for part of
+/// the quota's period and be held still for the rest, and the moving
+/// average over several periods comes back to the quota's true share.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct CpuShares {
     /// Unused.
@@ -60,15 +93,34 @@ impl SpareCpu {
     /// there is no count, and when no tick passed (the counters move in
     /// hundredths of a second).
     pub fn read(&mut self) -> Option<CpuShares> {
-        let now = (machine_ticks()?, own_ticks()?);
-        let (machine, own) = self.last.replace(now)?;
-        let total = now.0.total.checked_sub(machine.total)?;
-        let idle = now.0.idle.checked_sub(machine.idle)?;
-        let own = now.1.checked_sub(own)?;
-        (total > 0).then(|| CpuShares {
-            spare: (idle as f64 / total as f64).min(1.0),
-            own: (own as f64 / total as f64).min(1.0),
-        })
+        let quota = self.quota.as_ref().and_then(|q| Some((Instant::now(), q.used()?)));
+        let now = Counts { machine: machine_ticks()?, own: own_ticks()?, quota };
+        let then = self.last.replace(now)?;
+        shares(&then, &now, self.quota.as_ref().map(|q| q.cores))
+    }
+}
+
+/// The shares between two readings, under a quota of `quota_cores` if one
+/// holds the process to fewer CPUs than the machine has.
+fn shares(then: &Counts, now: &Counts, quota_cores: Option<f64>) -> Option<CpuShares> {
+    let total = now.machine.total.checked_sub(then.machine.total)?;
+    let idle = now.machine.idle.checked_sub(then.machine.idle)?;
+    if total == 0 {
+        return None;
+    }
+    let own = now.own.checked_sub(then.own)? as f64 / total as f64;
+    let machine = CpuShares { spare: (idle as f64 / total as f64).min(1.0), own: own.min(1.0) };
+    let cpus = f64::from(now.machine.cpus);
+    match (quota_cores, then.quota, now.quota) {
+        (Some(cores), Some((t0, used0)), Some((t1, used1))) if cores < cpus => {
+            let allowed = cores * t1.duration_since(t0).as_secs_f64();
+            if allowed <= 0.0 {
+                return Some(machine);
+            }
+            let used = used1.saturating_sub(used0).as_secs_f64() / allowed;
+            Some(CpuShares { spare: machine.spare.min(1.0 - used), own: own * cpus / cores })
+        }
+        _ => Some(machine),
     }
 }
 
@@ -93,7 +145,12 @@ fn parse(text: &str) -> Option<MachineTicks> {
     }
     let ticks: Vec<u64> = fields.take(8).map(|f| f.parse().ok()).collect::<Option<_>>()?;
     let [user, nice, system, idle, iowait, irq, softirq, steal] = ticks.try_into().ok()?;
-    Some(MachineTicks { idle: idle + iowait, total: user + nice + system + idle + iowait + irq + softirq + steal })
+    let cpus = text.lines().skip(1).filter(|l| l.strip_prefix("cpu").is_some_and(|n| n.starts_with(|c: char| c.is_ascii_digit()))).count();
+    Some(MachineTicks {
+        idle: idle + iowait,
+        total: user + nice + system + idle + iowait + irq + softirq + steal,
+        cpus: u32::try_from(cpus).ok()?,
+    })
 }
 
 /// utime plus stime from `/proc/self/stat`: the 14th and 15th fields, the
@@ -114,7 +171,7 @@ mod tests {
     #[test]
     fn the_summed_line_gives_idle_and_iowait_against_every_state_but_guest() {
         let text = "cpu  100 5 20 300 10 1 2 3 40 0\ncpu0 50 2 10 150 5 0 1 1 20 0\n";
-        assert_eq!(parse(text), Some(MachineTicks { idle: 310, total: 441 }));
+        assert_eq!(parse(text), Some(MachineTicks { idle: 310, total: 441, cpus: 1 }));
     }
 
     #[test]
@@ -131,10 +188,52 @@ mod tests {
         assert_eq!(parse(""), None);
     }
 
+    fn counts(idle: u64, total: u64, own: u64, at: Instant, used_ms: u64) -> Counts {
+        Counts { machine: MachineTicks { idle, total, cpus: 2 }, own, quota: Some((at, Duration::from_millis(used_ms))) }
+    }
+
+    #[test]
+    fn under_a_quota_of_one_core_in_two_a_half_idle_machine_has_nothing_spare() {
+        let t0 = Instant::now();
+        let t1 = t0 + Duration::from_millis(100);
+        // 100 ms on 2 CPUs: 20 ticks, 10 of them idle; the host used 10
+        // (one core) and so did its group, all that one core allows.
+        let (then, now) = (counts(0, 0, 0, t0, 0), counts(10, 20, 10, t1, 100));
+        let machine = shares(&then, &now, None).unwrap();
+        assert_eq!(machine, CpuShares { spare: 0.5, own: 0.5 }, "the machine alone");
+        let held = shares(&then, &now, Some(1.0)).unwrap();
+        assert!(held.spare.abs() < 1e-9 && (held.own - 1.0).abs() < 1e-9, "{held:?}");
+        // The group used a quarter of a core: three quarters of its quota spare.
+        let light = shares(&then, &counts(15, 20, 2, t1, 25), Some(1.0)).unwrap();
+        assert!((light.spare - 0.75).abs() < 1e-9 && (light.own - 0.2).abs() < 1e-9, "{light:?}");
+        // A busy machine is still busy under a quota the group has not used.
+        let crowded = shares(&then, &counts(1, 20, 2, t1, 25), Some(1.0)).unwrap();
+        assert!((crowded.spare - 0.05).abs() < 1e-9, "{crowded:?}");
+    }
+
+    #[test]
+    fn a_burst_past_the_quota_reads_below_zero_so_the_average_stays_true() {
+        let t0 = Instant::now();
+        let t1 = t0 + Duration::from_millis(10);
+        // 10 ms on both CPUs under a 1-core quota: twice what it allows.
+        let burst = shares(&counts(0, 0, 0, t0, 0), &counts(0, 2, 2, t1, 20), Some(1.0)).unwrap();
+        assert!((burst.spare + 1.0).abs() < 1e-9 && (burst.own - 2.0).abs() < 1e-9, "{burst:?}");
+    }
+
+    #[test]
+    fn a_quota_as_large_as_the_machine_changes_nothing() {
+        let t0 = Instant::now();
+        let (then, now) = (counts(0, 0, 0, t0, 0), counts(10, 20, 10, t0 + Duration::from_millis(100), 100));
+        assert_eq!(shares(&then, &now, Some(2.0)), shares(&then, &now, None));
+        assert_eq!(shares(&then, &Counts { quota: None, ..now }, Some(1.0)), shares(&then, &now, None), "the group's count unread");
+    }
+
     #[test]
     #[cfg(target_os = "linux")]
     fn on_linux_two_readings_apart_give_a_share_of_the_machine() {
-        let mut spare = SpareCpu::default();
+        // The machine's count: under a quota one short period may read
+        // outside 0 to 1 (see CpuShares).
+        let mut spare = SpareCpu { quota: None, last: None };
         assert_eq!(spare.read(), None, "the first reading has nothing to compare with");
         std::thread::sleep(std::time::Duration::from_millis(50));
         let shares = spare.read().expect("ticks passed in 50 ms");
