@@ -5,8 +5,12 @@
 //! some CPU is left over ([`super::spare_cpu`]). `/proc/stat` counts the
 //! whole machine, so a host held to one core of a 2-core machine (a
 //! Kubernetes pod's `limits.cpu: 1`, `docker run --cpus 1`) saw half the
-//! machine idle while the kernel was already throttling it, and kept
-//! raising the limit: more requests in flight, each waiting longer.
+//! machine idle while the kernel was already throttling it: a spare that
+//! allowed raises the host could not use. (The waits for a worker, which a
+//! throttled host does see, held the limit down most of the time anyway:
+//! in the shop under a one-core quota the limit sat at 2 with this count
+//! and at 2 in 40 of 48 samples without it, with the same throughput and
+//! p99; scripts/bench/where-we-stand.md.)
 //!
 //! How: the kernel keeps a process's control groups in `/proc/self/cgroup`
 //! and where each hierarchy is mounted in `/proc/self/mountinfo`. From the

@@ -36,18 +36,22 @@ const PROC_STAT: &str = "/proc/stat";
 /// This process's own counters.
 const SELF_STAT: &str = "/proc/self/stat";
 
+/// How often the quota is looked for again: a pod's CPU limit can be
+/// resized in place, and a process moved to another group.
+const QUOTA_REFRESH: Duration = Duration::from_secs(1);
+
 /// The CPU time counters at the last reading.
 #[derive(Debug)]
 pub struct SpareCpu {
-    /// Found when the reading starts (the limit's thread starts one at
-    /// start-up and after each rest, so a quota changed meanwhile is seen).
     quota: Option<CpuQuota>,
+    /// When the quota was last looked for.
+    quota_found: Instant,
     last: Option<Counts>,
 }
 
 impl Default for SpareCpu {
     fn default() -> Self {
-        Self { quota: CpuQuota::find(), last: None }
+        Self { quota: CpuQuota::find(), quota_found: Instant::now(), last: None }
     }
 }
 
@@ -93,6 +97,15 @@ impl SpareCpu {
     /// there is no count, and when no tick passed (the counters move in
     /// hundredths of a second).
     pub fn read(&mut self) -> Option<CpuShares> {
+        if self.quota_found.elapsed() >= QUOTA_REFRESH {
+            self.quota_found = Instant::now();
+            let quota = CpuQuota::find();
+            if quota != self.quota {
+                self.quota = quota;
+                // The counts before the change are not comparable.
+                self.last = None;
+            }
+        }
         let quota = self.quota.as_ref().and_then(|q| Some((Instant::now(), q.used()?)));
         let now = Counts { machine: machine_ticks()?, own: own_ticks()?, quota };
         let then = self.last.replace(now)?;
@@ -233,7 +246,7 @@ mod tests {
     fn on_linux_two_readings_apart_give_a_share_of_the_machine() {
         // The machine's count: under a quota one short period may read
         // outside 0 to 1 (see CpuShares).
-        let mut spare = SpareCpu { quota: None, last: None };
+        let mut spare = SpareCpu { quota: None, quota_found: Instant::now(), last: None };
         assert_eq!(spare.read(), None, "the first reading has nothing to compare with");
         std::thread::sleep(std::time::Duration::from_millis(50));
         let shares = spare.read().expect("ticks passed in 50 ms");
