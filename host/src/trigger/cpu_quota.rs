@@ -233,8 +233,20 @@ mod tests {
             fs::write(file, text).unwrap();
         }
 
+        /// v1's two files in the cpu hierarchy's folder `dir`.
+        fn v1_limit(&self, dir: &str, quota: &str, period: &str) {
+            self.write(&format!("{dir}/cpu.cfs_quota_us"), quota);
+            self.write(&format!("{dir}/cpu.cfs_period_us"), period);
+        }
+
         fn find(&self) -> Option<CpuQuota> {
             CpuQuota::find_under(self.0.path())
+        }
+
+        /// The quota found allows `cores` and has counted `used`.
+        fn assert_quota(&self, cores: f64, used: Duration) {
+            let quota = self.find().expect("a quota");
+            assert_eq!((quota.cores, quota.used()), (cores, Some(used)));
         }
     }
 
@@ -245,9 +257,7 @@ mod tests {
         let machine = Machine::new("0::/\n", V2_MOUNT);
         machine.write("sys/fs/cgroup/cpu.max", "150000 100000\n");
         machine.write("sys/fs/cgroup/cpu.stat", "usage_usec 12345\nuser_usec 10000\nsystem_usec 2345\nnr_throttled 3\n");
-        let quota = machine.find().expect("a quota");
-        assert_eq!(quota.cores, 1.5);
-        assert_eq!(quota.used(), Some(Duration::from_micros(12345)));
+        machine.assert_quota(1.5, Duration::from_micros(12345));
     }
 
     #[test]
@@ -260,9 +270,8 @@ mod tests {
         machine.write("sys/fs/cgroup/kubepods/pod1/cpu.stat", "usage_usec 900\n");
         machine.write("sys/fs/cgroup/kubepods/pod1/ctr/cpu.max", "max 100000\n");
         machine.write("sys/fs/cgroup/kubepods/pod1/ctr/cpu.stat", "usage_usec 400\n");
-        let quota = machine.find().expect("the pod's quota");
-        assert_eq!(quota.cores, 0.5);
-        assert_eq!(quota.used(), Some(Duration::from_micros(900)), "the pod's use, not the container's");
+        // The pod's use (900), not its container's (400).
+        machine.assert_quota(0.5, Duration::from_micros(900));
     }
 
     #[test]
@@ -285,12 +294,9 @@ mod tests {
              41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n",
         );
         machine.write("sys/fs/cgroup/unified/cgroup.controllers", "");
-        machine.write("sys/fs/cgroup/cpu/cpu.cfs_quota_us", "100000\n");
-        machine.write("sys/fs/cgroup/cpu/cpu.cfs_period_us", "100000\n");
+        machine.v1_limit("sys/fs/cgroup/cpu", "100000\n", "100000\n");
         machine.write("sys/fs/cgroup/cpuacct/cpuacct.usage", "2500000\n");
-        let quota = machine.find().expect("v1's quota on a hybrid machine");
-        assert_eq!(quota.cores, 1.0);
-        assert_eq!(quota.used(), Some(Duration::from_micros(2500)));
+        machine.assert_quota(1.0, Duration::from_micros(2500));
     }
 
     #[test]
@@ -299,16 +305,11 @@ mod tests {
             "4:cpu,cpuacct:/batch/job\n",
             "25 24 0:22 / /sys/fs/cgroup/cpu,cpuacct rw,nosuid - cgroup cgroup rw,cpu,cpuacct\n",
         );
-        machine.write("sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us", "-1\n");
-        machine.write("sys/fs/cgroup/cpu,cpuacct/cpu.cfs_period_us", "100000\n");
-        machine.write("sys/fs/cgroup/cpu,cpuacct/batch/cpu.cfs_quota_us", "25000\n");
-        machine.write("sys/fs/cgroup/cpu,cpuacct/batch/cpu.cfs_period_us", "50000\n");
+        machine.v1_limit("sys/fs/cgroup/cpu,cpuacct", "-1\n", "100000\n");
+        machine.v1_limit("sys/fs/cgroup/cpu,cpuacct/batch", "25000\n", "50000\n");
         machine.write("sys/fs/cgroup/cpu,cpuacct/batch/cpuacct.usage", "7000\n");
-        machine.write("sys/fs/cgroup/cpu,cpuacct/batch/job/cpu.cfs_quota_us", "-1\n");
-        machine.write("sys/fs/cgroup/cpu,cpuacct/batch/job/cpu.cfs_period_us", "100000\n");
-        let quota = machine.find().expect("batch's quota");
-        assert_eq!(quota.cores, 0.5);
-        assert_eq!(quota.used(), Some(Duration::from_nanos(7000)));
+        machine.v1_limit("sys/fs/cgroup/cpu,cpuacct/batch/job", "-1\n", "100000\n");
+        machine.assert_quota(0.5, Duration::from_nanos(7000));
     }
 
     #[test]
