@@ -195,15 +195,17 @@ fn read_v2_limit(dir: &Path) -> Option<f64> {
 
 fn parse_cpu_max(text: &str) -> Option<f64> {
     let mut fields = text.split_ascii_whitespace();
-    let quota: f64 = fields.next()?.parse().ok()?;
-    let period: f64 = fields.next()?.parse().ok()?;
-    (quota > 0.0 && period > 0.0).then(|| quota / period)
+    cores(fields.next()?.parse().ok()?, fields.next()?.parse().ok()?)
 }
 
 /// v1's `cpu.cfs_quota_us` (-1: none) over `cpu.cfs_period_us`.
 fn read_v1_limit(dir: &Path) -> Option<f64> {
-    let quota: f64 = fs::read_to_string(dir.join("cpu.cfs_quota_us")).ok()?.trim().parse().ok()?;
-    let period: f64 = fs::read_to_string(dir.join("cpu.cfs_period_us")).ok()?.trim().parse().ok()?;
+    let read = |file: &str| fs::read_to_string(dir.join(file)).ok()?.trim().parse().ok();
+    cores(read("cpu.cfs_quota_us")?, read("cpu.cfs_period_us")?)
+}
+
+/// A quota over its period, in CPUs; `None` for no quota (v1's -1).
+fn cores(quota: f64, period: f64) -> Option<f64> {
     (quota > 0.0 && period > 0.0).then(|| quota / period)
 }
 

@@ -43,7 +43,7 @@ const QUOTA_REFRESH: Duration = Duration::from_secs(1);
 /// The CPU time counters at the last reading.
 #[derive(Debug)]
 pub struct SpareCpu {
-    quota: Option<CpuQuota>,
+    quota: Option<Quota>,
     /// When the quota was last looked for.
     quota_found: Instant,
     last: Option<Counts>,
@@ -51,7 +51,23 @@ pub struct SpareCpu {
 
 impl Default for SpareCpu {
     fn default() -> Self {
-        Self { quota: CpuQuota::find(), quota_found: Instant::now(), last: None }
+        Self { quota: Quota::find(), quota_found: Instant::now(), last: None }
+    }
+}
+
+/// A quota, with the machine's CPU count to weigh it against; both looked
+/// up with the quota, not at every reading.
+#[derive(Debug, PartialEq)]
+struct Quota {
+    limit: CpuQuota,
+    cpus: f64,
+}
+
+impl Quota {
+    fn find() -> Option<Self> {
+        let limit = CpuQuota::find()?;
+        let cpus = fs::read_to_string(PROC_STAT).ok().map(|text| parse_cpus(&text))?;
+        Some(Self { limit, cpus: f64::from(cpus) })
     }
 }
 
@@ -73,8 +89,6 @@ pub struct MachineTicks {
     pub idle: u64,
     /// In every state.
     pub total: u64,
-    /// How many CPUs the sums cover (the `cpuN` lines).
-    pub cpus: u32,
 }
 
 /// Shares of the CPU time this process could use over a period: the
@@ -92,30 +106,31 @@ pub struct CpuShares {
 }
 
 impl SpareCpu {
-    /// The shares of the machine's CPU time that went unused and that this
-    /// process used since the last call; `None` on the first call, where
+    /// The shares of the CPU time this process could use (the machine's,
+    /// or its quota's) that went unused and that it used since the last
+    /// call; `None` on the first call, where
     /// there is no count, and when no tick passed (the counters move in
     /// hundredths of a second).
     pub fn read(&mut self) -> Option<CpuShares> {
         if self.quota_found.elapsed() >= QUOTA_REFRESH {
             self.quota_found = Instant::now();
-            let quota = CpuQuota::find();
+            let quota = Quota::find();
             if quota != self.quota {
                 self.quota = quota;
                 // The counts before the change are not comparable.
                 self.last = None;
             }
         }
-        let quota = self.quota.as_ref().and_then(|q| Some((Instant::now(), q.used()?)));
+        let quota = self.quota.as_ref().and_then(|q| Some((Instant::now(), q.limit.used()?)));
         let now = Counts { machine: machine_ticks()?, own: own_ticks()?, quota };
         let then = self.last.replace(now)?;
-        shares(&then, &now, self.quota.as_ref().map(|q| q.cores))
+        shares(&then, &now, self.quota.as_ref().map(|q| (q.limit.cores, q.cpus)))
     }
 }
 
-/// The shares between two readings, under a quota of `quota_cores` if one
-/// holds the process to fewer CPUs than the machine has.
-fn shares(then: &Counts, now: &Counts, quota_cores: Option<f64>) -> Option<CpuShares> {
+/// The shares between two readings, under a quota of `cores` on a machine
+/// of `cpus` if one holds the process to fewer CPUs than the machine has.
+fn shares(then: &Counts, now: &Counts, quota: Option<(f64, f64)>) -> Option<CpuShares> {
     let total = now.machine.total.checked_sub(then.machine.total)?;
     let idle = now.machine.idle.checked_sub(then.machine.idle)?;
     if total == 0 {
@@ -123,9 +138,8 @@ fn shares(then: &Counts, now: &Counts, quota_cores: Option<f64>) -> Option<CpuSh
     }
     let own = now.own.checked_sub(then.own)? as f64 / total as f64;
     let machine = CpuShares { spare: (idle as f64 / total as f64).min(1.0), own: own.min(1.0) };
-    let cpus = f64::from(now.machine.cpus);
-    match (quota_cores, then.quota, now.quota) {
-        (Some(cores), Some((t0, used0)), Some((t1, used1))) if cores < cpus => {
+    match (quota, then.quota, now.quota) {
+        (Some((cores, cpus)), Some((t0, used0)), Some((t1, used1))) if cores < cpus => {
             let allowed = cores * t1.duration_since(t0).as_secs_f64();
             if allowed <= 0.0 {
                 return Some(machine);
@@ -158,12 +172,13 @@ fn parse(text: &str) -> Option<MachineTicks> {
     }
     let ticks: Vec<u64> = fields.take(8).map(|f| f.parse().ok()).collect::<Option<_>>()?;
     let [user, nice, system, idle, iowait, irq, softirq, steal] = ticks.try_into().ok()?;
-    let cpus = text.lines().skip(1).filter(|l| l.strip_prefix("cpu").is_some_and(|n| n.starts_with(|c: char| c.is_ascii_digit()))).count();
-    Some(MachineTicks {
-        idle: idle + iowait,
-        total: user + nice + system + idle + iowait + irq + softirq + steal,
-        cpus: u32::try_from(cpus).ok()?,
-    })
+    Some(MachineTicks { idle: idle + iowait, total: user + nice + system + idle + iowait + irq + softirq + steal })
+}
+
+/// How many CPUs `/proc/stat` counts (its `cpuN` lines).
+fn parse_cpus(text: &str) -> u32 {
+    let per_cpu = |line: &&str| line.strip_prefix("cpu").is_some_and(|n| n.starts_with(|c: char| c.is_ascii_digit()));
+    text.lines().filter(per_cpu).count().try_into().unwrap_or(u32::MAX)
 }
 
 /// utime plus stime from `/proc/self/stat`: the 14th and 15th fields, the
@@ -184,7 +199,8 @@ mod tests {
     #[test]
     fn the_summed_line_gives_idle_and_iowait_against_every_state_but_guest() {
         let text = "cpu  100 5 20 300 10 1 2 3 40 0\ncpu0 50 2 10 150 5 0 1 1 20 0\n";
-        assert_eq!(parse(text), Some(MachineTicks { idle: 310, total: 441, cpus: 1 }));
+        assert_eq!(parse(text), Some(MachineTicks { idle: 310, total: 441 }));
+        assert_eq!(parse_cpus(text), 1);
     }
 
     #[test]
@@ -202,7 +218,7 @@ mod tests {
     }
 
     fn counts(idle: u64, total: u64, own: u64, at: Instant, used_ms: u64) -> Counts {
-        Counts { machine: MachineTicks { idle, total, cpus: 2 }, own, quota: Some((at, Duration::from_millis(used_ms))) }
+        Counts { machine: MachineTicks { idle, total }, own, quota: Some((at, Duration::from_millis(used_ms))) }
     }
 
     #[test]
@@ -214,13 +230,13 @@ mod tests {
         let (then, now) = (counts(0, 0, 0, t0, 0), counts(10, 20, 10, t1, 100));
         let machine = shares(&then, &now, None).unwrap();
         assert_eq!(machine, CpuShares { spare: 0.5, own: 0.5 }, "the machine alone");
-        let held = shares(&then, &now, Some(1.0)).unwrap();
+        let held = shares(&then, &now, Some((1.0, 2.0))).unwrap();
         assert!(held.spare.abs() < 1e-9 && (held.own - 1.0).abs() < 1e-9, "{held:?}");
         // The group used a quarter of a core: three quarters of its quota spare.
-        let light = shares(&then, &counts(15, 20, 2, t1, 25), Some(1.0)).unwrap();
+        let light = shares(&then, &counts(15, 20, 2, t1, 25), Some((1.0, 2.0))).unwrap();
         assert!((light.spare - 0.75).abs() < 1e-9 && (light.own - 0.2).abs() < 1e-9, "{light:?}");
         // A busy machine is still busy under a quota the group has not used.
-        let crowded = shares(&then, &counts(1, 20, 2, t1, 25), Some(1.0)).unwrap();
+        let crowded = shares(&then, &counts(1, 20, 2, t1, 25), Some((1.0, 2.0))).unwrap();
         assert!((crowded.spare - 0.05).abs() < 1e-9, "{crowded:?}");
     }
 
@@ -229,7 +245,7 @@ mod tests {
         let t0 = Instant::now();
         let t1 = t0 + Duration::from_millis(10);
         // 10 ms on both CPUs under a 1-core quota: twice what it allows.
-        let burst = shares(&counts(0, 0, 0, t0, 0), &counts(0, 2, 2, t1, 20), Some(1.0)).unwrap();
+        let burst = shares(&counts(0, 0, 0, t0, 0), &counts(0, 2, 2, t1, 20), Some((1.0, 2.0))).unwrap();
         assert!((burst.spare + 1.0).abs() < 1e-9 && (burst.own - 2.0).abs() < 1e-9, "{burst:?}");
     }
 
@@ -237,8 +253,8 @@ mod tests {
     fn a_quota_as_large_as_the_machine_changes_nothing() {
         let t0 = Instant::now();
         let (then, now) = (counts(0, 0, 0, t0, 0), counts(10, 20, 10, t0 + Duration::from_millis(100), 100));
-        assert_eq!(shares(&then, &now, Some(2.0)), shares(&then, &now, None));
-        assert_eq!(shares(&then, &Counts { quota: None, ..now }, Some(1.0)), shares(&then, &now, None), "the group's count unread");
+        assert_eq!(shares(&then, &now, Some((2.0, 2.0))), shares(&then, &now, None));
+        assert_eq!(shares(&then, &Counts { quota: None, ..now }, Some((1.0, 2.0))), shares(&then, &now, None), "the group's count unread");
     }
 
     #[test]
